@@ -1,0 +1,56 @@
+"""Protocol constants: the version, sizes, and every domain-separation string.
+
+Each signature, hash and HPKE context in the protocol begins with its own
+label from this module, so a signature or digest made for one purpose can
+never be presented as another.  ``docs/protocol.md`` lists the same bytes;
+``tests/test_domains.py`` checks that they are all distinct and that none is a
+prefix of another.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PROTOCOL_VERSION: Final = 1
+
+ID_LEN: Final = 16  # message, conversation and device ids
+FINGERPRINT_LEN: Final = 32  # user ids (identity key fingerprints), digests
+KEY_LEN: Final = 32  # per-message keys, Ed25519 and X25519 keys
+NONCE_LEN: Final = 24  # XChaCha20-Poly1305 nonces
+TAG_LEN: Final = 16  # Poly1305 tags
+SIGNATURE_LEN: Final = 64  # Ed25519 signatures
+
+# Signature contexts: signed bytes are LABEL || payload.
+SIG_ENVELOPE: Final = b"e2e-recall/v1/sig/envelope\x00"
+SIG_REVOCATION: Final = b"e2e-recall/v1/sig/revocation\x00"
+SIG_DEVICE_CERTIFICATE: Final = b"e2e-recall/v1/sig/device-certificate\x00"
+SIG_DELETION_RECEIPT: Final = b"e2e-recall/v1/sig/deletion-receipt\x00"
+SIG_PURGE_RECEIPT: Final = b"e2e-recall/v1/sig/purge-receipt\x00"
+
+# Hash contexts: digest = SHA-256(LABEL || input).
+HASH_FINGERPRINT: Final = b"e2e-recall/v1/hash/fingerprint\x00"
+HASH_SAFETY_NUMBER: Final = b"e2e-recall/v1/hash/safety-number\x00"
+HASH_CIPHERTEXT: Final = b"e2e-recall/v1/hash/ciphertext\x00"
+HASH_WRAP_KEY_ID: Final = b"e2e-recall/v1/hash/wrap-key-id\x00"
+HASH_REVOCATION: Final = b"e2e-recall/v1/hash/revocation\x00"
+HASH_DIRECT_CONVERSATION: Final = b"e2e-recall/v1/hash/direct-conversation\x00"
+
+# HPKE info prefix for wrapping a per-message key to one device.
+HPKE_WRAP_INFO: Final = b"e2e-recall/v1/hpke/wrap\x00"
+
+SIGNATURE_LABELS: Final = (
+    SIG_ENVELOPE,
+    SIG_REVOCATION,
+    SIG_DEVICE_CERTIFICATE,
+    SIG_DELETION_RECEIPT,
+    SIG_PURGE_RECEIPT,
+)
+HASH_LABELS: Final = (
+    HASH_FINGERPRINT,
+    HASH_SAFETY_NUMBER,
+    HASH_CIPHERTEXT,
+    HASH_WRAP_KEY_ID,
+    HASH_REVOCATION,
+    HASH_DIRECT_CONVERSATION,
+)
+ALL_LABELS: Final = (*SIGNATURE_LABELS, *HASH_LABELS, HPKE_WRAP_INFO)

@@ -1,0 +1,15 @@
+"""Domain-separated SHA-256, the only hash the protocol uses."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives import hashes
+
+__all__ = ["digest"]
+
+
+def digest(label: bytes, data: bytes) -> bytes:
+    """SHA-256(label || data): ``label`` comes from :mod:`e2e_recall.domains`."""
+    h = hashes.Hash(hashes.SHA256())
+    h.update(label)
+    h.update(data)
+    return h.finalize()

@@ -1,0 +1,241 @@
+"""The honest report: per recipient device, what a recall did and did not undo.
+
+Everything that decides which report state follows which event lives in
+:data:`TRANSITIONS`, a table; nothing else in the code base changes a state.
+The table does not know whether it runs in the relay or the client.  Each
+state also says who attests it (the relay, or the device's signed receipt)
+and has exactly one sentence a user is shown, in :func:`describe`.
+
+Three states describe a message that has not been recalled (``queued``,
+``sealed``, ``opened``); the others describe the outcome of a recall or of
+expiry.  A state never claims more than is true: once a key was released,
+every later sentence still says the message was possibly already read,
+copied or screenshotted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Final
+
+from .errors import UsageError
+
+__all__ = [
+    "ATTESTED_BY",
+    "GUARANTEES",
+    "TRANSITIONS",
+    "Attester",
+    "DeviceReport",
+    "DeviceState",
+    "Event",
+    "apply_event",
+    "describe",
+    "format_time",
+    "next_state",
+    "summarize",
+]
+
+
+class DeviceState(StrEnum):
+    """One recipient device's state for one message (its wire name)."""
+
+    QUEUED = "queued"
+    SEALED = "sealed"
+    OPENED = "opened"
+    NEVER_DELIVERED = "never_delivered"
+    DELIVERED_SEALED = "delivered_sealed"
+    PENDING = "pending"
+    DELETED = "deleted"
+    EXPIRED = "expired"
+
+
+class Event(StrEnum):
+    """What can happen to a message, as seen for one device."""
+
+    FETCHED = "fetched"  # the device downloaded the ciphertext
+    KEY_RELEASED = "key_released"  # the relay released this device's wrap
+    RECALLED = "recalled"  # the relay destroyed ciphertext and wraps
+    DELETION_RECEIPT = "deletion_receipt"  # the device signed that it deleted its copy
+    EXPIRED = "expired"  # retention ran out and the relay destroyed it
+
+
+class Attester(StrEnum):
+    """Whose word a state rests on."""
+
+    RELAY = "relay"
+    DEVICE = "device"
+
+
+_S = DeviceState
+_E = Event
+
+TRANSITIONS: Final[dict[DeviceState, dict[Event, DeviceState]]] = {
+    _S.QUEUED: {
+        _E.FETCHED: _S.SEALED,
+        _E.KEY_RELEASED: _S.OPENED,
+        _E.RECALLED: _S.NEVER_DELIVERED,
+        _E.EXPIRED: _S.EXPIRED,
+    },
+    _S.SEALED: {
+        _E.FETCHED: _S.SEALED,
+        _E.KEY_RELEASED: _S.OPENED,
+        _E.RECALLED: _S.DELIVERED_SEALED,
+        _E.EXPIRED: _S.EXPIRED,
+    },
+    _S.OPENED: {
+        _E.FETCHED: _S.OPENED,
+        _E.KEY_RELEASED: _S.OPENED,
+        _E.RECALLED: _S.PENDING,
+        _E.EXPIRED: _S.OPENED,  # retention only destroys what no device has opened
+    },
+    _S.NEVER_DELIVERED: {
+        _E.RECALLED: _S.NEVER_DELIVERED,
+        _E.DELETION_RECEIPT: _S.NEVER_DELIVERED,  # nothing to delete; stronger state stays
+        _E.EXPIRED: _S.NEVER_DELIVERED,
+    },
+    _S.DELIVERED_SEALED: {
+        _E.FETCHED: _S.DELIVERED_SEALED,
+        _E.RECALLED: _S.DELIVERED_SEALED,
+        _E.DELETION_RECEIPT: _S.DELETED,
+        _E.EXPIRED: _S.DELIVERED_SEALED,
+    },
+    _S.PENDING: {
+        _E.FETCHED: _S.PENDING,
+        _E.RECALLED: _S.PENDING,
+        _E.DELETION_RECEIPT: _S.DELETED,
+        _E.EXPIRED: _S.PENDING,
+    },
+    _S.DELETED: {
+        _E.FETCHED: _S.DELETED,
+        _E.RECALLED: _S.DELETED,
+        _E.DELETION_RECEIPT: _S.DELETED,
+        _E.EXPIRED: _S.DELETED,
+    },
+    _S.EXPIRED: {
+        _E.RECALLED: _S.EXPIRED,
+        _E.DELETION_RECEIPT: _S.EXPIRED,
+        _E.EXPIRED: _S.EXPIRED,
+    },
+}
+"""state -> event -> next state.  A pair that is absent cannot happen
+(for example a key released after the recall destroyed it) and is refused."""
+
+ATTESTED_BY: Final[dict[DeviceState, Attester]] = {
+    _S.QUEUED: Attester.RELAY,
+    _S.SEALED: Attester.RELAY,
+    _S.OPENED: Attester.RELAY,
+    _S.NEVER_DELIVERED: Attester.RELAY,
+    _S.DELIVERED_SEALED: Attester.RELAY,
+    _S.PENDING: Attester.RELAY,
+    _S.DELETED: Attester.DEVICE,
+    _S.EXPIRED: Attester.RELAY,
+}
+
+GUARANTEES: Final[dict[DeviceState, str]] = {
+    _S.QUEUED: "not yet on the device",
+    _S.SEALED: "unreadable until opened",
+    _S.OPENED: "possibly already read, copied or screenshotted",
+    _S.NEVER_DELIVERED: "nothing exists anywhere",
+    _S.DELIVERED_SEALED: "cryptographically unreadable",
+    _S.PENDING: "possibly already read, copied or screenshotted; deletion not yet confirmed",
+    _S.DELETED: "cooperative deletion; says nothing about copies made before",
+    _S.EXPIRED: "destroyed at the relay before it could be read",
+}
+
+
+def next_state(state: DeviceState, event: Event) -> DeviceState:
+    """Look ``event`` up in :data:`TRANSITIONS`, refusing impossible pairs."""
+    try:
+        return TRANSITIONS[state][event]
+    except KeyError:
+        raise UsageError("impossible_transition", f"{event} cannot happen in state {state}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceReport:
+    """One line of the report: a recipient device and what is known of it."""
+
+    user: bytes
+    device_id: bytes
+    state: DeviceState = DeviceState.QUEUED
+    fetched_at: int | None = None
+    key_released_at: int | None = None
+    recalled_at: int | None = None
+    deleted_at: int | None = None
+
+    @property
+    def attested_by(self) -> Attester:
+        return ATTESTED_BY[self.state]
+
+    @property
+    def was_opened(self) -> bool:
+        return self.key_released_at is not None
+
+
+def apply_event(report: DeviceReport, event: Event, at: int) -> DeviceReport:
+    """Return the report after ``event`` happened at time ``at`` (ms)."""
+    state = next_state(report.state, event)
+    changes: dict[str, object] = {"state": state}
+    if event is Event.FETCHED and report.fetched_at is None:
+        changes["fetched_at"] = at
+    elif event is Event.KEY_RELEASED and report.key_released_at is None:
+        changes["key_released_at"] = at
+    elif event is Event.RECALLED and report.recalled_at is None:
+        changes["recalled_at"] = at
+    elif event is Event.DELETION_RECEIPT and state is DeviceState.DELETED and report.deleted_at is None:
+        changes["deleted_at"] = at
+    return replace(report, **changes)  # type: ignore[arg-type]
+
+
+def format_time(ms: int) -> str:
+    """A timestamp as people read it: ISO 8601 in UTC, to the second."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+_EXPOSED = "so it was possibly already read, copied or screenshotted"
+
+
+def describe(report: DeviceReport, fmt: Callable[[int], str] = format_time) -> str:
+    """The one sentence shown for this device, naming who attests it."""
+    opened = fmt(report.key_released_at) if report.key_released_at is not None else None
+    state = report.state
+    if state is DeviceState.QUEUED:
+        text = "Waiting at the relay: this device has not fetched it yet."
+    elif state is DeviceState.SEALED:
+        text = "Delivered, sealed: the device has the ciphertext but not the key, so it cannot read it."
+    elif state is DeviceState.OPENED:
+        text = f"Opened at {opened}: the key was released to this device, {_EXPOSED}."
+    elif state is DeviceState.NEVER_DELIVERED:
+        text = "Never delivered: recalled before this device fetched anything; nothing of it exists anywhere."
+    elif state is DeviceState.DELIVERED_SEALED:
+        text = (
+            "Delivered but sealed: the device had the ciphertext but never the key, "
+            "and the key is destroyed, so it can never be read."
+        )
+    elif state is DeviceState.PENDING:
+        text = (
+            f"Pending: opened at {opened}, {_EXPOSED}; the device has not confirmed deletion yet "
+            "and will delete it when it reconnects, if its software cooperates."
+        )
+    elif state is DeviceState.DELETED:
+        when = fmt(report.deleted_at) if report.deleted_at is not None else "an unknown time"
+        text = (
+            f"Deleted: the device signed a deletion receipt at {when}; this is cooperative "
+            "deletion and says nothing about copies made before."
+        )
+        if opened is not None:
+            text += f" It had been opened at {opened}, {_EXPOSED}."
+    else:
+        text = "Expired: the relay destroyed it when its retention ran out, before this device opened it."
+    attester = "the device's signed receipt" if report.attested_by is Attester.DEVICE else "the relay"
+    return f"{text} (Attested by {attester}.)"
+
+
+def summarize(reports: Iterable[DeviceReport]) -> dict[DeviceState, int]:
+    """Counts per state, in table order, for compact group reports."""
+    counts = Counter(report.state for report in reports)
+    return {state: counts[state] for state in DeviceState if counts[state]}
