@@ -16,7 +16,14 @@ from .device import (
     verify_device_certificate,
 )
 from .domains import PROTOCOL_VERSION
-from .envelope import Header, MessageKind, SealedMessage, VerifiedEnvelope, open_envelope, seal_message
+from .envelope import (
+    Header,
+    MessageKind,
+    SealedMessage,
+    VerifiedEnvelope,
+    open_envelope,
+    seal_message,
+)
 from .errors import (
     AuthenticationFailure,
     CertificateExpired,
@@ -138,6 +145,7 @@ __all__ = [
     "system_random",
     "unwrap_message_key",
     "verify_deletion_receipt",
+    "verify_device_certificate",
     "verify_purge_receipt",
     "verify_revocation",
     "wrap_message_key",

@@ -13,7 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .domains import FINGERPRINT_LEN, ID_LEN, KEY_LEN, PROTOCOL_VERSION, SIG_DEVICE_CERTIFICATE
+from .domains import (
+    FINGERPRINT_LEN,
+    ID_LEN,
+    KEY_LEN,
+    MAX_CLOCK_SKEW_MS,
+    PROTOCOL_VERSION,
+    SIG_DEVICE_CERTIFICATE,
+)
 from .errors import CertificateExpired, DecodeError, UsageError, WrongSigner
 from .identity import fingerprint
 from .randomness import Rng, system_random
@@ -23,14 +30,12 @@ from .signing import SigningKey, VerifyKey
 from .wrapping import WrapPrivateKey, WrapPublicKey, WrapSuite, suite_from_wire
 
 __all__ = [
-    "MAX_CLOCK_SKEW_MS",
     "DeviceCertificate",
     "DeviceSecrets",
     "issue_device_certificate",
     "verify_device_certificate",
 ]
 
-MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 _MAX_TIME = 2**63 - 1
 _FIELDS = (
     Field("version", "uint"),
@@ -53,7 +58,9 @@ class DeviceSecrets:
     wrap_key: WrapPrivateKey
 
     @classmethod
-    def generate(cls, suite: WrapSuite = WrapSuite.X25519, rng: Rng = system_random) -> DeviceSecrets:
+    def generate(
+        cls, suite: WrapSuite = WrapSuite.X25519, rng: Rng = system_random
+    ) -> DeviceSecrets:
         return cls(
             device_id=rng(ID_LEN),
             signing_key=SigningKey.generate(rng),

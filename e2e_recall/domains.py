@@ -19,6 +19,7 @@ KEY_LEN: Final = 32  # per-message keys, Ed25519 and X25519 keys
 NONCE_LEN: Final = 24  # XChaCha20-Poly1305 nonces
 TAG_LEN: Final = 16  # Poly1305 tags
 SIGNATURE_LEN: Final = 64  # Ed25519 signatures
+MAX_CLOCK_SKEW_MS: Final = 5 * 60 * 1000  # tolerated difference between two parties' clocks
 
 # Signature contexts: signed bytes are LABEL || payload.
 SIG_ENVELOPE: Final = b"e2e-recall/v1/sig/envelope\x00"

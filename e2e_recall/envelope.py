@@ -142,7 +142,9 @@ class Header:
 
     def _check_rules(self) -> None:
         if not self.sent_at <= self.recall_opened_until <= self.recall_sealed_until:
-            raise DecodeError("bad_windows", "need sent_at <= recall_opened_until <= recall_sealed_until")
+            raise DecodeError(
+                "bad_windows", "need sent_at <= recall_opened_until <= recall_sealed_until"
+            )
         if (self.kind is MessageKind.REPLACEMENT) != (self.replaces is not None):
             raise DecodeError("bad_replaces", "replaces is set exactly for replacement messages")
         if self.replaces == self.message_id:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .device import MAX_CLOCK_SKEW_MS
+from .domains import MAX_CLOCK_SKEW_MS
 from .envelope import Header
 from .errors import RecallRateLimited, RecallRefused, RecallWindowClosed
 from .report import format_time
@@ -91,7 +91,9 @@ def decide_recall(
     opened = facts.first_opened_at is not None
     if opened and policy.only_while_unread:
         raise RecallRefused(
-            "opened", "this relay only recalls unread messages", {"opened_at": facts.first_opened_at or 0}
+            "opened",
+            "this relay only recalls unread messages",
+            {"opened_at": facts.first_opened_at or 0},
         )
     deadline = recall_deadline(header, opened, policy)
     if now > deadline:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import pairwise
 from typing import Any
 
 from .device import DeviceCertificate
@@ -62,6 +63,7 @@ _DELETION_FIELDS = (
     Field("conversation_id", "bin", size=ID_LEN),
     Field("cause", "str", choices=frozenset(DeletionCause)),
     Field("revocation", "bin", size=FINGERPRINT_LEN, optional=True),
+    Field("opened_at", "uint", max_value=_TIME, optional=True),
     Field("deleted_at", "uint", max_value=_TIME),
 )
 _PURGED_DEVICE_FIELDS = (
@@ -84,7 +86,12 @@ _PURGE_FIELDS = (
 
 @dataclass(frozen=True, slots=True)
 class DeletionReceipt:
-    """A device's signed statement that it deleted its copy of a message."""
+    """A device's signed statement that it deleted its copy of a message.
+
+    ``opened_at`` is the device's own account of when it received the key
+    (``None``: it never did), so a sender can compare it with what the relay
+    reported instead of taking the relay's word alone.
+    """
 
     user: bytes
     device_id: bytes
@@ -92,6 +99,7 @@ class DeletionReceipt:
     conversation_id: bytes
     cause: DeletionCause
     revocation: bytes | None
+    opened_at: int | None
     deleted_at: int
     signed: bytes
 
@@ -104,6 +112,7 @@ def sign_deletion_receipt(
     message_id: bytes,
     conversation_id: bytes,
     deleted_at: int,
+    opened_at: int | None,
     cause: DeletionCause = DeletionCause.RECALL,
     revocation: bytes | None = None,
 ) -> DeletionReceipt:
@@ -118,6 +127,7 @@ def sign_deletion_receipt(
         "conversation_id": conversation_id,
         "cause": str(cause),
         "revocation": revocation,
+        "opened_at": opened_at,
         "deleted_at": deleted_at,
     }
     try:
@@ -126,7 +136,15 @@ def sign_deletion_receipt(
         raise UsageError(exc.reason, exc.detail) from None
     signed = seal_signed(body, SIG_DELETION_RECEIPT, device_key)
     return DeletionReceipt(
-        user, device_id, message_id, conversation_id, cause, revocation, deleted_at, signed
+        user,
+        device_id,
+        message_id,
+        conversation_id,
+        cause,
+        revocation,
+        opened_at,
+        deleted_at,
+        signed,
     )
 
 
@@ -162,6 +180,7 @@ def verify_deletion_receipt(
         conversation_id=fields["conversation_id"],
         cause=cause,
         revocation=fields["revocation"],
+        opened_at=fields["opened_at"],
         deleted_at=fields["deleted_at"],
         signed=data,
     )
@@ -226,7 +245,7 @@ def sign_purge_receipt(
     }
     try:
         check_map(body, _PURGE_FIELDS, "purge receipt")
-        _check_device_order(ordered)
+        _check_devices(ordered)
     except DecodeError as exc:
         raise UsageError(exc.reason, exc.detail) from None
     signed = seal_signed(body, SIG_PURGE_RECEIPT, relay_key)
@@ -235,10 +254,35 @@ def sign_purge_receipt(
     )
 
 
-def _check_device_order(devices: tuple[PurgedDevice, ...]) -> None:
+_PURGE_STATES = {
+    # state -> (fetched_at must be set, key_released_at must be set); None = either
+    DeviceState.NEVER_DELIVERED: (False, False),
+    DeviceState.DELIVERED_SEALED: (True, False),
+    DeviceState.PENDING: (None, True),
+    DeviceState.EXPIRED: (None, False),
+}
+
+
+def _check_devices(devices: tuple[PurgedDevice, ...]) -> None:
+    """Sorted, unique, and each entry a state the relay can attest, consistent with its times.
+
+    A relay cannot sign ``deleted`` (only a device can attest that), nor
+    ``delivered_sealed`` with a key-release time.
+    """
     keys = [_device_order(device) for device in devices]
-    if any(a >= b for a, b in zip(keys, keys[1:], strict=False)):
+    if any(a >= b for a, b in pairwise(keys)):
         raise DecodeError("unsorted_devices", "devices must be sorted and unique")
+    for device in devices:
+        rule = _PURGE_STATES.get(device.state)
+        if rule is None:
+            raise DecodeError(
+                "bad_state", f"a relay cannot attest {device.state} in a purge receipt"
+            )
+        fetched, released = rule
+        if fetched is not None and (device.fetched_at is not None) != fetched:
+            raise DecodeError("inconsistent_device", f"{device.state} contradicts fetched_at")
+        if (device.key_released_at is not None) != released:
+            raise DecodeError("inconsistent_device", f"{device.state} contradicts key_released_at")
 
 
 def verify_purge_receipt(
@@ -265,7 +309,7 @@ def verify_purge_receipt(
         )
         for item in fields["devices"]
     )
-    _check_device_order(devices)
+    _check_devices(devices)
     if fields["message_id"] != message_id or fields["conversation_id"] != conversation_id:
         raise WrongContext("other_message", "the receipt is for another message")
     if revocation is not None and fields["revocation"] != revocation:

@@ -27,6 +27,7 @@ from .errors import UsageError
 __all__ = [
     "ATTESTED_BY",
     "GUARANTEES",
+    "SENTENCES",
     "TRANSITIONS",
     "Attester",
     "DeviceReport",
@@ -124,22 +125,25 @@ TRANSITIONS: Final[dict[DeviceState, dict[Event, DeviceState]]] = {
 """state -> event -> next state.  A pair that is absent cannot happen
 (for example a key released after the recall destroyed it) and is refused."""
 
-ATTESTED_BY: Final[dict[DeviceState, Attester]] = {
-    _S.QUEUED: Attester.RELAY,
-    _S.SEALED: Attester.RELAY,
-    _S.OPENED: Attester.RELAY,
-    _S.NEVER_DELIVERED: Attester.RELAY,
-    _S.DELIVERED_SEALED: Attester.RELAY,
-    _S.PENDING: Attester.RELAY,
-    _S.DELETED: Attester.DEVICE,
-    _S.EXPIRED: Attester.RELAY,
+_RELAY = (Attester.RELAY,)
+ATTESTED_BY: Final[dict[DeviceState, tuple[Attester, ...]]] = {
+    _S.QUEUED: _RELAY,
+    _S.SEALED: _RELAY,
+    _S.OPENED: _RELAY,
+    _S.NEVER_DELIVERED: _RELAY,
+    _S.DELIVERED_SEALED: _RELAY,
+    _S.PENDING: _RELAY,
+    # The deletion is the device's word; whether and when it had the key stays the relay's.
+    _S.DELETED: (Attester.DEVICE, Attester.RELAY),
+    _S.EXPIRED: _RELAY,
 }
+"""Whose word each state rests on, first the one that set it."""
 
 GUARANTEES: Final[dict[DeviceState, str]] = {
     _S.QUEUED: "not yet on the device",
     _S.SEALED: "unreadable until opened",
     _S.OPENED: "possibly already read, copied or screenshotted",
-    _S.NEVER_DELIVERED: "nothing exists anywhere",
+    _S.NEVER_DELIVERED: "no copy ever reached this device",
     _S.DELIVERED_SEALED: "cryptographically unreadable",
     _S.PENDING: "possibly already read, copied or screenshotted; deletion not yet confirmed",
     _S.DELETED: "cooperative deletion; says nothing about copies made before",
@@ -152,7 +156,9 @@ def next_state(state: DeviceState, event: Event) -> DeviceState:
     try:
         return TRANSITIONS[state][event]
     except KeyError:
-        raise UsageError("impossible_transition", f"{event} cannot happen in state {state}") from None
+        raise UsageError(
+            "impossible_transition", f"{event} cannot happen in state {state}"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +174,7 @@ class DeviceReport:
     deleted_at: int | None = None
 
     @property
-    def attested_by(self) -> Attester:
+    def attested_by(self) -> tuple[Attester, ...]:
         return ATTESTED_BY[self.state]
 
     @property
@@ -186,7 +192,11 @@ def apply_event(report: DeviceReport, event: Event, at: int) -> DeviceReport:
         changes["key_released_at"] = at
     elif event is Event.RECALLED and report.recalled_at is None:
         changes["recalled_at"] = at
-    elif event is Event.DELETION_RECEIPT and state is DeviceState.DELETED and report.deleted_at is None:
+    elif (
+        event is Event.DELETION_RECEIPT
+        and state is DeviceState.DELETED
+        and report.deleted_at is None
+    ):
         changes["deleted_at"] = at
     return replace(report, **changes)  # type: ignore[arg-type]
 
@@ -198,41 +208,56 @@ def format_time(ms: int) -> str:
 
 _EXPOSED = "so it was possibly already read, copied or screenshotted"
 
+SENTENCES: Final[dict[DeviceState, str]] = {
+    _S.QUEUED: "Waiting at the relay: this device has not fetched it yet.",
+    _S.SEALED: (
+        "Delivered, sealed: the device has the ciphertext but not the key, so it cannot read it."
+    ),
+    _S.OPENED: "Opened at {opened}: the key was released to this device, " + _EXPOSED + ".",
+    _S.NEVER_DELIVERED: (
+        "Never delivered: recalled before this device fetched anything; no copy ever reached it."
+    ),
+    _S.DELIVERED_SEALED: (
+        "Delivered but sealed: the device had the ciphertext but never the key, "
+        "and the key is destroyed, so it can never be read."
+    ),
+    _S.PENDING: (
+        "Pending: opened at {opened}, " + _EXPOSED + "; the device has not confirmed deletion "
+        "yet and will delete it when it reconnects, if its software cooperates."
+    ),
+    _S.DELETED: (
+        "Deleted: the device signed a deletion receipt at {deleted}; this is cooperative "
+        "deletion and says nothing about copies made before."
+    ),
+    _S.EXPIRED: (
+        "Expired: the relay destroyed it when its retention ran out, before this device opened it."
+    ),
+}
+"""The sentence shown for each state; ``{opened}`` and ``{deleted}`` are times."""
+
+_DELETED_AFTER_OPENING = " It had been opened at {opened}, " + _EXPOSED + "."
+_DELETED_SEALED = " The key was never released to it, so it could not have read it."
+
+
+def _when(ms: int | None, fmt: Callable[[int], str]) -> str:
+    return "an unknown time" if ms is None else fmt(ms)
+
 
 def describe(report: DeviceReport, fmt: Callable[[int], str] = format_time) -> str:
     """The one sentence shown for this device, naming who attests it."""
-    opened = fmt(report.key_released_at) if report.key_released_at is not None else None
-    state = report.state
-    if state is DeviceState.QUEUED:
-        text = "Waiting at the relay: this device has not fetched it yet."
-    elif state is DeviceState.SEALED:
-        text = "Delivered, sealed: the device has the ciphertext but not the key, so it cannot read it."
-    elif state is DeviceState.OPENED:
-        text = f"Opened at {opened}: the key was released to this device, {_EXPOSED}."
-    elif state is DeviceState.NEVER_DELIVERED:
-        text = "Never delivered: recalled before this device fetched anything; nothing of it exists anywhere."
-    elif state is DeviceState.DELIVERED_SEALED:
-        text = (
-            "Delivered but sealed: the device had the ciphertext but never the key, "
-            "and the key is destroyed, so it can never be read."
-        )
-    elif state is DeviceState.PENDING:
-        text = (
-            f"Pending: opened at {opened}, {_EXPOSED}; the device has not confirmed deletion yet "
-            "and will delete it when it reconnects, if its software cooperates."
-        )
-    elif state is DeviceState.DELETED:
-        when = fmt(report.deleted_at) if report.deleted_at is not None else "an unknown time"
-        text = (
-            f"Deleted: the device signed a deletion receipt at {when}; this is cooperative "
-            "deletion and says nothing about copies made before."
-        )
-        if opened is not None:
-            text += f" It had been opened at {opened}, {_EXPOSED}."
-    else:
-        text = "Expired: the relay destroyed it when its retention ran out, before this device opened it."
-    attester = "the device's signed receipt" if report.attested_by is Attester.DEVICE else "the relay"
-    return f"{text} (Attested by {attester}.)"
+    text = SENTENCES[report.state]
+    if report.state is DeviceState.DELETED:
+        text += _DELETED_SEALED if report.key_released_at is None else _DELETED_AFTER_OPENING
+    text = text.format(
+        opened=_when(report.key_released_at, fmt), deleted=_when(report.deleted_at, fmt)
+    )
+    return f"{text} (Attested by {_ATTESTERS[report.attested_by]}.)"
+
+
+_ATTESTERS = {
+    _RELAY: "the relay",
+    (Attester.DEVICE, Attester.RELAY): "the device's signed receipt, and by the relay for the key",
+}
 
 
 def summarize(reports: Iterable[DeviceReport]) -> dict[DeviceState, int]:

@@ -12,9 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .domains import FINGERPRINT_LEN, HASH_REVOCATION, ID_LEN, PROTOCOL_VERSION, SIG_REVOCATION
+from .domains import (
+    FINGERPRINT_LEN,
+    HASH_REVOCATION,
+    ID_LEN,
+    MAX_CLOCK_SKEW_MS,
+    PROTOCOL_VERSION,
+    SIG_REVOCATION,
+)
 from .envelope import Header
-from .errors import DecodeError, ReplayedRevocation, UsageError, WrongContext, WrongSigner
+from .errors import (
+    DecodeError,
+    RecallWindowClosed,
+    ReplayedRevocation,
+    UsageError,
+    WrongContext,
+    WrongSigner,
+)
 from .hashing import digest
 from .identity import fingerprint
 from .schema import Field, check_map, check_version
@@ -51,7 +65,11 @@ class Revocation:
 
 
 def _body(
-    message_id: bytes, conversation_id: bytes, sender: bytes, issued_at: int, replacement_id: bytes | None
+    message_id: bytes,
+    conversation_id: bytes,
+    sender: bytes,
+    issued_at: int,
+    replacement_id: bytes | None,
 ) -> dict[str, Any]:
     return {
         "version": PROTOCOL_VERSION,
@@ -106,8 +124,11 @@ def verify_revocation(data: bytes, sender: VerifyKey) -> Revocation:
 def check_revocation_matches(revocation: Revocation, header: Header) -> None:
     """Refuse a revocation that does not belong to the message with ``header``.
 
-    Window and policy checks are the relay's (see :mod:`e2e_recall.recall_rules`);
-    a recipient honours any revocation its sender signed for this message.
+    State-dependent windows and relay policy are the relay's to apply (see
+    :mod:`e2e_recall.recall_rules`), but a recipient does hold the sender to
+    the sender's own signed outer deadline: a revocation issued after
+    ``recall_sealed_until`` (plus clock skew) cannot be one the relay was
+    allowed to accept, so a relay that applies a recall it refused is caught.
     """
     if revocation.sender != header.sender:
         raise WrongSigner("not_sender", "only the sender of a message can recall it")
@@ -117,3 +138,9 @@ def check_revocation_matches(revocation: Revocation, header: Header) -> None:
         raise WrongContext("other_conversation", "the revocation is for another conversation")
     if revocation.issued_at < header.sent_at:
         raise ReplayedRevocation("predates_message", "the revocation is older than the message")
+    if revocation.issued_at > header.recall_sealed_until + MAX_CLOCK_SKEW_MS:
+        raise RecallWindowClosed(
+            "issued_after_window",
+            "the revocation was issued after the sender's own deadline",
+            {"closed_at": header.recall_sealed_until},
+        )

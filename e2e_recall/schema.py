@@ -96,9 +96,8 @@ def _check_value(value: object, field: Field, where: str) -> None:
         if field.item is not None:
             for index, element in enumerate(value):
                 check_map(element, field.item, f"{where}[{index}]")
-    elif kind == "map":
-        if type(value) is not dict:
-            raise DecodeError("wrong_type", f"{where} must be a map")
+    elif kind == "map" and type(value) is not dict:
+        raise DecodeError("wrong_type", f"{where} must be a map")
 
 
 def _check_length(length: int, field: Field, where: str) -> None:

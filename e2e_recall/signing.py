@@ -89,7 +89,7 @@ class SigningKey:
         if label not in SIGNATURE_LABELS:
             raise UsageError("unknown_label", "not a protocol signature label")
         signed = sodium.crypto_sign(label + payload, self._secret)
-        return signed[:SIGNATURE_LEN]  # type: ignore[no-any-return]
+        return signed[:SIGNATURE_LEN]
 
     def __repr__(self) -> str:
         return f"SigningKey(public={self._public!r})"

@@ -51,7 +51,7 @@ def encode(value: WireValue) -> bytes:
     """Encode ``value`` canonically (map keys sorted, shortest forms)."""
     _check_encodable(value, 0)
     try:
-        return msgpack.packb(_sorted(value), use_bin_type=True)  # type: ignore[no-any-return]
+        return msgpack.packb(_sorted(value), use_bin_type=True)
     except UnicodeEncodeError:
         raise UsageError("invalid_utf8", "a string cannot be encoded as UTF-8") from None
 

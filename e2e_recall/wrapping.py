@@ -102,7 +102,9 @@ class WrapPublicKey:
 
     def __init__(self, suite: WrapSuite, raw: bytes) -> None:
         if type(raw) is not bytes or len(raw) != _PUBLIC_LEN[suite]:
-            raise DecodeError("bad_length", f"a {suite.name} public key is {_PUBLIC_LEN[suite]} bytes")
+            raise DecodeError(
+                "bad_length", f"a {suite.name} public key is {_PUBLIC_LEN[suite]} bytes"
+            )
         self.suite = suite
         self.raw = raw
         self.key_id = digest(HASH_WRAP_KEY_ID, struct.pack(">H", suite) + raw)[:ID_LEN]
@@ -116,7 +118,10 @@ class WrapPublicKey:
             self._hpke_key = MLKEM768X25519PublicKey(pq, _x25519_public(raw[_MLKEM_PUBLIC_LEN:]))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, WrapPublicKey) and (other.suite, other.raw) == (self.suite, self.raw)
+        return isinstance(other, WrapPublicKey) and (other.suite, other.raw) == (
+            self.suite,
+            self.raw,
+        )
 
     def __hash__(self) -> int:
         return hash((self.suite, self.raw))
@@ -133,7 +138,9 @@ class WrapPrivateKey:
 
     def __init__(self, suite: WrapSuite, raw: bytes) -> None:
         if type(raw) is not bytes or len(raw) != _PRIVATE_LEN[suite]:
-            raise UsageError("bad_length", f"a {suite.name} private key is {_PRIVATE_LEN[suite]} bytes")
+            raise UsageError(
+                "bad_length", f"a {suite.name} private key is {_PRIVATE_LEN[suite]} bytes"
+            )
         self.suite = suite
         self.raw = raw
         if suite is WrapSuite.X25519:
@@ -144,11 +151,15 @@ class WrapPrivateKey:
             pq = mlkem.MLKEM768PrivateKey.from_seed_bytes(raw[:_MLKEM_SEED_LEN])
             self._x25519 = x25519.X25519PrivateKey.from_private_bytes(raw[_MLKEM_SEED_LEN:])
             self._hpke_key = MLKEM768X25519PrivateKey(pq, self._x25519)
-            public = pq.public_key().public_bytes_raw() + self._x25519.public_key().public_bytes_raw()
+            public = (
+                pq.public_key().public_bytes_raw() + self._x25519.public_key().public_bytes_raw()
+            )
         self._public = WrapPublicKey(suite, public)
 
     @classmethod
-    def generate(cls, suite: WrapSuite = WrapSuite.X25519, rng: Rng = system_random) -> WrapPrivateKey:
+    def generate(
+        cls, suite: WrapSuite = WrapSuite.X25519, rng: Rng = system_random
+    ) -> WrapPrivateKey:
         return cls(suite, rng(_PRIVATE_LEN[suite]))
 
     @property
@@ -177,7 +188,14 @@ def wrap_info(message_id: bytes, conversation_id: bytes, device_id: bytes, key_i
     ):
         if type(value) is not bytes or len(value) != ID_LEN:
             raise UsageError("bad_length", f"{name} must be {ID_LEN} bytes")
-    return HPKE_WRAP_INFO + bytes([PROTOCOL_VERSION]) + message_id + conversation_id + device_id + key_id
+    return (
+        HPKE_WRAP_INFO
+        + bytes([PROTOCOL_VERSION])
+        + message_id
+        + conversation_id
+        + device_id
+        + key_id
+    )
 
 
 def wrap_message_key(

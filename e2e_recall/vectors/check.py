@@ -1,0 +1,319 @@
+"""Check a directory of vector files against the implementation.
+
+Each test group type has one runner that feeds the inputs to the public API
+exactly as a relay or client would, and returns the outputs to compare.  A
+library error counts as the outcome named by its ``expect``; any other
+exception is a failure of the implementation (it must never escape).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import wire
+from ..body import Body, decrypt_body, encrypt_body, pad
+from ..device import verify_device_certificate
+from ..envelope import Header, open_envelope
+from ..errors import E2ERecallError
+from ..identity import direct_conversation_id, fingerprint, safety_number
+from ..recall_rules import MessageFacts, RecallPolicy, decide_recall
+from ..receipts import verify_deletion_receipt, verify_purge_receipt
+from ..revocation import check_revocation_matches, verify_revocation
+from ..signing import VerifyKey
+from ..wrapping import WrapPrivateKey, WrapPublicKey, WrapSuite, unwrap_message_key, wrap_info
+from .gen_codec import tagged
+
+__all__ = ["CheckReport", "check_directory", "run_test"]
+
+Runner = Callable[[dict[str, Any], dict[str, Any]], Any]
+
+
+def _b(value: str | None) -> bytes | None:
+    return None if value is None else bytes.fromhex(value)
+
+
+def _h(value: str) -> bytes:
+    return bytes.fromhex(value)
+
+
+def _wire_decode(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    limits = group["limits"]
+    decoded = wire.decode(
+        _h(test["input"]),
+        limits=wire.Limits(
+            max_size=limits["maxSize"],
+            max_str=limits["maxStr"],
+            max_bin=limits["maxBin"],
+            max_array=limits["maxArray"],
+            max_map=limits["maxMap"],
+            max_depth=limits["maxDepth"],
+        ),
+    )
+    return {"value": tagged(decoded)}
+
+
+def _safety_number(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    a, b = VerifyKey(_h(test["keyA"])), VerifyKey(_h(test["keyB"]))
+    fa, fb = fingerprint(a), fingerprint(b)
+    return {
+        "fingerprintA": fa.hex(),
+        "fingerprintB": fb.hex(),
+        "safetyNumber": safety_number(a, b),
+        "directConversationId": direct_conversation_id(fa, fb).hex(),
+        "sameFromB": safety_number(b, a) == safety_number(a, b),
+    }
+
+
+def _body(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    key, nonce, aad, ct = (_h(test[k]) for k in ("key", "nonce", "aad", "ciphertext"))
+    body = decrypt_body(nonce, ct, key, aad)
+    _, again = encrypt_body(body, key, aad, rng=lambda n: nonce)
+    return {
+        "text": body.text,
+        "plaintext": pad(Body(body.text).encode()).hex(),
+        "ciphertext": again.hex(),
+    }
+
+
+def _wrap_open(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    private = WrapPrivateKey(WrapSuite(group["suite"]), _h(test["recipientPrivateKey"]))
+    ids = {
+        "message_id": _h(test["messageId"]),
+        "conversation_id": _h(test["conversationId"]),
+        "device_id": _h(test["deviceId"]),
+    }
+    info = wrap_info(
+        ids["message_id"], ids["conversation_id"], ids["device_id"], private.public_key.key_id
+    )
+    key = unwrap_message_key(_h(test["wrap"]), private, **ids)
+    return {
+        "messageKey": key.hex(),
+        "recipientPublicKey": private.public_key.raw.hex(),
+        "keyId": private.public_key.key_id.hex(),
+        "info": info.hex(),
+    }
+
+
+def _wrap_key(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    return {"keyId": WrapPublicKey(WrapSuite(group["suite"]), _h(test["publicKey"])).key_id.hex()}
+
+
+def _envelope(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    envelope = open_envelope(_h(test["envelope"]), VerifyKey(_h(test["signerPublicKey"])))
+    body = envelope.decrypt(_h(test["messageKey"]))
+    h = envelope.header
+    return {
+        "expected": {
+            "messageId": h.message_id.hex(),
+            "conversationId": h.conversation_id.hex(),
+            "sender": h.sender.hex(),
+            "senderDevice": h.sender_device.hex(),
+            "sentAt": h.sent_at,
+            "recallSealedUntil": h.recall_sealed_until,
+            "recallOpenedUntil": h.recall_opened_until,
+            "kind": str(h.kind),
+            "replaces": None if h.replaces is None else h.replaces.hex(),
+            "text": body.text,
+        }
+    }
+
+
+def _revocation(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    r = verify_revocation(_h(test["signed"]), VerifyKey(_h(test["signerPublicKey"])))
+    return {
+        "expected": {
+            "messageId": r.message_id.hex(),
+            "conversationId": r.conversation_id.hex(),
+            "sender": r.sender.hex(),
+            "issuedAt": r.issued_at,
+            "replacementId": None if r.replacement_id is None else r.replacement_id.hex(),
+        }
+    }
+
+
+def _acceptance(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    header = Header.decode(_h(test["header"]))
+    revocation = verify_revocation(_h(test["revocation"]), VerifyKey(_h(test["signerPublicKey"])))
+    facts, p = test["facts"], test["policy"]
+    decision = decide_recall(
+        revocation,
+        MessageFacts(
+            header=header,
+            first_opened_at=facts["firstOpenedAt"],
+            already_revoked=facts["alreadyRevoked"],
+            recalls_today=facts["recallsToday"],
+        ),
+        now=test["now"],
+        policy=RecallPolicy(
+            max_sealed_window_ms=p["maxSealedWindowMs"],
+            max_opened_window_ms=p["maxOpenedWindowMs"],
+            only_while_unread=p["onlyWhileUnread"],
+            max_recalls_per_conversation_per_day=p["maxRecallsPerConversationPerDay"],
+            max_clock_skew_ms=p["maxClockSkewMs"],
+        ),
+    )
+    return {
+        "decision": {"alreadyRecalled": decision.already_recalled, "deadline": decision.deadline}
+    }
+
+
+def _match(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    header = Header.decode(_h(test["header"]))
+    revocation = verify_revocation(_h(test["revocation"]), VerifyKey(_h(test["signerPublicKey"])))
+    check_revocation_matches(revocation, header)
+    return {}
+
+
+def _certificate(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    c = verify_device_certificate(
+        _h(test["signed"]), VerifyKey(_h(test["signerPublicKey"])), now=test["now"]
+    )
+    return {
+        "expected": {
+            "user": c.user.hex(),
+            "deviceId": c.device_id.hex(),
+            "signingKey": c.signing_key.raw.hex(),
+            "wrapSuite": int(c.wrap_key.suite),
+            "wrapKey": c.wrap_key.raw.hex(),
+            "keyId": c.wrap_key.key_id.hex(),
+            "createdAt": c.created_at,
+            "expiresAt": c.expires_at,
+        }
+    }
+
+
+def _deletion(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    cert = verify_device_certificate(
+        _h(group["deviceCertificate"]), VerifyKey(_h(group["identityPublicKey"])), now=group["now"]
+    )
+    r = verify_deletion_receipt(
+        _h(test["signed"]),
+        cert,
+        message_id=_h(group["messageId"]),
+        conversation_id=_h(group["conversationId"]),
+        revocation=_b(group["revocationDigest"]),
+    )
+    return {
+        "expected": {
+            "cause": str(r.cause),
+            "openedAt": r.opened_at,
+            "deletedAt": r.deleted_at,
+            "revocation": None if r.revocation is None else r.revocation.hex(),
+        }
+    }
+
+
+def _purge(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    r = verify_purge_receipt(
+        _h(test["signed"]),
+        VerifyKey(_h(test["signerPublicKey"])),
+        message_id=_h(group["messageId"]),
+        conversation_id=_h(group["conversationId"]),
+        revocation=_b(group["revocationDigest"]),
+    )
+    return {
+        "expected": {
+            "purgedAt": r.purged_at,
+            "devices": [
+                {
+                    "user": d.user.hex(),
+                    "deviceId": d.device_id.hex(),
+                    "state": str(d.state),
+                    "fetchedAt": d.fetched_at,
+                    "keyReleasedAt": d.key_released_at,
+                }
+                for d in r.devices
+            ],
+        }
+    }
+
+
+RUNNERS: dict[str, Runner] = {
+    "WireDecode": _wire_decode,
+    "SafetyNumber": _safety_number,
+    "BodyDecrypt": _body,
+    "WrapOpen": _wrap_open,
+    "WrapRecipientKey": _wrap_key,
+    "EnvelopeOpen": _envelope,
+    "RevocationVerify": _revocation,
+    "RevocationTruncated": _revocation,
+    "RecallAcceptance": _acceptance,
+    "RevocationMatch": _match,
+    "DeviceCertificateVerify": _certificate,
+    "DeletionReceiptVerify": _deletion,
+    "PurgeReceiptVerify": _purge,
+}
+
+
+def _outputs_match(outputs: dict[str, Any], test: dict[str, Any]) -> str | None:
+    """Compare each output the test states; outputs the test omits are not compared."""
+    for key, value in outputs.items():
+        if key == "sameFromB":
+            if not value:
+                return "safety number differs when computed from the other side"
+        elif key in test and test[key] != value:
+            return f"{key} differs"
+    return None
+
+
+def run_test(group: dict[str, Any], test: dict[str, Any]) -> str | None:
+    """None if the implementation behaves as the test says, else why not."""
+    runner = RUNNERS.get(group["type"])
+    if runner is None:
+        return f"unknown group type {group['type']}"
+    try:
+        outputs = runner(group, test)
+    except E2ERecallError as exc:
+        if exc.expect != test["expect"]:
+            return f"expected {test['expect']}, got {exc.expect} ({exc.reason})"
+        if "reason" in test and test["reason"] is not None and exc.reason != test["reason"]:
+            return f"expected reason {test['reason']}, got {exc.reason}"
+        return None
+    except Exception as exc:
+        return f"uncaught {type(exc).__name__}: {exc}"
+    if test["expect"] != "success":
+        return f"expected {test['expect']}, but it was accepted"
+    return _outputs_match(outputs, test)
+
+
+@dataclass
+class CheckReport:
+    """Counts and the failures, with file and tcId, for printing."""
+
+    passed: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def record(self, where: str, problem: str | None) -> None:
+        if problem is None:
+            self.passed += 1
+        else:
+            self.failed += 1
+            self.failures.append(f"{where}: {problem}")
+
+
+def check_directory(
+    directory: Path,
+    run: Callable[[dict[str, Any], dict[str, Any]], str | None] = run_test,
+    only_applicable: bool = False,
+) -> CheckReport:
+    """Run ``run`` on every test of every ``*.json`` file in ``directory``.
+
+    ``run`` may return the marker ``"n/a"`` for a test it has nothing to say
+    about (the cross-library checker does this for bodies, which only one
+    library implements); those are counted neither way.
+    """
+    report = CheckReport()
+    for path in sorted(directory.glob("*.json")):
+        data = json.loads(path.read_text())
+        for group in data["testGroups"]:
+            for test in group["tests"]:
+                problem = run(group, test)
+                if only_applicable and problem == "n/a":
+                    continue
+                report.record(f"{path.name} #{test['tcId']} ({test['comment']})", problem)
+    return report

@@ -1,0 +1,164 @@
+"""Check the vectors with the library the implementation does not use.
+
+Where both PyNaCl and ``cryptography`` implement a primitive, the product
+uses one; this checker uses the other, so an agreement between the two is
+evidence about the vectors and not an echo of one library:
+
+* Ed25519 -- the product verifies with libsodium; here the equation is
+  checked by OpenSSL and the protocol's strictness rules by
+  :mod:`.ed25519_alt`.  Every test that states ``signatureValid`` is checked.
+* X25519 inside HPKE -- the product uses ``cryptography``'s HPKE; here
+  :mod:`.reference_hpke` (libsodium X25519 and ChaCha20-Poly1305, stdlib
+  HKDF) opens every wrap, and re-seals the X25519 ones from their ephemeral.
+* Fingerprints and safety numbers are recomputed with ``hashlib``.
+
+Tests with nothing for this checker (message bodies: only libsodium has
+XChaCha20-Poly1305) report ``"n/a"`` and are not counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import Any
+
+import nacl.bindings as sodium
+from cryptography.hazmat.primitives.asymmetric import mlkem
+from nacl.exceptions import CryptoError
+
+from .ed25519_alt import strict_public_key_ok, strict_verify
+from .reference_hpke import KEM_X25519, KEM_XWING, ReferenceError, open_base, seal_x25519
+
+__all__ = ["run_alt"]
+
+NOT_APPLICABLE = "n/a"
+_FINGERPRINT = b"e2e-recall/v1/hash/fingerprint\x00"
+_SAFETY = b"e2e-recall/v1/hash/safety-number\x00"
+_DIRECT = b"e2e-recall/v1/hash/direct-conversation\x00"
+_WRAP_INFO = b"e2e-recall/v1/hpke/wrap\x00"
+_KEY_ID = b"e2e-recall/v1/hash/wrap-key-id\x00"
+_WRAP_LEN = {1: 32 + 48, 2: 1120 + 48}
+_PUBLIC_LEN = {1: 32, 2: 1216}
+_PROBE = bytes(range(1, 33))
+
+
+def _h(value: str) -> bytes:
+    return bytes.fromhex(value)
+
+
+def _verdict(ok: bool, test: dict[str, Any], what: str) -> str | None:
+    if ok == (test["expect"] == "success"):
+        return None
+    verdict = "valid" if ok else "invalid"
+    return f"{what}: the other library says {verdict}, the vector says {test['expect']}"
+
+
+def _signature(test: dict[str, Any]) -> str | None:
+    ok = strict_verify(
+        _h(test["signerPublicKey"]), _h(test["signedMessage"]), _h(test["signature"])
+    )
+    if ok != test["signatureValid"]:
+        return f"OpenSSL strict verification says {ok}, signatureValid is {test['signatureValid']}"
+    return None
+
+
+def _safety_digits(key: bytes) -> str:
+    value = _SAFETY + key
+    for _ in range(5200):
+        value = hashlib.sha512(value + key).digest()
+    return "".join(
+        f"{int.from_bytes(value[i : i + 5], 'big') % 100_000:05d}" for i in range(0, 30, 5)
+    )
+
+
+def _safety(test: dict[str, Any]) -> str | None:
+    a, b = _h(test["keyA"]), _h(test["keyB"])
+    ok = strict_public_key_ok(a) and strict_public_key_ok(b)
+    if not ok or test["expect"] != "success":
+        return _verdict(ok, test, "key validation")
+    fa, fb = hashlib.sha256(_FINGERPRINT + a).digest(), hashlib.sha256(_FINGERPRINT + b).digest()
+    digits = "".join(sorted((_safety_digits(a), _safety_digits(b))))
+    number = " ".join(digits[i : i + 5] for i in range(0, 60, 5))
+    conversation = hashlib.sha256(_DIRECT + min(fa, fb) + max(fa, fb)).digest()[:16]
+    got = (fa.hex(), fb.hex(), number, conversation.hex())
+    want = (
+        test["fingerprintA"],
+        test["fingerprintB"],
+        test["safetyNumber"],
+        test["directConversationId"],
+    )
+    return None if got == want else "fingerprint, safety number or conversation id differs"
+
+
+def _x25519_small_order(point: bytes) -> bool:
+    try:
+        sodium.crypto_scalarmult(_PROBE, point)
+    except CryptoError:
+        return True
+    return False
+
+
+def _wrap_open(group: dict[str, Any], test: dict[str, Any]) -> str | None:
+    suite = group["suite"]
+    kem = KEM_X25519 if suite == 1 else KEM_XWING
+    key_id = hashlib.sha256(
+        _KEY_ID + struct.pack(">H", suite) + _h(test["recipientPublicKey"])
+    ).digest()[:16]
+    info = (
+        _WRAP_INFO
+        + b"\x01"
+        + _h(test["messageId"])
+        + _h(test["conversationId"])
+        + _h(test["deviceId"])
+        + key_id
+    )
+    if info.hex() != test["info"] or key_id.hex() != test["keyId"]:
+        return "HPKE info or key id differs from the spec's construction"
+    wrap = _h(test["wrap"])
+    if len(wrap) != _WRAP_LEN[suite]:
+        return None if test["expect"] == "decode_failure" else "wrong length accepted by the vector"
+    try:
+        key = open_base(kem, _h(test["recipientPrivateKey"]), info, wrap)
+    except ReferenceError as exc:
+        got = "invalid_key" if exc.args[0] == "zero_shared_secret" else "auth_failure"
+        return (
+            None
+            if got == test["expect"]
+            else f"reference HPKE says {got}, the vector says {test['expect']}"
+        )
+    if test["expect"] != "success" or key.hex() != test["messageKey"]:
+        return "reference HPKE opened it to a different result"
+    if "ephemeralPrivateKey" in test:
+        again = seal_x25519(
+            _h(test["recipientPublicKey"]), _h(test["ephemeralPrivateKey"]), info, key
+        )
+        if again != wrap:
+            return "reference HPKE seal with the stated ephemeral gives other bytes"
+    return None
+
+
+def _wrap_key(group: dict[str, Any], test: dict[str, Any]) -> str | None:
+    suite, raw = group["suite"], _h(test["publicKey"])
+    if len(raw) != _PUBLIC_LEN[suite]:
+        return None if test["expect"] == "decode_failure" else "wrong length accepted by the vector"
+    ok = not _x25519_small_order(raw[-32:])
+    if ok and suite == 2:
+        try:
+            mlkem.MLKEM768PublicKey.from_public_bytes(raw[:1184])
+        except ValueError:
+            ok = False
+    return _verdict(ok, test, "recipient key validation")
+
+
+def run_alt(group: dict[str, Any], test: dict[str, Any]) -> str | None:
+    """Check one test with the other library; ``"n/a"`` when there is nothing to check."""
+    if "signedMessage" in test:
+        return _signature(test)
+    kind = group["type"]
+    if kind == "SafetyNumber":
+        return _safety(test)
+    if kind == "WrapOpen":
+        return _wrap_open(group, test)
+    if kind == "WrapRecipientKey":
+        return _wrap_key(group, test)
+    return NOT_APPLICABLE

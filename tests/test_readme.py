@@ -1,0 +1,30 @@
+"""README's two commands stay true: CI runs README's test command verbatim."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.+?)\n```", section)
+
+
+def test_readme_gives_exactly_two_commands() -> None:
+    assert len(_readme_commands()) == 2
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    test_command = _readme_commands()[1]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci
+
+
+def test_the_first_command_runs_something_that_exists() -> None:
+    first = _readme_commands()[0]
+    target = first.split("&&")[-1].split()
+    assert target[0] == "python" and (ROOT / target[1]).is_file()
