@@ -27,4 +27,5 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_the_first_command_runs_something_that_exists() -> None:
     first = _readme_commands()[0]
     target = first.split("&&")[-1].split()
-    assert target[0] == "python" and (ROOT / target[1]).is_file()
+    assert target[0] == "python"
+    assert (ROOT / target[1]).is_file()

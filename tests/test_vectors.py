@@ -59,9 +59,21 @@ def test_coverage_of_the_vector_set() -> None:
         used = {flag for test in _tests(data) for flag in test["flags"]}
         assert used == set(data["notes"]), f"{name}: every flag is explained in notes"
     expects = {test["expect"] for test in everything}
-    assert {"success", "decode_failure", "unsupported_version", "bad_signature", "wrong_signer",
-            "wrong_context", "auth_failure", "invalid_key", "window_closed", "replay", "refused",
-            "rate_limited", "expired"} <= expects
+    assert {
+        "success",
+        "decode_failure",
+        "unsupported_version",
+        "bad_signature",
+        "wrong_signer",
+        "wrong_context",
+        "auth_failure",
+        "invalid_key",
+        "window_closed",
+        "replay",
+        "refused",
+        "rate_limited",
+        "expired",
+    } <= expects
 
 
 def _first(data: dict, **match: object) -> tuple[dict, dict]:
@@ -96,10 +108,13 @@ def test_command_line_checks_a_copy_and_reports_failures(tmp_path: Path) -> None
     shutil.copytree(VECTORS, good)
     result = subprocess.run(
         [sys.executable, "-m", "e2e_recall.vectors.cli", "check", str(good)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "implementation:" in result.stdout and " 0 failed" in result.stdout
+    assert "implementation:" in result.stdout
+    assert " 0 failed" in result.stdout
 
     bad = tmp_path / "bad"
     shutil.copytree(VECTORS, bad)
@@ -110,7 +125,9 @@ def test_command_line_checks_a_copy_and_reports_failures(tmp_path: Path) -> None
     path.write_text(json.dumps(broken))
     result = subprocess.run(
         [sys.executable, "-m", "e2e_recall.vectors.cli", "check", str(bad), "--backend", "impl"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 1
     assert "1 failed" in result.stdout
