@@ -122,6 +122,10 @@ def issue_device_certificate(
         raise UsageError("bad_expiry", "a certificate must expire after it is created")
     user = fingerprint(identity.public_key)
     body = _body(user, device_id, signing_key, wrap_key, created_at, expires_at)
+    try:
+        check_map(body, _FIELDS, "device certificate")
+    except DecodeError as exc:
+        raise UsageError(exc.reason, exc.detail) from None
     signed = seal_signed(body, SIG_DEVICE_CERTIFICATE, identity)
     return DeviceCertificate(user, device_id, signing_key, wrap_key, created_at, expires_at, signed)
 

@@ -114,6 +114,10 @@ REFUSAL_SENTENCES = {
     "from_future": "This recall is dated in the future; check your device's clock.",
     "opened": "This relay only recalls unread messages, and it was opened at {opened_at}.",
     "window_closed": "The recall window closed at {closed_at}.",
+    "issued_after_window": (
+        "This recall was made after the sender's own deadline of {closed_at}, "
+        "so no relay could accept it."
+    ),
     "rate_limited": "The limit of {limit} recalls per conversation per day has been reached.",
 }
 

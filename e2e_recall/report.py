@@ -202,8 +202,15 @@ def apply_event(report: DeviceReport, event: Event, at: int) -> DeviceReport:
 
 
 def format_time(ms: int) -> str:
-    """A timestamp as people read it: ISO 8601 in UTC, to the second."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    """A timestamp as people read it: ISO 8601 in UTC, to the second.
+
+    Total over every time the wire allows: a time past year 9999 (which only
+    a broken or hostile peer sends) is shown as a raw count, never raised.
+    """
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (ValueError, OverflowError, OSError):
+        return f"{ms} ms after 1970-01-01 UTC"
 
 
 _EXPOSED = "so it was possibly already read, copied or screenshotted"

@@ -17,13 +17,14 @@ from .signing import SigningKey, VerifyKey
 
 __all__ = ["MAX_SIGNED_BODY", "open_signed", "seal_signed"]
 
-MAX_SIGNED_BODY = 256 * 1024
+MAX_SIGNED_BODY = 1 << 20  # a purge receipt for 4096 devices is about 600 KiB
 _CONTAINER = (
     Field("body", "bin", max_len=MAX_SIGNED_BODY),
     Field("signature", "bin", size=64),
 )
 _CONTAINER_LIMITS = wire.Limits(max_size=MAX_SIGNED_BODY + 128, max_bin=MAX_SIGNED_BODY, max_map=2)
 BODY_LIMITS = wire.Limits(max_size=MAX_SIGNED_BODY, max_bin=64 * 1024, max_array=4096)
+"""Limits for a signed body; each structure then checks its own fields."""
 
 
 def seal_signed(body: dict[str, Any], label: bytes, key: SigningKey) -> bytes:

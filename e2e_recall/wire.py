@@ -49,7 +49,7 @@ DEFAULT_LIMITS = Limits()
 
 def encode(value: WireValue) -> bytes:
     """Encode ``value`` canonically (map keys sorted, shortest forms)."""
-    _check_encodable(value, 0)
+    _check_encodable(value, 1)
     try:
         return msgpack.packb(_sorted(value), use_bin_type=True)
     except UnicodeEncodeError:
@@ -148,7 +148,8 @@ def _check_decoded(value: WireValue, limits: Limits) -> None:
 
 
 def _check_encodable(value: WireValue, depth: int) -> None:
-    if depth > DEFAULT_LIMITS.max_depth:
+    """Refuse what no decoder would accept; ``depth`` counts as :func:`_check_decoded` does."""
+    if isinstance(value, list | tuple | dict) and depth > DEFAULT_LIMITS.max_depth:
         raise UsageError("depth_exceeded", "value nests too deeply to encode")
     if value is None or isinstance(value, bool | str | bytes):
         return
