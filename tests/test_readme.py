@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -29,3 +31,12 @@ def test_the_first_command_runs_something_that_exists() -> None:
     target = first.split("&&")[-1].split()
     assert target[0] == "python"
     assert (ROOT / target[1]).is_file()
+
+
+def test_the_readme_library_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.+?)\n```", text, flags=re.S)
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "README.md", "exec"), {})  # the example asserts its own result
+    out = capsys.readouterr().out
+    assert "possibly already read, copied or screenshotted" in out
