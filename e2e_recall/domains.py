@@ -27,6 +27,8 @@ SIG_REVOCATION: Final = b"e2e-recall/v1/sig/revocation\x00"
 SIG_DEVICE_CERTIFICATE: Final = b"e2e-recall/v1/sig/device-certificate\x00"
 SIG_DELETION_RECEIPT: Final = b"e2e-recall/v1/sig/deletion-receipt\x00"
 SIG_PURGE_RECEIPT: Final = b"e2e-recall/v1/sig/purge-receipt\x00"
+SIG_REGISTRATION: Final = b"e2e-recall/v1/sig/registration\x00"
+SIG_LOGIN: Final = b"e2e-recall/v1/sig/login\x00"
 
 # Hash contexts: digest = SHA-256(LABEL || input).
 HASH_FINGERPRINT: Final = b"e2e-recall/v1/hash/fingerprint\x00"
@@ -35,6 +37,7 @@ HASH_CIPHERTEXT: Final = b"e2e-recall/v1/hash/ciphertext\x00"
 HASH_WRAP_KEY_ID: Final = b"e2e-recall/v1/hash/wrap-key-id\x00"
 HASH_REVOCATION: Final = b"e2e-recall/v1/hash/revocation\x00"
 HASH_DIRECT_CONVERSATION: Final = b"e2e-recall/v1/hash/direct-conversation\x00"
+HASH_CERTIFICATE: Final = b"e2e-recall/v1/hash/certificate\x00"
 
 # HPKE info prefix for wrapping a per-message key to one device.
 HPKE_WRAP_INFO: Final = b"e2e-recall/v1/hpke/wrap\x00"
@@ -45,6 +48,8 @@ SIGNATURE_LABELS: Final = (
     SIG_DEVICE_CERTIFICATE,
     SIG_DELETION_RECEIPT,
     SIG_PURGE_RECEIPT,
+    SIG_REGISTRATION,
+    SIG_LOGIN,
 )
 HASH_LABELS: Final = (
     HASH_FINGERPRINT,
@@ -53,5 +58,6 @@ HASH_LABELS: Final = (
     HASH_WRAP_KEY_ID,
     HASH_REVOCATION,
     HASH_DIRECT_CONVERSATION,
+    HASH_CERTIFICATE,
 )
 ALL_LABELS: Final = (*SIGNATURE_LABELS, *HASH_LABELS, HPKE_WRAP_INFO)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import wire
+from ..auth import verify_login, verify_registration
 from ..body import Body, decrypt_body, encrypt_body, pad
 from ..device import verify_device_certificate
 from ..envelope import Header, open_envelope
@@ -232,6 +233,33 @@ def _purge(group: dict[str, Any], test: dict[str, Any]) -> Any:
     }
 
 
+def _registration(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    cert = verify_registration(
+        VerifyKey(_h(test["identityPublicKey"])),
+        _h(test["certificate"]),
+        relay=_h(group["relay"]),
+        challenge=_h(test["challenge"]),
+        identity_signature=_h(test["identitySignature"]),
+        device_signature=_h(test["deviceSignature"]),
+        now=group["now"],
+    )
+    return {"deviceId": cert.device_id.hex()}
+
+
+def _login(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    cert = verify_device_certificate(
+        _h(group["deviceCertificate"]), VerifyKey(_h(group["identityPublicKey"])), now=group["now"]
+    )
+    verify_login(
+        cert,
+        _h(test["signature"]),
+        relay=_h(group["relay"]),
+        device_id=_h(test["deviceId"]),
+        challenge=_h(test["challenge"]),
+    )
+    return {}
+
+
 RUNNERS: dict[str, Runner] = {
     "WireDecode": _wire_decode,
     "SafetyNumber": _safety_number,
@@ -246,6 +274,8 @@ RUNNERS: dict[str, Runner] = {
     "DeviceCertificateVerify": _certificate,
     "DeletionReceiptVerify": _deletion,
     "PurgeReceiptVerify": _purge,
+    "RegistrationVerify": _registration,
+    "LoginVerify": _login,
 }
 
 

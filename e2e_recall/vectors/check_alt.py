@@ -154,6 +154,12 @@ def run_alt(group: dict[str, Any], test: dict[str, Any]) -> str | None:
     """Check one test with the other library; ``"n/a"`` when there is nothing to check."""
     if "signedMessage" in test:
         return _signature(test)
+    if "signatureChecks" in test:
+        for check in test["signatureChecks"]:
+            problem = _signature(check)
+            if problem is not None:
+                return problem
+        return None
     kind = group["type"]
     if kind == "SafetyNumber":
         return _safety(test)

@@ -11,6 +11,7 @@ from ..wrapping import WrapSuite
 from .fixtures import Context
 from .format import VectorFile, dumps
 from .gen_acceptance import acceptance_vectors
+from .gen_auth import auth_vectors
 from .gen_certificate import certificate_vectors
 from .gen_codec import codec_vectors, identity_vectors
 from .gen_crypto import body_vectors, wrap_vectors
@@ -35,6 +36,7 @@ FILES: dict[str, Callable[[Context, dict[str, Any] | None], VectorFile]] = {
     "device_certificate.json": lambda ctx, _: certificate_vectors(ctx),
     "deletion_receipt.json": lambda ctx, _: deletion_vectors(ctx),
     "purge_receipt.json": lambda ctx, _: purge_vectors(ctx),
+    "auth.json": lambda ctx, _: auth_vectors(ctx),
 }
 
 
