@@ -25,6 +25,7 @@ __all__ = [
     "CertificateExpired",
     "DecodeError",
     "E2ERecallError",
+    "ImpossibleTransition",
     "InvalidKey",
     "ProtocolError",
     "RecallRateLimited",
@@ -123,6 +124,12 @@ class ReplayedRevocation(ProtocolError):
     """The revocation cannot belong to this message: it predates it or is replayed."""
 
     expect = "replay"
+
+
+class ImpossibleTransition(ProtocolError):
+    """That cannot happen to this message now (for example a key released after a recall)."""
+
+    expect = "impossible_transition"
 
 
 class RecallRefused(ProtocolError):

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
-from .errors import UsageError
+from .errors import ImpossibleTransition
 
 __all__ = [
     "ATTESTED_BY",
@@ -156,7 +156,7 @@ def next_state(state: DeviceState, event: Event) -> DeviceState:
     try:
         return TRANSITIONS[state][event]
     except KeyError:
-        raise UsageError(
+        raise ImpossibleTransition(
             "impossible_transition", f"{event} cannot happen in state {state}"
         ) from None
 

@@ -35,7 +35,13 @@ from .schema import Field, check_map, check_version
 from .signed import open_signed, seal_signed
 from .signing import SigningKey, VerifyKey
 
-__all__ = ["Revocation", "check_revocation_matches", "sign_revocation", "verify_revocation"]
+__all__ = [
+    "Revocation",
+    "check_revocation_matches",
+    "revocation_digest",
+    "sign_revocation",
+    "verify_revocation",
+]
 
 _FIELDS = (
     Field("version", "uint"),
@@ -61,7 +67,12 @@ class Revocation:
     @property
     def digest(self) -> bytes:
         """SHA-256(HASH_REVOCATION || wire bytes): how receipts refer to it."""
-        return digest(HASH_REVOCATION, self.signed)
+        return revocation_digest(self.signed)
+
+
+def revocation_digest(signed: bytes) -> bytes:
+    """The digest receipts use to name the revocation with these exact wire bytes."""
+    return digest(HASH_REVOCATION, signed)
 
 
 def _body(

@@ -17,13 +17,15 @@ from typing import Any
 from .. import wire
 from ..auth import verify_login, verify_registration
 from ..body import Body, decrypt_body, encrypt_body, pad
-from ..device import verify_device_certificate
+from ..device import DeviceSecrets, verify_device_certificate
 from ..envelope import Header, open_envelope
 from ..errors import E2ERecallError
 from ..identity import direct_conversation_id, fingerprint, safety_number
-from ..recall_rules import MessageFacts, RecallPolicy, decide_recall
+from ..keyfile import load_device_secrets, load_signing_key, load_verify_key, load_wrap_public_key
+from ..recall_rules import MessageFacts, RecallPolicy, decide_recall, refusal_sentence
 from ..receipts import verify_deletion_receipt, verify_purge_receipt
-from ..revocation import check_revocation_matches, verify_revocation
+from ..report import DeviceReport, DeviceState, Event, describe, next_state
+from ..revocation import check_revocation_matches, revocation_digest, verify_revocation
 from ..signing import VerifyKey
 from ..wrapping import WrapPrivateKey, WrapPublicKey, WrapSuite, unwrap_message_key, wrap_info
 from .gen_codec import tagged
@@ -31,10 +33,6 @@ from .gen_codec import tagged
 __all__ = ["CheckReport", "check_directory", "run_test"]
 
 Runner = Callable[[dict[str, Any], dict[str, Any]], Any]
-
-
-def _b(value: str | None) -> bytes | None:
-    return None if value is None else bytes.fromhex(value)
 
 
 def _h(value: str) -> bytes:
@@ -187,6 +185,12 @@ def _certificate(group: dict[str, Any], test: dict[str, Any]) -> Any:
     }
 
 
+def _digest_of(group: dict[str, Any]) -> bytes | None:
+    """The digest of the group's revocation, computed here (never taken from the file)."""
+    revocation = group.get("revocation")
+    return None if revocation is None else revocation_digest(_h(revocation))
+
+
 def _deletion(group: dict[str, Any], test: dict[str, Any]) -> Any:
     cert = verify_device_certificate(
         _h(group["deviceCertificate"]), VerifyKey(_h(group["identityPublicKey"])), now=group["now"]
@@ -196,7 +200,7 @@ def _deletion(group: dict[str, Any], test: dict[str, Any]) -> Any:
         cert,
         message_id=_h(group["messageId"]),
         conversation_id=_h(group["conversationId"]),
-        revocation=_b(group["revocationDigest"]),
+        revocation=_digest_of(group),
     )
     return {
         "expected": {
@@ -214,7 +218,7 @@ def _purge(group: dict[str, Any], test: dict[str, Any]) -> Any:
         VerifyKey(_h(test["signerPublicKey"])),
         message_id=_h(group["messageId"]),
         conversation_id=_h(group["conversationId"]),
-        revocation=_b(group["revocationDigest"]),
+        revocation=_digest_of(group),
     )
     return {
         "expected": {
@@ -260,6 +264,46 @@ def _login(group: dict[str, Any], test: dict[str, Any]) -> Any:
     return {}
 
 
+_LOADERS: dict[str, Callable[[bytes], Any]] = {
+    "signing_key": lambda data: {"publicKey": load_signing_key(data).public_key.raw.hex()},
+    "verify_key": lambda data: {"fingerprint": fingerprint(load_verify_key(data)).hex()},
+    "wrap_public_key": lambda data: {"keyId": load_wrap_public_key(data).key_id.hex()},
+    "device_secrets": lambda data: _device_secrets(load_device_secrets(data)),
+}
+
+
+def _device_secrets(secrets: DeviceSecrets) -> dict[str, str]:
+    return {
+        "deviceId": secrets.device_id.hex(),
+        "signingPublicKey": secrets.signing_key.public_key.raw.hex(),
+        "wrapPublicKey": secrets.wrap_key.public_key.raw.hex(),
+    }
+
+
+def _key_load(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    return _LOADERS[test["kind"]](_h(test["input"]))
+
+
+def _transition(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    return {"next": str(next_state(DeviceState(test["state"]), Event(test["event"])))}
+
+
+def _sentence(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    line = DeviceReport(
+        user=bytes(32),
+        device_id=bytes(16),
+        state=DeviceState(test["state"]),
+        fetched_at=test["fetchedAt"],
+        key_released_at=test["keyReleasedAt"],
+        deleted_at=test["deletedAt"],
+    )
+    return {"sentence": describe(line), "attestedBy": [str(who) for who in line.attested_by]}
+
+
+def _refusal(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    return {"sentence": refusal_sentence(test["reason"], test["facts"])}
+
+
 RUNNERS: dict[str, Runner] = {
     "WireDecode": _wire_decode,
     "SafetyNumber": _safety_number,
@@ -276,6 +320,10 @@ RUNNERS: dict[str, Runner] = {
     "PurgeReceiptVerify": _purge,
     "RegistrationVerify": _registration,
     "LoginVerify": _login,
+    "KeyLoad": _key_load,
+    "ReportTransition": _transition,
+    "ReportSentence": _sentence,
+    "RefusalSentence": _refusal,
 }
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "flip_bit",
     "forge_mixed_order_key",
     "forge_small_order_r",
+    "forge_torsion_r",
     "malleate",
 ]
 
@@ -160,6 +161,16 @@ def forge_small_order_r(key: SigningKey, message: bytes) -> bytes:
     k = _challenge(IDENTITY_POINT, key.public_key.raw, message)
     s = (k * _secret_scalar(key)) % L
     return IDENTITY_POINT + s.to_bytes(32, "little")
+
+
+def forge_torsion_r(key: SigningKey, message: bytes) -> bytes:
+    """R + T8 for an honest R: cofactored verifiers accept it, cofactorless ones (ours) refuse."""
+    r = int.from_bytes(hashlib.sha512(b"torsion nonce" + message).digest(), "little") % L
+    honest_r = sodium.crypto_scalarmult_ed25519_base_noclamp(r.to_bytes(32, "little"))
+    big_r = sodium.crypto_core_ed25519_add(honest_r, ORDER8_POINT)
+    k = _challenge(big_r, key.public_key.raw, message)
+    s = (r + k * _secret_scalar(key)) % L
+    return big_r + s.to_bytes(32, "little")
 
 
 def forge_mixed_order_key(

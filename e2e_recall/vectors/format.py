@@ -51,6 +51,14 @@ FLAG_NOTES: dict[str, tuple[str, str]] = {
         "SignatureMalleability",
         "R is a small-order point; OpenSSL accepts this signature, libsodium does not.",
     ),
+    "TorsionR": (
+        "SignatureMalleability",
+        "R is an honest R plus a point of order 8: cofactored checks accept it, strict do not.",
+    ),
+    "ImpossibleTransition": (
+        "StateMachine",
+        "An event that cannot happen in this state; it must be refused, not applied.",
+    ),
     "PrefixConfusion": (
         "DomainSeparation",
         "A valid signature made under another purpose's label.",

@@ -21,6 +21,7 @@ from .fixtures import (
     flip_bit,
     forge_mixed_order_key,
     forge_small_order_r,
+    forge_torsion_r,
     malleate,
 )
 from .format import VectorFile
@@ -146,6 +147,12 @@ def envelope_vectors(ctx: Context) -> VectorFile:
         "bad_signature",
         ["SmallOrderR"],
         **env.fields(forge_small_order_r(alice, env.message)),
+    )
+    group.add(
+        "R with a torsion component (cofactored verifiers accept)",
+        "bad_signature",
+        ["TorsionR"],
+        **env.fields(forge_torsion_r(alice, env.message)),
     )
     group.add(
         "signature bit flipped",

@@ -12,6 +12,7 @@ from ..domains import (
     SIG_PURGE_RECEIPT,
     SIG_REVOCATION,
 )
+from ..revocation import Revocation, sign_revocation
 from ..signing import SigningKey
 from .fixtures import (
     MINUTE,
@@ -34,18 +35,30 @@ def _issue(ctx: Context, owner: SigningKey, device: DeviceSecrets) -> bytes:
     ).signed
 
 
+def _revocation(ctx: Context, message_id: bytes) -> Revocation:
+    """A real revocation, so the receipts answer its digest (section 8 of the spec)."""
+    return sign_revocation(
+        ctx.alice,
+        message_id=message_id,
+        conversation_id=ctx.conversation,
+        issued_at=T0 + 4 * MINUTE,
+    )
+
+
 def deletion_vectors(ctx: Context) -> VectorFile:
     vf = VectorFile(
         "Deletion receipt signed by a recipient device",
         [
             "Verify deviceCertificate with identityPublicKey at now, then the receipt with the",
             "certificate's signing key; the receipt must name that device and the given",
-            "messageId, conversationId and (when not null) revocationDigest.",
+            "messageId, conversationId and (when given) the digest of the group's revocation.",
         ],
     )
     bob, phone = ctx.bob, ctx.bob_device
     cert = _issue(ctx, bob, phone)
-    message_id, revocation = ctx.new_id(), ctx.rng(32)
+    message_id = ctx.new_id()
+    signed_revocation = _revocation(ctx, message_id)
+    revocation = signed_revocation.digest
     group = vf.group(
         "DeletionReceiptVerify",
         identityPublicKey=bob.public_key.raw.hex(),
@@ -53,6 +66,7 @@ def deletion_vectors(ctx: Context) -> VectorFile:
         now=T0,
         messageId=message_id.hex(),
         conversationId=ctx.conversation.hex(),
+        revocation=signed_revocation.signed.hex(),
         revocationDigest=revocation.hex(),
     )
 
@@ -173,14 +187,18 @@ def purge_vectors(ctx: Context) -> VectorFile:
         "Purge receipt signed by the relay",
         [
             "Verify the receipt with the relay's key (signerPublicKey); relay must be that key's",
-            "fingerprint; devices must be sorted by (user, device_id) without repeats.",
+            "fingerprint; devices sorted by (user, device_id), no repeats; it must answer",
+            "the digest of the group's revocation.",
         ],
     )
-    message_id, revocation = ctx.new_id(), ctx.rng(32)
+    message_id = ctx.new_id()
+    signed_revocation = _revocation(ctx, message_id)
+    revocation = signed_revocation.digest
     group = vf.group(
         "PurgeReceiptVerify",
         messageId=message_id.hex(),
         conversationId=ctx.conversation.hex(),
+        revocation=signed_revocation.signed.hex(),
         revocationDigest=revocation.hex(),
     )
     devices: list[dict[str, Any]] = sorted(

@@ -16,6 +16,7 @@ from .gen_certificate import certificate_vectors
 from .gen_codec import codec_vectors, identity_vectors
 from .gen_crypto import body_vectors, wrap_vectors
 from .gen_messages import envelope_vectors
+from .gen_model import key_vectors, report_vectors
 from .gen_receipts import deletion_vectors, purge_vectors
 from .gen_revocation import revocation_vectors
 
@@ -37,6 +38,8 @@ FILES: dict[str, Callable[[Context, dict[str, Any] | None], VectorFile]] = {
     "deletion_receipt.json": lambda ctx, _: deletion_vectors(ctx),
     "purge_receipt.json": lambda ctx, _: purge_vectors(ctx),
     "auth.json": lambda ctx, _: auth_vectors(ctx),
+    "keys.json": lambda ctx, _: key_vectors(ctx),
+    "report.json": lambda ctx, _: report_vectors(ctx),
 }
 
 

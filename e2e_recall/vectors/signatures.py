@@ -20,6 +20,7 @@ from .fixtures import (
     container,
     flip_bit,
     forge_small_order_r,
+    forge_torsion_r,
     malleate,
 )
 from .format import Group
@@ -115,6 +116,13 @@ def add_signature_attacks(
         ["SmallOrderR"],
         case.body,
         forge_small_order_r(case.signer, case.label + case.body),
+    )
+    add(
+        "R with a torsion component (cofactored verifiers accept)",
+        "bad_signature",
+        ["TorsionR"],
+        case.body,
+        forge_torsion_r(case.signer, case.label + case.body),
     )
     add(
         "first signature bit flipped",

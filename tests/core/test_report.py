@@ -13,7 +13,7 @@ from e2e_recall import (
     DeviceReport,
     DeviceState,
     Event,
-    UsageError,
+    ImpossibleTransition,
     apply_event,
     describe,
     next_state,
@@ -93,10 +93,10 @@ def test_every_transition(state: DeviceState, event: Event, target: DeviceState)
 
 @pytest.mark.parametrize(("state", "event"), IMPOSSIBLE)
 def test_impossible_pairs_are_refused(state: DeviceState, event: Event) -> None:
-    with pytest.raises(UsageError) as info:
+    with pytest.raises(ImpossibleTransition) as info:
         next_state(state, event)
     assert info.value.reason == "impossible_transition"
-    with pytest.raises(UsageError):
+    with pytest.raises(ImpossibleTransition):
         apply_event(report(state), event, T0)
 
 
