@@ -1,0 +1,199 @@
+"""Accounts: registration, login, sessions and the directory.
+
+Plain code over the storage protocol, with the time passed in through a
+clock: tests drive it without HTTP.  Tokens are 32 random bytes; only their
+SHA-256 is stored, so a copy of the database does not let anyone log in,
+and the stored hash is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from e2e_recall.auth import CHALLENGE_LEN, verify_login, verify_registration
+from e2e_recall.device import DeviceCertificate, verify_device_certificate
+from e2e_recall.errors import ProtocolError
+from e2e_recall.identity import fingerprint
+from e2e_recall.signing import SigningKey, VerifyKey
+
+from .errors import BadRequest, Conflict, NotFound, Unauthorized, from_protocol_error
+from .storage.base import DeviceRecord, SessionRecord, Storage, UserRecord
+
+__all__ = ["CHALLENGE_TTL_MS", "TOKEN_BYTES", "Accounts", "Session"]
+
+TOKEN_BYTES = 32
+CHALLENGE_TTL_MS = 5 * 60 * 1000
+_HANDLE = re.compile(r"[a-z0-9][a-z0-9_.-]{2,31}")
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """Who a request acts as: one user, through one of their devices."""
+
+    user_id: bytes
+    device_id: bytes
+    token_hash: bytes
+    expires_at: int
+
+
+def _token_hash(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
+
+
+def encode_token(token: bytes) -> str:
+    return base64.urlsafe_b64encode(token).rstrip(b"=").decode()
+
+
+def decode_token(text: str) -> bytes | None:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{43}", text):
+        return None
+    try:
+        return base64.urlsafe_b64decode(text + "=")
+    except (binascii.Error, ValueError):
+        return None
+
+
+class Accounts:
+    """The relay's account rules."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        relay_key: SigningKey,
+        clock: Callable[[], int],
+        session_ttl_ms: int,
+        rng: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.storage = storage
+        self.relay_id = fingerprint(relay_key.public_key)
+        self.clock = clock
+        self.session_ttl_ms = session_ttl_ms
+        self.rng = rng
+        self._certificates: dict[bytes, DeviceCertificate] = {}
+
+    async def challenge(self) -> tuple[bytes, int]:
+        challenge = self.rng(CHALLENGE_LEN)
+        expires_at = self.clock() + CHALLENGE_TTL_MS
+        await self.storage.put_challenge(challenge, expires_at)
+        return challenge, expires_at
+
+    async def _take(self, challenge: bytes) -> None:
+        if len(challenge) != CHALLENGE_LEN or not await self.storage.take_challenge(
+            challenge, self.clock()
+        ):
+            raise Unauthorized(
+                "The challenge is unknown, used or expired; ask for a new one.", "bad_challenge"
+            )
+
+    async def register(
+        self,
+        identity_key: bytes,
+        certificate: bytes,
+        challenge: bytes,
+        identity_signature: bytes,
+        device_signature: bytes,
+        handle: str | None,
+    ) -> DeviceRecord:
+        """Register a device (and its user, if new) after proof of possession."""
+        if handle is not None and not _HANDLE.fullmatch(handle):
+            raise BadRequest(
+                "A handle is 3 to 32 lowercase letters, digits, '.', '_' or '-'.", "bad_handle"
+            )
+        now = self.clock()
+        try:
+            identity = VerifyKey(identity_key)
+            cert = verify_registration(
+                identity,
+                certificate,
+                relay=self.relay_id,
+                challenge=challenge,
+                identity_signature=identity_signature,
+                device_signature=device_signature,
+                now=now,
+            )
+        except ProtocolError as exc:
+            raise from_protocol_error(exc) from None
+        await self._take(challenge)
+        user = UserRecord(cert.user, identity_key, handle, now)
+        existing = await self.storage.get_user(user_id=cert.user)
+        if existing is not None and handle is not None and existing.handle != handle:
+            raise Conflict(
+                "This user is already registered with another handle.", "handle_mismatch"
+            )
+        device = DeviceRecord(cert.device_id, cert.user, certificate, cert.signing_key.raw, now)
+        await self.storage.add_device(user, device)
+        self._certificates[cert.device_id] = cert
+        return device
+
+    async def certificate(self, device: DeviceRecord) -> DeviceCertificate:
+        """The device's verified certificate (verified once, then cached)."""
+        cached = self._certificates.get(device.device_id)
+        if cached is not None:
+            return cached
+        user = await self.storage.get_user(user_id=device.user_id)
+        if user is None:
+            raise NotFound("No such device.")
+        cert = verify_device_certificate(
+            device.certificate, VerifyKey(user.identity_key), now=device.created_at
+        )
+        self._certificates[device.device_id] = cert
+        return cert
+
+    async def login(self, device_id: bytes, challenge: bytes, signature: bytes) -> tuple[str, int]:
+        """Check a device's answer to a challenge; return a new token and its expiry."""
+        device = await self.storage.get_device(device_id)
+        if device is None or device.revoked_at is not None:
+            raise Unauthorized("Login failed.", "login_failed")
+        cert = await self.certificate(device)
+        try:
+            verify_login(
+                cert, signature, relay=self.relay_id, device_id=device_id, challenge=challenge
+            )
+        except ProtocolError:
+            raise Unauthorized("Login failed.", "login_failed") from None
+        await self._take(challenge)
+        token = self.rng(TOKEN_BYTES)
+        now = self.clock()
+        expires_at = now + self.session_ttl_ms
+        await self.storage.put_session(
+            SessionRecord(_token_hash(token), device.user_id, device_id, now, expires_at)
+        )
+        return encode_token(token), expires_at
+
+    async def authenticate(self, header: str | None) -> Session:
+        """The session for an ``Authorization: Bearer`` header, or 401."""
+        if not header or not header.startswith("Bearer "):
+            raise Unauthorized("Log in first: this needs a session token.", "no_token")
+        token = decode_token(header[len("Bearer ") :].strip())
+        if token is None:
+            raise Unauthorized("The session token is malformed.", "bad_token")
+        wanted = _token_hash(token)
+        session = await self.storage.get_session(wanted)
+        if session is None or not hmac.compare_digest(session.token_hash, wanted):
+            raise Unauthorized("The session token is unknown or logged out.", "bad_token")
+        if session.expires_at <= self.clock():
+            raise Unauthorized("The session has expired; log in again.", "expired_token")
+        device = await self.storage.get_device(session.device_id)
+        if device is None or device.revoked_at is not None:
+            raise Unauthorized("This device is no longer registered.", "bad_token")
+        return Session(session.user_id, session.device_id, session.token_hash, session.expires_at)
+
+    async def logout(self, session: Session) -> None:
+        await self.storage.delete_session(session.token_hash)
+
+    async def directory(
+        self, user_id: bytes | None = None, handle: str | None = None
+    ) -> tuple[UserRecord, list[DeviceRecord]]:
+        """A user's identity key and current device certificates."""
+        user = await self.storage.get_user(user_id=user_id, handle=handle)
+        if user is None:
+            raise NotFound("No such user.")
+        devices = [d for d in await self.storage.get_devices(user.user_id) if d.revoked_at is None]
+        return user, devices

@@ -1,0 +1,94 @@
+"""Request and response bodies of the relay's HTTP API, through the core codec.
+
+Every request body is one canonical msgpack map, checked field by field
+before any handler sees it; every response is a canonical msgpack map too
+(errors included, as ``{"error": code, "message": sentence}``).  The shapes
+are listed in docs/relay-api.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from e2e_recall import wire
+from e2e_recall.domains import FINGERPRINT_LEN, ID_LEN, KEY_LEN, SIGNATURE_LEN
+from e2e_recall.errors import DecodeError
+from e2e_recall.schema import Field, check_map
+
+from .errors import BadRequest, PayloadTooLarge
+
+__all__ = ["MSGPACK", "REQUESTS", "parse_hex_id", "read_request", "respond"]
+
+MSGPACK = "application/msgpack"
+_CHALLENGE = Field("challenge", "bin", size=32)
+_WRAPS = Field(
+    "wraps",
+    "list",
+    min_len=1,
+    max_len=4096,
+    item=(Field("device_id", "bin", size=ID_LEN), Field("wrap", "bin", max_len=2048)),
+)
+
+REQUESTS: dict[str, tuple[Field, ...]] = {
+    "register": (
+        Field("identity_key", "bin", size=KEY_LEN),
+        Field("certificate", "bin", max_len=8192),
+        _CHALLENGE,
+        Field("identity_signature", "bin", size=SIGNATURE_LEN),
+        Field("device_signature", "bin", size=SIGNATURE_LEN),
+        Field("handle", "str", max_len=32, optional=True),
+    ),
+    "login": (
+        Field("device_id", "bin", size=ID_LEN),
+        _CHALLENGE,
+        Field("signature", "bin", size=SIGNATURE_LEN),
+    ),
+    "send": (Field("envelope", "bin", max_len=1 << 20), _WRAPS),
+    "receipt": (Field("receipt", "bin", max_len=4096),),
+    "recall": (
+        Field("revocation", "bin", max_len=4096),
+        Field("replacement", "map", optional=True),
+    ),
+    "replacement": (Field("envelope", "bin", max_len=1 << 20), _WRAPS),
+    "ack": (Field("seq", "uint", max_value=2**63 - 1),),
+}
+
+_LIMITS = wire.Limits(max_size=1 << 21, max_bin=1 << 20, max_array=4096, max_map=16, max_depth=4)
+
+
+async def read_request(request: web.Request, kind: str) -> dict[str, Any]:
+    """The request's body as a checked map, or a 4xx that says what is wrong."""
+    if request.content_type != MSGPACK:
+        raise BadRequest(f"Send the body as {MSGPACK}.", "bad_content_type")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge("The request body is too large.", "too_large") from None
+    return parse_body(body, kind)
+
+
+def parse_body(body: bytes, kind: str) -> dict[str, Any]:
+    try:
+        return check_map(wire.decode(body, limits=_LIMITS), REQUESTS[kind], kind)
+    except DecodeError as exc:
+        raise BadRequest(
+            f"The {kind} request is malformed: {exc.detail or exc.reason}.", exc.reason
+        ) from None
+
+
+def respond(value: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(body=wire.encode(value), status=status, content_type=MSGPACK)
+
+
+def parse_hex_id(text: str, size: int = ID_LEN, what: str = "id") -> bytes:
+    """An id from the URL path: lowercase hex of exactly ``size`` bytes."""
+    if len(text) != 2 * size or any(c not in "0123456789abcdef" for c in text):
+        raise BadRequest(
+            f"The {what} in the address must be {2 * size} lowercase hex digits.", "bad_id"
+        )
+    return bytes.fromhex(text)
+
+
+USER_ID_LEN = FINGERPRINT_LEN

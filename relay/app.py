@@ -1,0 +1,135 @@
+"""The aiohttp application: ``create_app(config)``.
+
+Resources live in one cleanup context (storage, relay key, services, the
+retention job), so they open when the app starts and close, in reverse,
+when it stops; websockets are closed with 1001 on shutdown before in-flight
+requests are drained.  One middleware turns every refusal into a 4xx with a
+code and a sentence, counts requests, and logs them without content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from e2e_recall.errors import ProtocolError
+
+from .api import respond
+from .config import Config
+from .errors import PayloadTooLarge, RelayError, ServiceUnavailable, from_protocol_error
+from .handlers import setup_routes
+from .metrics import Metrics
+from .services import SERVICES, Services
+from .storage.base import Storage, StorageError
+from .storage.sqlite import SqliteStorage
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("relay.http")
+
+
+def _wall_clock() -> int:
+    return int(time.time() * 1000)
+
+
+def _storage_for(config: Config, clock: Callable[[], int], metrics: Metrics) -> Storage:
+    path = Path(config.database.removeprefix("sqlite:///"))
+    return SqliteStorage(path, clock, on_commit=metrics.on_commit)
+
+
+@web.middleware
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    started = time.perf_counter()
+    route = (
+        request.match_info.route.resource.canonical
+        if request.match_info.route.resource
+        else "unmatched"
+    )
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except RelayError as exc:
+        status = exc.status
+        return _error(exc)
+    except ProtocolError as exc:
+        error = from_protocol_error(exc)
+        status = error.status
+        return _error(error)
+    except web.HTTPRequestEntityTooLarge:
+        status = 413
+        return _error(PayloadTooLarge("The request body is too large.", "too_large"))
+    except web.HTTPException as exc:
+        status = exc.status
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        sentence = "No such address." if exc.status == 404 else exc.reason
+        return respond({"error": code, "message": sentence}, status=exc.status)
+    except StorageError as exc:
+        status = 503
+        log.error("storage failure", extra={"event": "storage_failure", "error": str(exc)[:120]})
+        return _error(
+            ServiceUnavailable("The relay's database is unavailable; try again shortly.", "storage")
+        )
+    finally:
+        seconds = time.perf_counter() - started
+        services.metrics.requests.labels(route, str(status)).inc()
+        services.metrics.request_seconds.labels(route).observe(seconds)
+        log.info(
+            "request",
+            extra={
+                "event": "request",
+                "method": request.method,
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+            },
+        )
+
+
+def _error(exc: RelayError) -> web.Response:
+    body: dict[str, object] = {"error": exc.code, "message": exc.message}
+    if exc.data:
+        body["facts"] = exc.data
+    return respond(body, status=exc.status)
+
+
+def create_app(config: Config, *, clock: Callable[[], int] | None = None) -> web.Application:
+    """The relay as an aiohttp application (tests and the demo start it in-process)."""
+    app = web.Application(middlewares=[_errors], client_max_size=config.max_request_size)
+    tick = clock or _wall_clock
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        metrics = Metrics()
+        storage = _storage_for(config, tick, metrics)
+        await storage.open()
+        services = Services(config, storage, tick, metrics)
+        app[SERVICES] = services
+        job = asyncio.create_task(services.retention.run_forever())
+        log.info("started", extra={"event": "started", "database": config.database.split("///")[0]})
+        try:
+            yield
+        finally:
+            job.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+            await storage.close()
+            log.info("stopped", extra={"event": "stopped"})
+
+    async def close_websockets(app: web.Application) -> None:
+        if SERVICES in app:
+            await app[SERVICES].hub.close_all()
+
+    app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(close_websockets)
+    setup_routes(app)
+    return app

@@ -1,0 +1,152 @@
+"""``e2e-recall-relay``: run the relay, and the commands operators need beside it.
+
+    e2e-recall-relay serve            start the relay (defaults: 127.0.0.1:8765, SQLite)
+    e2e-recall-relay stats            counts of users, devices, messages by state
+    e2e-recall-relay purge-expired    run the retention job once, now
+    e2e-recall-relay migrate          bring the database schema up to date
+    e2e-recall-relay check            integrity check of the database
+    e2e-recall-relay key              show the relay's key and id (senders verify receipts with it)
+
+Every command takes ``--config FILE`` and every option below; options also
+come from ``E2E_RECALL_RELAY_*`` environment variables and the TOML file.
+Exit codes: 0 success, 1 the command failed (for ``check``: problems found),
+2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from e2e_recall.identity import fingerprint
+
+from .config import OPTIONS, Config, ConfigError, load_config
+from .logs import configure_logging
+from .metrics import Metrics
+from .relay_key import load_or_create_relay_key
+from .server import run_server
+from .services import Services
+from .storage.base import StorageError
+from .storage.sqlite import SqliteStorage
+from .storage.sqlite_engine import SCHEMA_VERSION
+
+__all__ = ["main"]
+
+
+def _options_parser() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML configuration file (also E2E_RECALL_RELAY_CONFIG)",
+    )
+    sections: dict[str, argparse._ArgumentGroup] = {}
+    for option in OPTIONS:
+        group = sections.get(option.section)
+        if group is None:
+            group = sections[option.section] = parent.add_argument_group(
+                f"[{option.section}] options"
+            )
+        default = option.default
+        shown = "platform data directory" if option.name == "data_dir" else default
+        group.add_argument(
+            option.flag,
+            dest=option.name,
+            metavar=option.metavar,
+            default=None,
+            help=f"{option.help} (default: {shown}; env {option.env})",
+        )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parent = _options_parser()
+    parser = argparse.ArgumentParser(
+        prog="e2e-recall-relay",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", parents=[parent], help="start the relay")
+    serve.add_argument(
+        "--port-file", type=Path, metavar="FILE", help="write the bound port here once listening"
+    )
+    for name, text in (
+        ("stats", "print counts as JSON"),
+        ("purge-expired", "run the retention job once"),
+        ("migrate", "bring the schema up to date"),
+        ("check", "check database integrity"),
+        ("key", "show the relay key and id"),
+    ):
+        commands.add_parser(name, parents=[parent], help=text)
+    return parser
+
+
+def _storage(config: Config) -> SqliteStorage:
+    return SqliteStorage(Path(config.database.removeprefix("sqlite:///")))
+
+
+async def _with_storage(config: Config, command: str) -> int:
+    storage = _storage(config)
+    await storage.open()
+    try:
+        if command == "stats":
+            print(json.dumps(await storage.stats(), indent=2, sort_keys=True))
+        elif command == "migrate":
+            print(f"schema version {SCHEMA_VERSION}: up to date")
+        elif command == "check":
+            problems = await storage.check()
+            for problem in problems:
+                print(problem)
+            print("ok" if not problems else f"{len(problems)} problem(s) found")
+            return 1 if problems else 0
+        elif command == "purge-expired":
+            services = Services(config, storage, lambda: int(time.time() * 1000), Metrics())
+            result = await services.retention.run_once()
+            print(f"expired {result.expired} message(s), forgot {result.forgotten} old record(s)")
+        return 0
+    finally:
+        await storage.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    flags: dict[str, Any] = {option.name: getattr(args, option.name, None) for option in OPTIONS}
+    try:
+        config = load_config(args.config, flags=flags)
+    except ConfigError as exc:
+        print(f"e2e-recall-relay: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level)
+    try:
+        if args.command == "serve":
+            run_server(config, args.port_file)
+            return 0
+        if args.command == "key":
+            key = load_or_create_relay_key(config.data_path)
+            print(f"relay key {key.public_key.raw.hex()}")
+            print(f"relay id  {fingerprint(key.public_key).hex()}")
+            return 0
+        return asyncio.run(_with_storage(config, args.command))
+    except StorageError as exc:
+        print(f"e2e-recall-relay: the database failed: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f"e2e-recall-relay: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""HTTP and WebSocket handlers: translate requests to the rules and back.
+
+No rule lives here.  A handler reads and checks its body (:mod:`.api`),
+authenticates the session, calls one method of the accounts, messaging or
+recall services, and encodes the answer.  The routes are listed in
+docs/relay-api.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from e2e_recall import wire
+from e2e_recall.identity import fingerprint
+
+from .accounts import Session
+from .api import parse_body, parse_hex_id, read_request, respond
+from .errors import BadRequest, RateLimited, ServiceUnavailable
+from .messaging import Wrap
+from .services import SERVICES, Services
+
+__all__ = ["setup_routes"]
+
+
+def _services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+async def _session(request: web.Request) -> Session:
+    services = _services(request)
+    session = await services.accounts.authenticate(request.headers.get("Authorization"))
+    if not services.rate.allow(session.user_id):
+        raise RateLimited("Too many requests; slow down and try again in a moment.", "rate_limited")
+    return session
+
+
+def _message_id(request: web.Request) -> bytes:
+    return parse_hex_id(request.match_info["message_id"], what="message id")
+
+
+def _wraps(items: list[dict[str, bytes]]) -> list[Wrap]:
+    return [Wrap(item["device_id"], item["wrap"]) for item in items]
+
+
+async def healthz(request: web.Request) -> web.Response:
+    services = _services(request)
+    try:
+        latency = await services.storage.ping()
+    except Exception:
+        return web.json_response({"status": "unavailable", "database": "failing"}, status=503)
+    services.metrics.db_ping_seconds.set(latency)
+    if services.hub.closing:
+        return web.json_response({"status": "shutting_down"}, status=503)
+    return web.json_response({"status": "ok", "database": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(_services(request).metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def well_known(request: web.Request) -> web.Response:
+    services = _services(request)
+    config, policy = services.config, services.config.policy
+    return respond(
+        {
+            "protocol_version": 1,
+            "relay_key": services.relay_key.public_key.raw,
+            "relay_id": fingerprint(services.relay_key.public_key),
+            "policy": {
+                "max_sealed_window_ms": policy.max_sealed_window_ms,
+                "max_opened_window_ms": policy.max_opened_window_ms,
+                "only_while_unread": policy.only_while_unread,
+                "recalls_per_conversation_per_day": policy.max_recalls_per_conversation_per_day,
+                "retention_ms": config.retention,
+            },
+            "limits": {
+                "max_message_size": config.max_message_size,
+                "max_request_size": config.max_request_size,
+            },
+        }
+    )
+
+
+async def challenge(request: web.Request) -> web.Response:
+    value, expires_at = await _services(request).accounts.challenge()
+    return respond({"challenge": value, "expires_at": expires_at})
+
+
+async def register(request: web.Request) -> web.Response:
+    body = await read_request(request, "register")
+    device = await _services(request).accounts.register(
+        body["identity_key"],
+        body["certificate"],
+        body["challenge"],
+        body["identity_signature"],
+        body["device_signature"],
+        body["handle"],
+    )
+    return respond({"user_id": device.user_id, "device_id": device.device_id}, status=201)
+
+
+async def login(request: web.Request) -> web.Response:
+    body = await read_request(request, "login")
+    token, expires_at = await _services(request).accounts.login(
+        body["device_id"], body["challenge"], body["signature"]
+    )
+    return respond({"token": token, "expires_at": expires_at})
+
+
+async def logout(request: web.Request) -> web.Response:
+    session = await _session(request)
+    await _services(request).accounts.logout(session)
+    return respond({"logged_out": True})
+
+
+async def _directory_answer(
+    services: Services, user_id: bytes | None, handle: str | None
+) -> web.Response:
+    user, devices = await services.accounts.directory(user_id=user_id, handle=handle)
+    return respond(
+        {
+            "user_id": user.user_id,
+            "identity_key": user.identity_key,
+            "handle": user.handle,
+            "devices": [d.certificate for d in devices],
+        }
+    )
+
+
+async def user(request: web.Request) -> web.Response:
+    await _session(request)
+    user_id = parse_hex_id(request.match_info["user_id"], size=32, what="user id")
+    return await _directory_answer(_services(request), user_id, None)
+
+
+async def handle(request: web.Request) -> web.Response:
+    await _session(request)
+    return await _directory_answer(_services(request), None, request.match_info["handle"])
+
+
+async def send(request: web.Request) -> web.Response:
+    session = await _session(request)
+    body = await read_request(request, "send")
+    services = _services(request)
+    stored, created = await services.messaging.send(
+        session, body["envelope"], _wraps(body["wraps"])
+    )
+    if created:
+        services.metrics.messages_stored.inc()
+    return respond(
+        {"message_id": stored.message_id, "received_at": stored.received_at, "created": created},
+        status=201 if created else 200,
+    )
+
+
+async def fetch(request: web.Request) -> web.Response:
+    session = await _session(request)
+    envelope = await _services(request).messaging.fetch(session, _message_id(request))
+    return respond({"envelope": envelope})
+
+
+async def open_message(request: web.Request) -> web.Response:
+    session = await _session(request)
+    wrap = await _services(request).messaging.open(session, _message_id(request))
+    return respond({"wrap": wrap})
+
+
+async def receipt(request: web.Request) -> web.Response:
+    session = await _session(request)
+    body = await read_request(request, "receipt")
+    await _services(request).messaging.receipt(session, _message_id(request), body["receipt"])
+    return respond({"accepted": True})
+
+
+async def recall(request: web.Request) -> web.Response:
+    session = await _session(request)
+    body = await read_request(request, "recall")
+    services = _services(request)
+    replacement = None
+    if body["replacement"] is not None:
+        fields = parse_body(wire.encode(body["replacement"]), "replacement")
+        replacement = (fields["envelope"], _wraps(fields["wraps"]))
+    try:
+        outcome = await services.recalls.recall(
+            session, _message_id(request), body["revocation"], replacement
+        )
+    except Exception as exc:
+        services.metrics.recalls.labels(getattr(exc, "code", "error")).inc()
+        raise
+    services.metrics.recalls.labels("repeat" if outcome.already_recalled else "accepted").inc()
+    return respond(
+        {
+            "already_recalled": outcome.already_recalled,
+            "report": outcome.report,
+            "replacement_id": outcome.replacement_id,
+        }
+    )
+
+
+async def report(request: web.Request) -> web.Response:
+    session = await _session(request)
+    return respond(await _services(request).messaging.report(session, _message_id(request)))
+
+
+def _int_query(request: web.Request, name: str, default: int, maximum: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) > maximum:
+        raise BadRequest(f"{name} must be a whole number up to {maximum}.", "bad_query")
+    return int(text)
+
+
+async def sync(request: web.Request) -> web.Response:
+    session = await _session(request)
+    after = _int_query(request, "after", 0, 2**63 - 1)
+    limit = _int_query(request, "limit", 256, 1024)
+    events = await _services(request).storage.events_since(session.device_id, after, limit + 1)
+    return respond(
+        {
+            "events": [
+                {
+                    "seq": e.seq,
+                    "kind": str(e.kind),
+                    "message_id": e.message_id,
+                    "payload": e.payload,
+                }
+                for e in events[:limit]
+            ],
+            "more": len(events) > limit,
+        }
+    )
+
+
+async def ack(request: web.Request) -> web.Response:
+    session = await _session(request)
+    body = await read_request(request, "ack")
+    await _services(request).storage.ack_events(session.device_id, body["seq"])
+    return respond({"acked": body["seq"]})
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    session = await _session(request)
+    services = _services(request)
+    cursor = _int_query(request, "cursor", 0, 2**63 - 1)
+    if not services.hub.has_room():
+        raise ServiceUnavailable(
+            "The relay cannot take more live connections now; use /v1/sync.", "busy"
+        )
+    heartbeat = services.config.websocket_idle_timeout / 2000
+    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    await services.hub.serve(ws, session.device_id, cursor)
+    return ws
+
+
+def setup_routes(app: web.Application) -> None:
+    routes: list[tuple[str, str, Any]] = [
+        ("GET", "/healthz", healthz),
+        ("GET", "/metrics", metrics),
+        ("GET", "/.well-known/e2e-recall", well_known),
+        ("POST", "/v1/challenge", challenge),
+        ("POST", "/v1/register", register),
+        ("POST", "/v1/login", login),
+        ("POST", "/v1/logout", logout),
+        ("GET", "/v1/users/{user_id}", user),
+        ("GET", "/v1/handles/{handle}", handle),
+        ("POST", "/v1/messages", send),
+        ("GET", "/v1/messages/{message_id}", fetch),
+        ("POST", "/v1/messages/{message_id}/open", open_message),
+        ("POST", "/v1/messages/{message_id}/receipt", receipt),
+        ("POST", "/v1/messages/{message_id}/recall", recall),
+        ("GET", "/v1/messages/{message_id}/report", report),
+        ("GET", "/v1/sync", sync),
+        ("POST", "/v1/sync/ack", ack),
+        ("GET", "/v1/ws", websocket),
+    ]
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)

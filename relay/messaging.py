@@ -1,0 +1,366 @@
+"""Sending, fetching, opening and deletion receipts: the escrow rules.
+
+The relay holds each device's wrap until that device opens the message and
+records when it released it; that moment is what separates "sealed" from
+"opened" in the report.  Every state change goes through
+:func:`e2e_recall.report.apply_event` inside one storage transaction, and
+queues the events (notices, report updates) in the same transaction, so a
+crash can lose neither the change nor its announcement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from e2e_recall.envelope import Header, VerifiedEnvelope, open_envelope
+from e2e_recall.errors import ImpossibleTransition, ProtocolError
+from e2e_recall.identity import direct_conversation_id
+from e2e_recall.receipts import DeletionCause, verify_deletion_receipt
+from e2e_recall.report import DeviceReport, DeviceState, Event, apply_event
+from e2e_recall.revocation import revocation_digest
+from e2e_recall.signing import VerifyKey
+from e2e_recall.wrapping import wrap_length
+
+from .accounts import Accounts, Session
+from .config import Config
+from .errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Gone,
+    NotFound,
+    PayloadTooLarge,
+    from_protocol_error,
+)
+from .reports import message_notice, report, report_events
+from .storage.base import (
+    Changes,
+    DeliveryRecord,
+    EventKind,
+    MessageRecord,
+    MessageState,
+    MessageView,
+    NewEvent,
+    Storage,
+)
+
+__all__ = ["Messaging", "PreparedMessage", "Wrap"]
+
+
+@dataclass(frozen=True, slots=True)
+class Wrap:
+    device_id: bytes
+    wrap: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedMessage:
+    """A checked send, ready to store: rows, notices and who to wake."""
+
+    header: Header
+    record: MessageRecord
+    deliveries: list[DeliveryRecord]
+    events: list[NewEvent]
+
+
+def _transition(delivery: DeliveryRecord, event: Event, at: int) -> DeliveryRecord:
+    """Apply one report event to a delivery row, through the core table."""
+    line = DeviceReport(
+        user=delivery.user_id,
+        device_id=delivery.device_id,
+        state=delivery.state,
+        fetched_at=delivery.fetched_at,
+        key_released_at=delivery.key_released_at,
+        recalled_at=delivery.recalled_at,
+        deleted_at=delivery.deleted_at,
+    )
+    try:
+        after = apply_event(line, event, at)
+    except ImpossibleTransition:
+        raise Conflict(
+            f"That cannot happen to this message now ({delivery.state}).", "bad_state"
+        ) from None
+    return replace(
+        delivery,
+        state=after.state,
+        fetched_at=after.fetched_at,
+        key_released_at=after.key_released_at,
+        recalled_at=after.recalled_at,
+        deleted_at=after.deleted_at,
+    )
+
+
+class Messaging:
+    """Send, fetch, open, receipt, report and sync."""
+
+    def __init__(
+        self, storage: Storage, accounts: Accounts, config: Config, clock: Callable[[], int]
+    ):
+        self.storage = storage
+        self.accounts = accounts
+        self.config = config
+        self.clock = clock
+
+    async def _identity(self, user_id: bytes) -> VerifyKey:
+        user = await self.storage.get_user(user_id=user_id)
+        if user is None:
+            raise NotFound("No such user.")
+        return VerifyKey(user.identity_key)
+
+    async def prepare(
+        self, session: Session, envelope: bytes, wraps: list[Wrap]
+    ) -> PreparedMessage:
+        """Check a send completely, before anything is stored."""
+        if len(envelope) > self.config.max_message_size:
+            raise PayloadTooLarge(
+                f"A message may be at most {self.config.max_message_size} bytes.",
+                "message_too_large",
+            )
+        if not wraps or len(wraps) > self.config.max_devices_per_message:
+            raise BadRequest("A message needs between one wrap and the device limit.", "bad_wraps")
+        try:
+            verified: VerifiedEnvelope = open_envelope(
+                envelope, await self._identity(session.user_id)
+            )
+        except ProtocolError as exc:
+            raise from_protocol_error(exc) from None
+        header, now = verified.header, self.clock()
+        if header.sender_device != session.device_id:
+            raise Forbidden(
+                "The envelope names another sending device than this session.", "wrong_device"
+            )
+        if header.sent_at > now + self.config.policy.max_clock_skew_ms:
+            raise BadRequest(
+                "The message is dated in the future; check the device's clock.", "clock_skew"
+            )
+        deliveries = await self._deliveries(session, header, wraps)
+        record = MessageRecord(
+            message_id=header.message_id,
+            conversation_id=header.conversation_id,
+            sender=header.sender,
+            sender_device=header.sender_device,
+            header=verified.header_bytes,
+            envelope=envelope,
+            size=len(envelope),
+            sent_at=header.sent_at,
+            received_at=now,
+        )
+        notice = message_notice(record)
+        events = [
+            NewEvent(d.device_id, EventKind.MESSAGE, header.message_id, notice) for d in deliveries
+        ]
+        return PreparedMessage(header, record, deliveries, events)
+
+    async def _deliveries(
+        self, session: Session, header: Header, wraps: list[Wrap]
+    ) -> list[DeliveryRecord]:
+        """One delivery per wrapped device, after checking who may receive this message."""
+        if len({w.device_id for w in wraps}) != len(wraps):
+            raise BadRequest("A device appears twice among the wraps.", "duplicate_device")
+        devices = {}
+        for item in wraps:
+            device = await self.storage.get_device(item.device_id)
+            if device is None or device.revoked_at is not None:
+                raise BadRequest(
+                    "A wrap is addressed to a device that is not registered.", "unknown_device"
+                )
+            if item.device_id == session.device_id:
+                raise BadRequest(
+                    "The sending device needs no wrap of its own message.", "wrap_to_self"
+                )
+            cert = await self.accounts.certificate(device)
+            if len(item.wrap) != wrap_length(cert.wrap_key.suite):
+                raise BadRequest("A wrap has the wrong length for its device's key.", "bad_wrap")
+            devices[item.device_id] = device
+        recipients = {d.user_id for d in devices.values()} - {session.user_id}
+        if len(recipients) != 1:
+            raise BadRequest(
+                "A message goes to exactly one other person (groups come later).", "bad_recipients"
+            )
+        recipient = recipients.pop()
+        if header.conversation_id != direct_conversation_id(session.user_id, recipient):
+            raise Forbidden(
+                "The conversation does not belong to the sender and the recipient.",
+                "wrong_conversation",
+            )
+        current = {
+            d.device_id for d in await self.storage.get_devices(recipient) if d.revoked_at is None
+        }
+        missing = current - devices.keys()
+        if missing:
+            raise Conflict(
+                "The recipient has devices this message is not wrapped to; refresh the directory.",
+                "missing_devices",
+            )
+        return [
+            DeliveryRecord(
+                message_id=header.message_id,
+                device_id=item.device_id,
+                user_id=devices[item.device_id].user_id,
+                wrap=item.wrap,
+                own_device=devices[item.device_id].user_id == session.user_id,
+            )
+            for item in wraps
+        ]
+
+    async def send(
+        self, session: Session, envelope: bytes, wraps: list[Wrap]
+    ) -> tuple[MessageRecord, bool]:
+        """Store a message; a retry of the same send returns the stored one (``False``)."""
+        prepared = await self.prepare(session, envelope, wraps)
+        used = await self.storage.stored_bytes(session.user_id)
+        if used + prepared.record.size > self.config.user_quota:
+            raise PayloadTooLarge(
+                "Your messages waiting at the relay have reached the storage quota.",
+                "quota_exceeded",
+            )
+        stored = await self.storage.insert_message(
+            prepared.record, prepared.deliveries, prepared.events
+        )
+        if stored is prepared.record:
+            return stored, True
+        if stored.sender != prepared.record.sender or stored.header != prepared.record.header:
+            raise Conflict("Another message already has this id.", "message_exists")
+        return stored, False
+
+    async def sender_devices(self, user_id: bytes) -> list[bytes]:
+        return [
+            d.device_id for d in await self.storage.get_devices(user_id) if d.revoked_at is None
+        ]
+
+    async def _change(
+        self,
+        session: Session,
+        message_id: bytes,
+        step: Callable[[MessageView, DeliveryRecord, int], tuple[Changes, Any]],
+    ) -> Any:
+        """Run ``step`` on this device's delivery of the message, in one transaction."""
+        view = await self.storage.get_message(message_id)
+        if view is None:
+            raise NotFound("No such message.")
+        senders = await self.sender_devices(view.message.sender)
+        now = self.clock()
+
+        def decide(view: MessageView) -> tuple[Changes, Any]:
+            delivery = view.delivery(session.device_id)
+            if delivery is None:
+                raise NotFound("No such message.")
+            changes, result = step(view, delivery, now)
+            if changes.deliveries:
+                after = _merge(view, changes)
+                changes.events.extend(report_events(after, senders))
+            return changes, result
+
+        return await self.storage.change_message(message_id, decide)
+
+    async def fetch(self, session: Session, message_id: bytes) -> bytes:
+        """The envelope, for a device it is addressed to; records the first fetch."""
+
+        def step(view: MessageView, delivery: DeliveryRecord, now: int) -> tuple[Changes, bytes]:
+            message = view.message
+            if message.envelope is None:
+                if delivery.state in (DeviceState.QUEUED, DeviceState.NEVER_DELIVERED):
+                    raise NotFound(
+                        "No such message."
+                    )  # recalled before it arrived: no trace at all
+                raise Gone(_gone_sentence(message), f"message_{message.state}")
+            changes = Changes()
+            if delivery.fetched_at is None:
+                changes.deliveries.append(_transition(delivery, Event.FETCHED, now))
+            return changes, message.envelope
+
+        result: bytes = await self._change(session, message_id, step)
+        return result
+
+    async def open(self, session: Session, message_id: bytes) -> bytes:
+        """Release this device's wrap and record when; the message is then 'opened'."""
+
+        def step(view: MessageView, delivery: DeliveryRecord, now: int) -> tuple[Changes, bytes]:
+            message = view.message
+            if message.state is not MessageState.LIVE or delivery.wrap is None:
+                if delivery.state in (DeviceState.QUEUED, DeviceState.NEVER_DELIVERED):
+                    raise NotFound("No such message.")
+                raise Gone(_gone_sentence(message), f"message_{message.state}")
+            wrap = delivery.wrap
+            opened = _transition(delivery, Event.KEY_RELEASED, now)
+            if opened == delivery:
+                return Changes(), wrap
+            changes = Changes(deliveries=[opened])
+            first = message.first_opened_at
+            if not delivery.own_device and first is None:
+                first = now
+            others = [d for d in view.deliveries if d.device_id != delivery.device_id]
+            if all(d.key_released_at is not None for d in others):
+                # Every device has its key: nothing left to escrow.  Keep only the record.
+                changes.message = replace(
+                    message, envelope=None, state=MessageState.COMPLETE, first_opened_at=first
+                )
+                changes.deliveries = [replace(opened, wrap=None)] + [
+                    replace(d, wrap=None) for d in others
+                ]
+                changes.purge = True
+            elif first != message.first_opened_at:
+                changes.message = replace(message, first_opened_at=first)
+            return changes, wrap
+
+        result: bytes = await self._change(session, message_id, step)
+        return result
+
+    async def receipt(self, session: Session, message_id: bytes, receipt: bytes) -> None:
+        """A device's signed deletion receipt: its line becomes 'deleted'."""
+        view = await self.storage.get_message(message_id)
+        device = await self.storage.get_device(session.device_id)
+        if view is None or device is None or view.delivery(session.device_id) is None:
+            raise NotFound("No such message.")
+        cert = await self.accounts.certificate(device)
+        digest = None
+        if view.message.revocation is not None:
+            digest = revocation_digest(view.message.revocation)
+        try:
+            verified = verify_deletion_receipt(
+                receipt,
+                cert,
+                message_id=message_id,
+                conversation_id=view.message.conversation_id,
+            )
+        except ProtocolError as exc:
+            raise from_protocol_error(exc) from None
+        if verified.cause is DeletionCause.RECALL and verified.revocation != digest:
+            raise BadRequest(
+                "The receipt answers a revocation this message does not have.", "wrong_revocation"
+            )
+
+        def step(view: MessageView, delivery: DeliveryRecord, now: int) -> tuple[Changes, None]:
+            if delivery.receipt is not None:
+                return Changes(), None
+            after = _transition(delivery, Event.DELETION_RECEIPT, now)
+            return Changes(deliveries=[replace(after, receipt=receipt)]), None
+
+        await self._change(session, message_id, step)
+
+    async def report(self, session: Session, message_id: bytes) -> dict[str, Any]:
+        """The report of one of the session user's own messages."""
+        view = await self.storage.get_message(message_id)
+        if view is None or view.message.sender != session.user_id:
+            raise NotFound("No such message.")
+        return report(view)
+
+
+def _merge(view: MessageView, changes: Changes) -> MessageView:
+    """The view as it will be after ``changes``, for the report event."""
+    updated = {d.device_id: d for d in changes.deliveries}
+    return MessageView(
+        changes.message or view.message,
+        tuple(updated.get(d.device_id, d) for d in view.deliveries),
+        view.recalls_since,
+    )
+
+
+def _gone_sentence(message: MessageRecord) -> str:
+    if message.state is MessageState.RECALLED:
+        return "The sender recalled this message."
+    if message.state is MessageState.EXPIRED:
+        return "This message expired before it was opened."
+    return "This message is no longer held by the relay."

@@ -1,0 +1,183 @@
+"""Recall: verify, decide, purge, tombstone, tell every device, sign what was done.
+
+The decision runs inside the storage transaction that applies it, with the
+facts as that transaction sees them, so a device opening the message at the
+same moment cannot slip between the decision and the purge.  In that one
+transaction the relay destroys the ciphertext and every wrap, keeps the
+content-free tombstone (header and signed revocation), queues the revocation
+for each device that fetched the message, withdraws the notice from each
+device that never did, stores a replacement if one came with the recall,
+and signs a purge receipt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from e2e_recall.envelope import Header, MessageKind
+from e2e_recall.errors import ProtocolError
+from e2e_recall.recall_rules import MessageFacts, decide_recall
+from e2e_recall.receipts import PurgedDevice, sign_purge_receipt
+from e2e_recall.report import DeviceState, Event
+from e2e_recall.revocation import Revocation, verify_revocation
+from e2e_recall.signing import SigningKey, VerifyKey
+
+from .accounts import Session
+from .config import Config
+from .errors import BadRequest, NotFound, from_protocol_error
+from .messaging import Messaging, PreparedMessage, Wrap, _merge, _transition
+from .reports import report, report_events, revocation_event
+from .storage.base import Changes, MessageState, MessageView, Storage
+
+__all__ = ["RecallOutcome", "Recalls"]
+
+DAY_MS = 24 * 60 * 60 * 1000
+_PURGE_STATES = (
+    DeviceState.NEVER_DELIVERED,
+    DeviceState.DELIVERED_SEALED,
+    DeviceState.PENDING,
+    DeviceState.EXPIRED,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RecallOutcome:
+    already_recalled: bool
+    report: dict[str, Any]
+    replacement_id: bytes | None
+
+
+class Recalls:
+    """The recall rules of the relay."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        messaging: Messaging,
+        relay_key: SigningKey,
+        config: Config,
+        clock: Callable[[], int],
+    ) -> None:
+        self.storage = storage
+        self.messaging = messaging
+        self.relay_key = relay_key
+        self.config = config
+        self.clock = clock
+
+    async def recall(
+        self,
+        session: Session,
+        message_id: bytes,
+        revocation_wire: bytes,
+        replacement: tuple[bytes, list[Wrap]] | None = None,
+    ) -> RecallOutcome:
+        user = await self.storage.get_user(user_id=session.user_id)
+        if user is None:
+            raise NotFound("No such user.")
+        try:
+            revocation = verify_revocation(revocation_wire, VerifyKey(user.identity_key))
+        except ProtocolError as exc:
+            raise from_protocol_error(exc) from None
+        if revocation.message_id != message_id:
+            raise BadRequest(
+                "The revocation is for another message than the one in the address.",
+                "other_message",
+            )
+        prepared = None
+        if replacement is not None:
+            prepared = await self._replacement(session, revocation, *replacement)
+        elif revocation.replacement_id is not None:
+            raise BadRequest(
+                "The revocation names a replacement, but none was sent.", "missing_replacement"
+            )
+        view = await self.storage.get_message(message_id)
+        if view is None:
+            raise NotFound("No such message.")
+        senders = await self.messaging.sender_devices(view.message.sender)
+        now = self.clock()
+        policy = self.config.policy
+
+        def decide(view: MessageView) -> tuple[Changes, RecallOutcome]:
+            message = view.message
+            facts = MessageFacts(
+                header=Header.decode(message.header),
+                first_opened_at=message.first_opened_at,
+                already_revoked=message.revocation is not None,
+                recalls_today=view.recalls_since,
+            )
+            try:
+                decision = decide_recall(revocation, facts, now=now, policy=policy)
+            except ProtocolError as exc:
+                raise from_protocol_error(exc) from None
+            if decision.already_recalled:  # idempotent: the stored revocation is in the report
+                return Changes(), RecallOutcome(True, report(view), None)
+            return self._purge(view, revocation, prepared, senders, now)
+
+        return await self.storage.change_message(message_id, decide, recalls_since=now - DAY_MS)
+
+    async def _replacement(
+        self, session: Session, revocation: Revocation, envelope: bytes, wraps: list[Wrap]
+    ) -> PreparedMessage:
+        prepared = await self.messaging.prepare(session, envelope, wraps)
+        header = prepared.header
+        if header.kind is not MessageKind.REPLACEMENT or header.replaces != revocation.message_id:
+            raise BadRequest(
+                "The replacement must be a replacement of the recalled message.", "bad_replacement"
+            )
+        if revocation.replacement_id != header.message_id:
+            raise BadRequest(
+                "The revocation must name the replacement it comes with.", "bad_replacement"
+            )
+        if header.conversation_id != revocation.conversation_id:
+            raise BadRequest("The replacement belongs to another conversation.", "bad_replacement")
+        return prepared
+
+    def _purge(
+        self,
+        view: MessageView,
+        revocation: Revocation,
+        replacement: PreparedMessage | None,
+        senders: list[bytes],
+        now: int,
+    ) -> tuple[Changes, RecallOutcome]:
+        message = view.message
+        changes = Changes(purge=True)
+        deliveries = []
+        for delivery in view.deliveries:
+            deliveries.append(replace(_transition(delivery, Event.RECALLED, now), wrap=None))
+        receipt = sign_purge_receipt(
+            self.relay_key,
+            message_id=message.message_id,
+            conversation_id=message.conversation_id,
+            revocation=revocation.digest,
+            purged_at=now,
+            devices=[
+                PurgedDevice(d.user_id, d.device_id, d.state, d.fetched_at, d.key_released_at)
+                for d in deliveries
+                if not d.own_device and d.state in _PURGE_STATES
+            ],
+        )
+        recalled = replace(
+            message,
+            envelope=None,
+            state=MessageState.RECALLED,
+            recalled_at=now,
+            revocation=revocation.signed,
+            purge_receipt=receipt.signed,
+        )
+        changes.message = recalled
+        changes.deliveries = deliveries
+        for delivery in deliveries:
+            if delivery.fetched_at is not None:
+                changes.events.append(revocation_event(recalled, delivery.device_id))
+            else:
+                changes.drop_notices.append(delivery.device_id)
+        if replacement is not None:
+            changes.new_messages.append((replacement.record, replacement.deliveries))
+            changes.events.extend(replacement.events)
+        after = _merge(view, changes)
+        changes.events.extend(report_events(after, senders))
+        outcome = RecallOutcome(False, report(after), revocation.replacement_id)
+        return changes, outcome

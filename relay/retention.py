@@ -1,0 +1,94 @@
+"""Retention: messages nobody opened in time expire; old tombstones are forgotten.
+
+Runs inside the relay on a timer (and on demand from ``e2e-recall-relay
+purge-expired``).  Expiring a message destroys its ciphertext and remaining
+wraps in one transaction, like a recall, and reports ``expired`` for every
+device that had not opened it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from e2e_recall.report import Event
+
+from .config import Config
+from .messaging import Messaging, _merge, _transition
+from .reports import report_events
+from .storage.base import Changes, MessageState, MessageView, Storage
+
+__all__ = ["Retention", "RetentionResult"]
+
+log = logging.getLogger("relay.retention")
+_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionResult:
+    expired: int
+    forgotten: int
+
+
+class Retention:
+    def __init__(
+        self, storage: Storage, messaging: Messaging, config: Config, clock: Callable[[], int]
+    ):
+        self.storage = storage
+        self.messaging = messaging
+        self.config = config
+        self.clock = clock
+
+    async def run_once(self) -> RetentionResult:
+        now = self.clock()
+        expired = 0
+        while True:
+            ids = await self.storage.messages_to_expire(now - self.config.retention, _BATCH)
+            for message_id in ids:
+                expired += await self._expire(message_id, now)
+            if len(ids) < _BATCH:
+                break
+        forgotten = await self.storage.forget_tombstones(now - self.config.tombstone_retention)
+        await self.storage.checkpoint()
+        if expired or forgotten:
+            log.info(
+                "retention",
+                extra={"event": "retention", "expired": expired, "forgotten": forgotten},
+            )
+        return RetentionResult(expired, forgotten)
+
+    async def _expire(self, message_id: bytes, now: int) -> int:
+        view = await self.storage.get_message(message_id)
+        if view is None:
+            return 0
+        senders = await self.messaging.sender_devices(view.message.sender)
+
+        def decide(view: MessageView) -> tuple[Changes, int]:
+            if view.message.state is not MessageState.LIVE:
+                return Changes(), 0
+            deliveries = [
+                replace(_transition(d, Event.EXPIRED, now), wrap=None) for d in view.deliveries
+            ]
+            changes = Changes(
+                message=replace(view.message, envelope=None, state=MessageState.EXPIRED),
+                deliveries=deliveries,
+                drop_notices=[d.device_id for d in deliveries if d.fetched_at is None],
+                purge=True,
+            )
+            changes.events.extend(report_events(_merge(view, changes), senders))
+            return changes, 1
+
+        return await self.storage.change_message(message_id, decide)
+
+    async def run_forever(self) -> None:
+        """The in-server job: run, sleep ``purge_interval``, repeat, until cancelled."""
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("retention job failed", extra={"event": "retention_failed"})
+            await asyncio.sleep(self.config.purge_interval / 1000)

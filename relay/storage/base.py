@@ -1,0 +1,258 @@
+"""What the relay stores, and the small interfaces every backend implements.
+
+Three stores of a few methods each -- accounts, messages, events -- plus a
+lifecycle.  The relay's rules never write SQL: a change to a message is a
+pure function from what is stored (:class:`MessageView`) to what must change
+(:class:`Changes`), and the backend runs read, function and write in one
+transaction.  So the SQLite and PostgreSQL backends share every rule and
+differ only in how they keep the rows, and a decision (for example whether a
+recall is still inside its window) can never act on stale facts.
+
+Nothing stored here is readable by the relay: ``envelope`` is the signed,
+encrypted message, ``wrap`` an HPKE ciphertext for one device.  The header
+(ids, times, sender) is metadata the relay needs and can read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, TypeVar
+
+from e2e_recall.report import DeviceState
+
+__all__ = [
+    "AccountStore",
+    "Changes",
+    "DeliveryRecord",
+    "DeviceRecord",
+    "EventKind",
+    "EventRecord",
+    "EventStore",
+    "MessageRecord",
+    "MessageState",
+    "MessageStore",
+    "MessageView",
+    "NewEvent",
+    "SessionRecord",
+    "Storage",
+    "StorageError",
+    "UserRecord",
+]
+
+T = TypeVar("T")
+
+
+class StorageError(Exception):
+    """The database failed (disk full, I/O error, locked too long); nothing was committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    user_id: bytes
+    identity_key: bytes
+    handle: str | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    device_id: bytes
+    user_id: bytes
+    certificate: bytes  # the signed device certificate, verified at registration
+    signing_key: bytes
+    created_at: int
+    revoked_at: int | None = None
+    acked_seq: int = 0  # highest event sequence number the device confirmed
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    token_hash: bytes  # SHA-256 of the bearer token; the token itself is never stored
+    user_id: bytes
+    device_id: bytes
+    created_at: int
+    expires_at: int
+
+
+class MessageState(StrEnum):
+    """Where a message is in its life at the relay."""
+
+    LIVE = "live"  # ciphertext and at least one wrap are held
+    COMPLETE = "complete"  # every device opened it; ciphertext and wraps are gone
+    RECALLED = "recalled"  # a revocation destroyed it; a content-free tombstone remains
+    EXPIRED = "expired"  # retention ran out before every device opened it
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    message_id: bytes
+    conversation_id: bytes
+    sender: bytes
+    sender_device: bytes
+    header: bytes
+    envelope: bytes | None  # None once purged
+    size: int
+    sent_at: int
+    received_at: int
+    state: MessageState = MessageState.LIVE
+    first_opened_at: int | None = (
+        None  # earliest key release to a recipient (not the sender's devices)
+    )
+    recalled_at: int | None = None
+    revocation: bytes | None = None
+    purge_receipt: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One device's copy of one message: its wrap (until opened) and its report line."""
+
+    message_id: bytes
+    device_id: bytes
+    user_id: bytes
+    wrap: bytes | None
+    own_device: bool  # a copy for the sender's other device, not a recipient
+    state: DeviceState = DeviceState.QUEUED
+    fetched_at: int | None = None
+    key_released_at: int | None = None
+    recalled_at: int | None = None
+    deleted_at: int | None = None
+    receipt: bytes | None = None
+
+
+class EventKind(StrEnum):
+    """What a device is told, in order, over its websocket or ``/v1/sync``."""
+
+    MESSAGE = "message"  # a notice: a message waits (sender, conversation, size, time; no content)
+    REVOCATION = "revocation"  # a signed revocation for a message the device fetched
+    REPORT = "report"  # the report of one of the user's own messages changed
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    device_id: bytes
+    kind: EventKind
+    message_id: bytes
+    payload: bytes  # canonical msgpack, built by the relay's rules
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    seq: int
+    device_id: bytes
+    kind: EventKind
+    message_id: bytes
+    payload: bytes
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    """Everything stored about one message, as one transaction sees it."""
+
+    message: MessageRecord
+    deliveries: tuple[DeliveryRecord, ...]
+    recalls_since: int = 0  # recalls by this sender in this conversation since the asked time
+
+    def delivery(self, device_id: bytes) -> DeliveryRecord | None:
+        for delivery in self.deliveries:
+            if delivery.device_id == device_id:
+                return delivery
+        return None
+
+
+@dataclass
+class Changes:
+    """What one transaction writes: whole rows to replace, rows to add, events."""
+
+    message: MessageRecord | None = None
+    deliveries: list[DeliveryRecord] = field(default_factory=list)
+    events: list[NewEvent] = field(default_factory=list)
+    drop_notices: list[bytes] = field(default_factory=list)  # devices whose notice is withdrawn
+    new_messages: list[tuple[MessageRecord, list[DeliveryRecord]]] = field(default_factory=list)
+    purge: bool = False  # ciphertext or wraps were destroyed: checkpoint soon
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.message or self.deliveries or self.events or self.drop_notices or self.new_messages
+        )
+
+
+class AccountStore(Protocol):
+    async def add_device(self, user: UserRecord, device: DeviceRecord) -> None:
+        """Create the user if new, then the device; raise ``Conflict`` on a clash."""
+
+    async def get_user(
+        self, user_id: bytes | None = None, handle: str | None = None
+    ) -> UserRecord | None: ...
+
+    async def get_devices(self, user_id: bytes) -> list[DeviceRecord]: ...
+
+    async def get_device(self, device_id: bytes) -> DeviceRecord | None: ...
+
+    async def put_challenge(self, challenge: bytes, expires_at: int) -> None: ...
+
+    async def take_challenge(self, challenge: bytes, now: int) -> bool:
+        """Consume a challenge once; False if unknown, used or expired."""
+
+    async def put_session(self, session: SessionRecord) -> None: ...
+
+    async def get_session(self, token_hash: bytes) -> SessionRecord | None: ...
+
+    async def delete_session(self, token_hash: bytes) -> None: ...
+
+
+class MessageStore(Protocol):
+    async def insert_message(
+        self, message: MessageRecord, deliveries: list[DeliveryRecord], events: list[NewEvent]
+    ) -> MessageRecord:
+        """Store a new message; if its id exists, return the stored row unchanged."""
+
+    async def get_message(self, message_id: bytes) -> MessageView | None: ...
+
+    async def change_message(
+        self,
+        message_id: bytes,
+        decide: Callable[[MessageView], tuple[Changes, T]],
+        recalls_since: int | None = None,
+    ) -> T:
+        """Read, decide, write, in one transaction; ``decide`` may raise to change nothing."""
+
+    async def messages_to_expire(self, received_before: int, limit: int) -> list[bytes]: ...
+
+    async def forget_tombstones(self, before: int) -> int:
+        """Delete content-free rows and events older than ``before``; return how many."""
+
+    async def stored_bytes(self, user_id: bytes) -> int:
+        """Ciphertext the user has waiting at the relay, for the quota."""
+
+
+class EventStore(Protocol):
+    async def events_since(self, device_id: bytes, after: int, limit: int) -> list[EventRecord]: ...
+
+    async def ack_events(self, device_id: bytes, upto: int) -> None: ...
+
+
+class Storage(AccountStore, MessageStore, EventStore, Protocol):
+    """A whole backend: the three stores and their lifecycle."""
+
+    def on_events(self, listener: Callable[[set[bytes]], None]) -> None:
+        """Call ``listener`` with the devices that have new events, after each commit."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def check(self) -> list[str]:
+        """Integrity problems found (empty when healthy)."""
+
+    async def ping(self) -> float:
+        """Round-trip a trivial query; return its latency in seconds (for readiness)."""
+
+    async def stats(self) -> dict[str, int]: ...
+
+    async def checkpoint(self) -> None:
+        """Make destroyed bytes leave every file the backend keeps (WAL, journal)."""

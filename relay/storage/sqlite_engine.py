@@ -1,0 +1,252 @@
+"""The SQLite engine: one writer thread with group commit, a pool of readers.
+
+Durability and throughput pull in opposite directions; group commit serves
+both.  Every write is a function of a connection, queued to one writer
+thread.  The thread takes everything that is waiting, runs each function in
+its own savepoint inside one transaction, commits once (``synchronous=FULL``:
+one fsync of the WAL for the whole batch) and only then resolves the callers'
+futures.  So an acknowledgement is never sent before its commit is durable,
+and a thousand concurrent sends cost one fsync, not a thousand.
+
+A function that raises rolls back to its savepoint and fails alone; a failed
+commit (disk full, I/O error) fails the whole batch, and nothing in it is
+acknowledged.  Readers use their own connections: WAL lets them run beside
+the writer and see only committed data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .base import StorageError
+
+__all__ = ["SCHEMA_VERSION", "SqliteEngine"]
+
+T = TypeVar("T")
+log = logging.getLogger("relay.storage")
+
+_MAX_BATCH = 512
+_READERS = 4
+_CHECKPOINT_RETRY = 0.2  # seconds between attempts while readers pin the WAL
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("relay.storage").joinpath("migrations", "sqlite")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
+    return sorted(found)
+
+
+SCHEMA_VERSION = max(version for version, _ in _migrations())
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection with the settings every connection to the relay's database needs."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")  # durable at commit: the WAL is synced every time
+    conn.execute("PRAGMA secure_delete=ON")  # freed content is overwritten with zeros
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration newer than the database; return the version reached."""
+    current: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > SCHEMA_VERSION:
+        raise StorageError(
+            f"the database has schema version {current}, newer than this relay ({SCHEMA_VERSION})"
+        )
+    for version, script in _migrations():
+        if version > current:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={version}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            log.info("migrated", extra={"event": "migrated", "schema_version": version})
+    return max(current, SCHEMA_VERSION)
+
+
+class _Job:
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop):
+        self.fn = fn
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(self, result: Any = None, error: BaseException | None = None) -> None:
+        def apply() -> None:
+            if self.future.done():
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)
+
+        self.loop.call_soon_threadsafe(apply)
+
+
+class SqliteEngine:
+    """Runs reads in a reader pool and writes through the group-commit writer."""
+
+    def __init__(self, path: Path, on_commit: Callable[[int, float], None] | None = None) -> None:
+        self.path = path
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._reader_list: list[sqlite3.Connection] = []
+        self._thread: threading.Thread | None = None
+        self._checkpoint_wanted = threading.Event()
+        self._on_commit = on_commit
+
+    def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = connect(self.path)
+        migrate(writer)
+        for _ in range(_READERS):
+            reader = connect(self.path)
+            reader.execute("PRAGMA query_only=ON")
+            self._readers.put(reader)
+            self._reader_list.append(reader)
+        self._thread = threading.Thread(
+            target=self._run, args=(writer,), name="sqlite-writer", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+        for reader in self._reader_list:
+            reader.close()
+        self._reader_list.clear()
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._thread is None:
+            raise StorageError("the database is closed")
+        job = _Job(fn, asyncio.get_running_loop())
+        self._jobs.put(job)
+        return await job.future  # type: ignore[no-any-return]
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.to_thread(self._read, fn)
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._readers.get()
+        try:
+            return fn(conn)
+        except sqlite3.Error as exc:
+            raise StorageError(f"database read failed: {exc}") from exc
+        finally:
+            self._readers.put(conn)
+
+    def request_checkpoint(self) -> None:
+        """Ask the writer to truncate the WAL soon (after a purge)."""
+        self._checkpoint_wanted.set()
+        self._jobs.put(_CHECKPOINT)
+
+    def _run(self, conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                try:
+                    first = self._jobs.get(
+                        timeout=_CHECKPOINT_RETRY if self._checkpoint_wanted.is_set() else None
+                    )
+                except queue.Empty:
+                    self._checkpoint(conn)
+                    continue
+                if first is None:
+                    break
+                batch = [first]
+                while len(batch) < _MAX_BATCH:
+                    try:
+                        item = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        self._jobs.put(None)
+                        break
+                    batch.append(item)
+                jobs = [job for job in batch if job is not _CHECKPOINT]
+                if jobs:
+                    self._commit(conn, jobs)
+                if self._checkpoint_wanted.is_set():
+                    self._checkpoint(conn)
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        started = time.perf_counter()
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = job.fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((job, None, _storage_error(exc)))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((job, result, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            failure = StorageError(f"database write failed: {exc}")
+            log.error(
+                "commit failed",
+                extra={"event": "commit_failed", "error": str(exc), "batch": len(jobs)},
+            )
+            for job in jobs:
+                job.settle(error=failure)
+            return
+        for job, result, error in outcomes:
+            job.settle(result, error)
+        if self._on_commit is not None:
+            self._on_commit(len(jobs), time.perf_counter() - started)
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            log.warning(
+                "checkpoint failed", extra={"event": "checkpoint_failed", "error": str(exc)}
+            )
+            return
+        if not busy:
+            self._checkpoint_wanted.clear()
+
+
+def _storage_error(exc: Exception) -> BaseException:
+    """Errors of the rules pass through; database errors become :class:`StorageError`."""
+    if isinstance(exc, sqlite3.Error):
+        return StorageError(f"database write failed: {exc}")
+    return exc
+
+
+_CHECKPOINT: Any = object()  # a queue item that only wakes the writer to checkpoint
