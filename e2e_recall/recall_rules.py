@@ -20,7 +20,7 @@ from .domains import MAX_CLOCK_SKEW_MS
 from .envelope import Header
 from .errors import RecallRateLimited, RecallRefused, RecallWindowClosed
 from .report import format_time
-from .revocation import Revocation, check_revocation_matches
+from .revocation import Revocation, check_revocation_belongs, check_sender_deadline
 
 __all__ = [
     "REFUSAL_SENTENCES",
@@ -83,9 +83,10 @@ def decide_recall(
     succeeds even after the window closed), then time, state and rate.
     """
     header = facts.header
-    check_revocation_matches(revocation, header)
+    check_revocation_belongs(revocation, header)
     if facts.already_revoked:
         return RecallDecision(already_recalled=True, deadline=None)
+    check_sender_deadline(revocation, header)
     if revocation.issued_at > now + policy.max_clock_skew_ms:
         raise RecallRefused("from_future", "the revocation is dated in the future")
     opened = facts.first_opened_at is not None

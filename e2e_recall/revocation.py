@@ -37,7 +37,9 @@ from .signing import SigningKey, VerifyKey
 
 __all__ = [
     "Revocation",
+    "check_revocation_belongs",
     "check_revocation_matches",
+    "check_sender_deadline",
     "revocation_digest",
     "sign_revocation",
     "verify_revocation",
@@ -141,6 +143,12 @@ def check_revocation_matches(revocation: Revocation, header: Header) -> None:
     ``recall_sealed_until`` (plus clock skew) cannot be one the relay was
     allowed to accept, so a relay that applies a recall it refused is caught.
     """
+    check_revocation_belongs(revocation, header)
+    check_sender_deadline(revocation, header)
+
+
+def check_revocation_belongs(revocation: Revocation, header: Header) -> None:
+    """Rules 1-4 of the spec's section 8.1: signer, message, conversation, age."""
     if revocation.sender != header.sender:
         raise WrongSigner("not_sender", "only the sender of a message can recall it")
     if revocation.message_id != header.message_id:
@@ -149,6 +157,10 @@ def check_revocation_matches(revocation: Revocation, header: Header) -> None:
         raise WrongContext("other_conversation", "the revocation is for another conversation")
     if revocation.issued_at < header.sent_at:
         raise ReplayedRevocation("predates_message", "the revocation is older than the message")
+
+
+def check_sender_deadline(revocation: Revocation, header: Header) -> None:
+    """Rule 5 of section 8.1: not issued after the sender's own signed outer deadline."""
     if revocation.issued_at > header.recall_sealed_until + MAX_CLOCK_SKEW_MS:
         raise RecallWindowClosed(
             "issued_after_window",

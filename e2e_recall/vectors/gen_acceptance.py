@@ -230,6 +230,15 @@ def acceptance_vectors(ctx: Context) -> VectorFile:
         already=True,
     )
     case(
+        "already recalled, recalled again after the sender's own deadline",
+        "success",
+        ["Idempotent"],
+        now=T0 + 30 * DAY,
+        rev=revocation(issued_at=T0 + 30 * DAY),
+        revoked=True,
+        already=True,
+    )
+    case(
         "already recalled, rate limit reached",
         "success",
         ["Idempotent"],

@@ -1,0 +1,341 @@
+"""A real relay on 127.0.0.1 and a small client built on the core library (test driver).
+
+The relay is the real application (``create_app``) served by aiohttp on a
+loopback port with a real SQLite file in a temporary directory; the only
+thing tests control is its clock.  :class:`Person` speaks the relay's HTTP
+and WebSocket API the way a client does, using only ``e2e_recall``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+import e2e_recall as er
+from e2e_recall import wire
+from e2e_recall.auth import sign_login, sign_registration
+from e2e_recall.identity import fingerprint
+from relay.app import create_app
+from relay.config import Config, load_config
+from relay.services import SERVICES, Services
+
+MSGPACK = "application/msgpack"
+T0 = 1_800_000_000_000
+MINUTE = 60_000
+
+
+class Clock:
+    """The relay's clock, moved by the test."""
+
+    def __init__(self, now: int = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+
+@dataclass
+class Relay:
+    url: str
+    data_dir: Path
+    clock: Clock
+    app: web.Application
+    runner: web.AppRunner
+
+    @property
+    def services(self) -> Services:
+        return self.app[SERVICES]
+
+    @property
+    def key(self) -> er.VerifyKey:
+        return self.services.relay_key.public_key
+
+    @property
+    def relay_id(self) -> bytes:
+        return fingerprint(self.key)
+
+    def database_files(self) -> list[Path]:
+        return [p for p in self.data_dir.iterdir() if p.name.startswith("relay.db")]
+
+
+async def start_relay(tmp: Path, clock: Clock, **options: Any) -> Relay:
+    config = load_config(
+        env={}, flags={"data_dir": str(tmp), "port": 0, "purge_interval": "1h", **options}
+    )
+    app = create_app(config, clock=clock)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return Relay(f"http://127.0.0.1:{port}", tmp, clock, app, runner)
+
+
+class RelayRefused(Exception):
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"{status} {body}")
+        self.status = status
+        self.code = body.get("error")
+        self.message = body.get("message")
+        self.body = body
+
+
+@dataclass
+class Device:
+    secrets: er.DeviceSecrets
+    certificate: bytes
+    token: str | None = None
+    cursor: int = 0
+
+
+@dataclass
+class Person:
+    """One user with one or more devices, talking to the relay like a client."""
+
+    name: str
+    relay: Relay
+    http: aiohttp.ClientSession
+    identity: er.SigningKey = field(default_factory=er.SigningKey.generate)
+    devices: list[Device] = field(default_factory=list)
+
+    @property
+    def user_id(self) -> bytes:
+        return fingerprint(self.identity.public_key)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        device: int = 0,
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        headers = {}
+        use = token if token is not None else (self.devices[device].token if self.devices else None)
+        if use:
+            headers["Authorization"] = f"Bearer {use}"
+        data = None
+        if body is not None:
+            headers["Content-Type"] = MSGPACK
+            data = wire.encode(body)
+        async with self.http.request(
+            method, self.relay.url + path, data=data, headers=headers
+        ) as response:
+            payload = wire.decode(
+                await response.read(), limits=wire.Limits(max_size=1 << 22, max_bin=1 << 21)
+            )
+            if response.status >= 400:
+                raise RelayRefused(response.status, payload)
+            return payload  # type: ignore[no-any-return]
+
+    async def add_device(
+        self, suite: er.WrapSuite = er.WrapSuite.X25519, handle: str | None = None
+    ) -> Device:
+        secrets = er.DeviceSecrets.generate(suite)
+        cert = er.issue_device_certificate(
+            self.identity,
+            secrets.device_id,
+            secrets.signing_key.public_key,
+            secrets.wrap_key.public_key,
+            created_at=self.relay.clock.now,
+        ).signed
+        challenge = (await self.call("POST", "/v1/challenge", token=""))["challenge"]
+        id_sig, dev_sig = sign_registration(
+            self.identity,
+            secrets.signing_key,
+            relay=self.relay.relay_id,
+            challenge=challenge,
+            certificate=cert,
+        )
+        await self.call(
+            "POST",
+            "/v1/register",
+            {
+                "identity_key": self.identity.public_key.raw,
+                "certificate": cert,
+                "challenge": challenge,
+                "identity_signature": id_sig,
+                "device_signature": dev_sig,
+                "handle": handle,
+            },
+            token="",
+        )
+        device = Device(secrets, cert)
+        self.devices.append(device)
+        await self.login(len(self.devices) - 1)
+        return device
+
+    async def login(self, index: int = 0) -> str:
+        device = self.devices[index]
+        challenge = (await self.call("POST", "/v1/challenge", token=""))["challenge"]
+        signature = sign_login(
+            device.secrets.signing_key,
+            relay=self.relay.relay_id,
+            device_id=device.secrets.device_id,
+            challenge=challenge,
+        )
+        answer = await self.call(
+            "POST",
+            "/v1/login",
+            {
+                "device_id": device.secrets.device_id,
+                "challenge": challenge,
+                "signature": signature,
+            },
+            token="",
+        )
+        device.token = answer["token"]
+        return device.token
+
+    async def lookup(self, other: Person) -> list[er.DeviceCertificate]:
+        answer = await self.call("GET", f"/v1/users/{other.user_id.hex()}")
+        identity = er.VerifyKey(answer["identity_key"])
+        assert identity == other.identity.public_key  # pinned: the test knows the real key
+        return [
+            er.verify_device_certificate(c, identity, now=self.relay.clock.now)
+            for c in answer["devices"]
+        ]
+
+    def seal(
+        self,
+        to: Person,
+        text: str,
+        *,
+        sealed_window: int = 7 * 24 * 60 * MINUTE,
+        opened_window: int = 60 * MINUTE,
+        replaces: bytes | None = None,
+        message_id: bytes | None = None,
+        device: int = 0,
+    ) -> tuple[er.Header, er.SealedMessage]:
+        now = self.relay.clock.now
+        header = er.Header(
+            message_id=message_id or os.urandom(16),
+            conversation_id=er.direct_conversation_id(self.user_id, to.user_id),
+            sender=self.user_id,
+            sender_device=self.devices[device].secrets.device_id,
+            sent_at=now,
+            recall_sealed_until=now + sealed_window,
+            recall_opened_until=now + opened_window,
+            kind=er.MessageKind.REPLACEMENT if replaces else er.MessageKind.TEXT,
+            replaces=replaces,
+        )
+        return header, er.seal_message(header, er.Body(text), self.identity)
+
+    async def wraps_for(self, to: Person, header: er.Header, key: bytes) -> list[dict[str, bytes]]:
+        return [
+            {
+                "device_id": cert.device_id,
+                "wrap": er.wrap_message_key(
+                    key,
+                    cert.wrap_key,
+                    message_id=header.message_id,
+                    conversation_id=header.conversation_id,
+                    device_id=cert.device_id,
+                ),
+            }
+            for cert in await self.lookup(to)
+        ]
+
+    async def send(self, to: Person, text: str, **options: Any) -> er.Header:
+        header, sealed = self.seal(to, text, **options)
+        wraps = await self.wraps_for(to, header, sealed.message_key)
+        await self.call(
+            "POST",
+            "/v1/messages",
+            {"envelope": sealed.envelope, "wraps": wraps},
+            device=options.get("device", 0),
+        )
+        return header
+
+    async def read(self, sender: Person, message_id: bytes, device: int = 0) -> str:
+        """Fetch, open and decrypt: what a recipient's client does when the user opens it."""
+        envelope = (await self.call("GET", f"/v1/messages/{message_id.hex()}", device=device))[
+            "envelope"
+        ]
+        verified = er.open_envelope(envelope, sender.identity.public_key)
+        wrap = (
+            await self.call("POST", f"/v1/messages/{message_id.hex()}/open", {}, device=device)
+        )["wrap"]
+        secrets = self.devices[device].secrets
+        key = er.unwrap_message_key(
+            wrap,
+            secrets.wrap_key,
+            message_id=message_id,
+            conversation_id=verified.header.conversation_id,
+            device_id=secrets.device_id,
+        )
+        return verified.decrypt(key).text
+
+    def revocation(self, header: er.Header, replacement_id: bytes | None = None) -> er.Revocation:
+        return er.sign_revocation(
+            self.identity,
+            message_id=header.message_id,
+            conversation_id=header.conversation_id,
+            issued_at=self.relay.clock.now,
+            replacement_id=replacement_id,
+        )
+
+    async def recall(
+        self,
+        header: er.Header,
+        replacement: dict[str, Any] | None = None,
+        replacement_id: bytes | None = None,
+    ) -> dict[str, Any]:
+        revocation = self.revocation(header, replacement_id)
+        return await self.call(
+            "POST",
+            f"/v1/messages/{header.message_id.hex()}/recall",
+            {"revocation": revocation.signed, "replacement": replacement},
+        )
+
+    async def report(self, message_id: bytes) -> dict[str, Any]:
+        return await self.call("GET", f"/v1/messages/{message_id.hex()}/report")
+
+    async def sync(self, device: int = 0) -> list[dict[str, Any]]:
+        dev = self.devices[device]
+        answer = await self.call("GET", f"/v1/sync?after={dev.cursor}", device=device)
+        events = answer["events"]
+        if events:
+            dev.cursor = events[-1]["seq"]
+        return [{**e, "payload": wire.decode(e["payload"])} for e in events]
+
+    async def delete_and_receipt(
+        self, sender: Person, revocation: bytes, device: int = 0, opened_at: int | None = None
+    ) -> dict[str, Any]:
+        """What a recipient client does with a revocation: verify, delete, sign a receipt."""
+        checked = er.verify_revocation(revocation, sender.identity.public_key)
+        secrets = self.devices[device].secrets
+        receipt = er.sign_deletion_receipt(
+            secrets.signing_key,
+            user=self.user_id,
+            device_id=secrets.device_id,
+            message_id=checked.message_id,
+            conversation_id=checked.conversation_id,
+            deleted_at=self.relay.clock.now,
+            opened_at=opened_at,
+            revocation=checked.digest,
+        )
+        return await self.call(
+            "POST",
+            f"/v1/messages/{checked.message_id.hex()}/receipt",
+            {"receipt": receipt.signed},
+            device=device,
+        )
+
+
+def states(report: dict[str, Any]) -> list[str]:
+    return [line["state"] for line in report["devices"]]
+
+
+async def settle() -> None:
+    """Let the relay's writer and pushers run."""
+    await asyncio.sleep(0.05)
