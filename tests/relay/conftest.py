@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from driver import Clock, Person, Relay, start_relay  # noqa: E402
+from driver import Clock, Person, Relay, start_relay
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from e2e_recall import wire
 from e2e_recall.auth import sign_login, sign_registration
 from e2e_recall.identity import fingerprint
 from relay.app import create_app
-from relay.config import Config, load_config
+from relay.config import load_config
 from relay.services import SERVICES, Services
 
 MSGPACK = "application/msgpack"

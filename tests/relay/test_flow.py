@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import e2e_recall as er
+
 from driver import MINUTE, Person, RelayRefused, states
 
 
@@ -65,7 +66,7 @@ async def test_recall_after_opening_is_pending_until_the_device_signs(
     alice.relay.clock.advance(MINUTE)
     answer = await alice.recall(header)
     assert states(answer["report"]) == ["pending"]
-    revocation = [e for e in await bob.sync() if e["kind"] == "revocation"][0]["payload"][
+    revocation = next(e for e in await bob.sync() if e["kind"] == "revocation")["payload"][
         "revocation"
     ]
     await bob.delete_and_receipt(alice, revocation, opened_at=opened_at)

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 import e2e_recall as er
+
 from driver import MINUTE, Clock, Person, RelayRefused, start_relay, states
 
 
