@@ -18,7 +18,7 @@ from e2e_recall.report import Event
 from .config import Config
 from .messaging import Messaging, _merge, _transition
 from .reports import report_events
-from .storage.base import Changes, MessageState, MessageView, Storage
+from .storage.base import Changes, MessageState, MessageView, Storage, StorageError
 
 __all__ = ["Retention", "RetentionResult"]
 
@@ -51,7 +51,12 @@ class Retention:
             if len(ids) < _BATCH:
                 break
         forgotten = await self.storage.forget_tombstones(now - self.config.tombstone_retention)
-        await self.storage.checkpoint()
+        try:
+            await self.storage.checkpoint()
+        except StorageError as exc:  # readers kept the WAL busy; the next run tries again
+            log.warning(
+                "checkpoint deferred", extra={"event": "checkpoint_deferred", "error": str(exc)}
+            )
         if expired or forgotten:
             log.info(
                 "retention",

@@ -27,6 +27,7 @@ from .base import (
     MessageView,
     NewEvent,
     SessionRecord,
+    StorageError,
     UserRecord,
 )
 from .sqlite_engine import SqliteEngine
@@ -216,8 +217,8 @@ class SqliteStorage:
         return await self._engine.read(run)
 
     async def checkpoint(self) -> None:
-        self._engine.request_checkpoint()
-        await self._engine.write(lambda conn: None)  # the writer checkpoints after this batch
+        if not await self._engine.checkpoint():
+            raise StorageError("the WAL could not be truncated: readers kept it busy")
 
     # accounts -------------------------------------------------------------------------------
     async def add_device(self, user: UserRecord, device: DeviceRecord) -> None:

@@ -38,6 +38,7 @@ log = logging.getLogger("relay.storage")
 _MAX_BATCH = 512
 _READERS = 4
 _CHECKPOINT_RETRY = 0.2  # seconds between attempts while readers pin the WAL
+_CHECKPOINT_ATTEMPTS = 50  # for an awaited checkpoint: up to about a second
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -87,9 +88,13 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 class _Job:
+    """A write to run in the next batch, or (``fn`` None) a checkpoint to report on."""
+
     __slots__ = ("fn", "future", "loop")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self, fn: Callable[[sqlite3.Connection], Any] | None, loop: asyncio.AbstractEventLoop
+    ):
         self.fn = fn
         self.loop = loop
         self.future: asyncio.Future[Any] = loop.create_future()
@@ -161,9 +166,17 @@ class SqliteEngine:
             self._readers.put(conn)
 
     def request_checkpoint(self) -> None:
-        """Ask the writer to truncate the WAL soon (after a purge)."""
+        """Ask the writer to truncate the WAL soon (after a purge); do not wait."""
         self._checkpoint_wanted.set()
         self._jobs.put(_CHECKPOINT)
+
+    async def checkpoint(self) -> bool:
+        """Truncate the WAL now, after every write queued before; True once it is empty."""
+        if self._thread is None:
+            raise StorageError("the database is closed")
+        job = _Job(None, asyncio.get_running_loop())
+        self._jobs.put(job)
+        return await job.future  # type: ignore[no-any-return]
 
     def _run(self, conn: sqlite3.Connection) -> None:
         try:
@@ -187,10 +200,15 @@ class SqliteEngine:
                         self._jobs.put(None)
                         break
                     batch.append(item)
-                jobs = [job for job in batch if job is not _CHECKPOINT]
-                if jobs:
-                    self._commit(conn, jobs)
-                if self._checkpoint_wanted.is_set():
+                writes = [job for job in batch if job is not _CHECKPOINT and job.fn is not None]
+                waiting = [job for job in batch if job is not _CHECKPOINT and job.fn is None]
+                if writes:
+                    self._commit(conn, writes)
+                if waiting:
+                    done = self._checkpoint(conn, attempts=_CHECKPOINT_ATTEMPTS)
+                    for job in waiting:
+                        job.settle(done)
+                elif self._checkpoint_wanted.is_set():
                     self._checkpoint(conn)
         finally:
             with contextlib.suppress(sqlite3.Error):
@@ -203,6 +221,7 @@ class SqliteEngine:
         try:
             conn.execute("BEGIN IMMEDIATE")
             for job in jobs:
+                assert job.fn is not None
                 conn.execute("SAVEPOINT job")
                 try:
                     result = job.fn(conn)
@@ -230,16 +249,25 @@ class SqliteEngine:
         if self._on_commit is not None:
             self._on_commit(len(jobs), time.perf_counter() - started)
 
-    def _checkpoint(self, conn: sqlite3.Connection) -> None:
-        try:
-            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except sqlite3.Error as exc:
-            log.warning(
-                "checkpoint failed", extra={"event": "checkpoint_failed", "error": str(exc)}
-            )
-            return
-        if not busy:
-            self._checkpoint_wanted.clear()
+    def _checkpoint(self, conn: sqlite3.Connection, attempts: int = 1) -> bool:
+        """Copy the WAL into the database and truncate it; True when that succeeded.
+
+        A reader in the middle of a query pins the WAL; then try again shortly.
+        """
+        for attempt in range(attempts):
+            try:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:
+                log.warning(
+                    "checkpoint failed", extra={"event": "checkpoint_failed", "error": str(exc)}
+                )
+                return False
+            if not busy:
+                self._checkpoint_wanted.clear()
+                return True
+            if attempt + 1 < attempts:
+                time.sleep(_CHECKPOINT_RETRY / 10)
+        return False
 
 
 def _storage_error(exc: Exception) -> BaseException:

@@ -297,6 +297,13 @@ class Person:
             {"revocation": revocation.signed, "replacement": replacement},
         )
 
+    def websocket(self, device: int = 0, cursor: int | None = None) -> Any:
+        """Open the device's websocket, resuming after ``cursor`` (default: its own)."""
+        dev = self.devices[device]
+        after = dev.cursor if cursor is None else cursor
+        url = self.relay.url.replace("http", "ws", 1) + f"/v1/ws?cursor={after}"
+        return self.http.ws_connect(url, headers={"Authorization": f"Bearer {dev.token}"})
+
     async def report(self, message_id: bytes) -> dict[str, Any]:
         return await self.call("GET", f"/v1/messages/{message_id.hex()}/report")
 

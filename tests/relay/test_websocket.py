@@ -1,0 +1,112 @@
+"""Push over WebSocket: notices, revocations and reports, resumed from a cursor."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from e2e_recall import wire
+
+from driver import MINUTE, Person
+
+
+async def _frames_until_caught_up(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
+    """Event frames up to the next 'caught_up' frame."""
+    events = []
+    while True:
+        message = await asyncio.wait_for(ws.receive(), timeout=5)
+        assert message.type is aiohttp.WSMsgType.BINARY, message
+        frame = wire.decode(message.data, limits=wire.Limits(max_size=1 << 22, max_bin=1 << 21))
+        if frame["type"] == "caught_up":
+            return events
+        assert frame["type"] == "event"
+        events.append({**frame, "payload": wire.decode(frame["payload"])})
+
+
+async def test_a_connected_device_is_told_at_once_and_never_sees_content(
+    people: tuple[Person, Person],
+) -> None:
+    alice, bob = people
+    async with bob.websocket() as ws:
+        assert await _frames_until_caught_up(ws) == []
+        header = await alice.send(bob, "the secret plan")
+        events = await _frames_until_caught_up(ws)
+    assert [e["kind"] for e in events] == ["message"]
+    notice = events[0]["payload"]
+    assert set(notice) == {
+        "message_id",
+        "conversation_id",
+        "sender",
+        "sender_device",
+        "size",
+        "sent_at",
+    }
+    assert notice["message_id"] == header.message_id
+    assert notice["sender"] == alice.user_id
+
+
+async def test_an_offline_device_gets_its_revocation_on_reconnect_exactly_once(
+    people: tuple[Person, Person],
+) -> None:
+    alice, bob = people
+    header = await alice.send(bob, "regrettable")
+    async with bob.websocket() as ws:
+        events = await _frames_until_caught_up(ws)
+        bob.devices[0].cursor = events[-1]["seq"]
+    await bob.read(alice, header.message_id)  # Bob opened it, then went offline
+    alice.relay.clock.advance(MINUTE)
+    await alice.recall(header)  # while Bob is offline
+    async with bob.websocket() as ws:  # Bob reconnects from where he was
+        resumed = await _frames_until_caught_up(ws)
+    assert [(e["kind"], e["message_id"]) for e in resumed] == [("revocation", header.message_id)]
+    assert all(e["seq"] > bob.devices[0].cursor for e in resumed)
+    async with bob.websocket() as ws:  # the same cursor again: the same events, no new ones
+        again = await _frames_until_caught_up(ws)
+    assert [e["seq"] for e in again] == [e["seq"] for e in resumed]
+
+
+async def test_acknowledged_events_are_gone(people: tuple[Person, Person]) -> None:
+    alice, bob = people
+    await alice.send(bob, "one")
+    await alice.send(bob, "two")
+    async with bob.websocket(cursor=0) as ws:
+        events = await _frames_until_caught_up(ws)
+        assert len(events) == 2
+        await ws.send_bytes(wire.encode({"type": "ack", "seq": events[0]["seq"]}))
+        await asyncio.sleep(0.05)
+    async with bob.websocket(cursor=0) as ws:
+        remaining = await _frames_until_caught_up(ws)
+    assert [e["seq"] for e in remaining] == [events[1]["seq"]]
+
+
+async def test_the_sender_watches_the_report_change_live(people: tuple[Person, Person]) -> None:
+    alice, bob = people
+    async with alice.websocket() as ws:
+        await _frames_until_caught_up(ws)
+        header = await alice.send(bob, "watch this")
+        await bob.read(alice, header.message_id)
+        seen: list[str] = []
+        while "opened" not in seen:
+            for event in await _frames_until_caught_up(ws):
+                assert event["kind"] == "report"
+                seen.append(event["payload"]["devices"][0]["state"])
+        await alice.recall(header)
+        while seen[-1] != "pending":
+            seen.extend(
+                e["payload"]["devices"][0]["state"] for e in await _frames_until_caught_up(ws)
+            )
+    assert seen == ["sealed", "opened", "pending"]
+
+
+async def test_two_connections_of_one_device_both_receive(people: tuple[Person, Person]) -> None:
+    alice, bob = people
+    async with bob.websocket() as first, bob.websocket() as second:
+        await _frames_until_caught_up(first)
+        await _frames_until_caught_up(second)
+        header = await alice.send(bob, "both")
+        got_first = await _frames_until_caught_up(first)
+        got_second = await _frames_until_caught_up(second)
+    assert [e["message_id"] for e in got_first] == [header.message_id]
+    assert [e["message_id"] for e in got_second] == [header.message_id]
