@@ -1,0 +1,230 @@
+"""The Storage contract: every backend must pass these, with the same rules on top.
+
+Parametrised by backend; PostgreSQL joins the list when it exists.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from e2e_recall.report import DeviceState
+from relay.errors import Conflict, NotFound
+from relay.storage.base import (
+    Changes,
+    DeliveryRecord,
+    DeviceRecord,
+    EventKind,
+    MessageRecord,
+    MessageState,
+    MessageView,
+    NewEvent,
+    SessionRecord,
+    Storage,
+    UserRecord,
+)
+from relay.storage.sqlite import SqliteStorage
+
+T0 = 1_800_000_000_000
+
+
+@pytest.fixture(params=["sqlite"])
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    backend: Storage = SqliteStorage(tmp_path / "relay.db", clock=lambda: T0)
+    await backend.open()
+    yield backend
+    await backend.close()
+
+
+def _user(tag: bytes) -> UserRecord:
+    return UserRecord(tag * 32, os.urandom(32), None, T0)
+
+
+def _device(user: UserRecord) -> DeviceRecord:
+    return DeviceRecord(os.urandom(16), user.user_id, b"certificate", os.urandom(32), T0)
+
+
+def _message(
+    sender: UserRecord, device: DeviceRecord, envelope: bytes = b"ciphertext" * 10
+) -> MessageRecord:
+    return MessageRecord(
+        message_id=os.urandom(16),
+        conversation_id=os.urandom(16),
+        sender=sender.user_id,
+        sender_device=device.device_id,
+        header=b"header",
+        envelope=envelope,
+        size=len(envelope),
+        sent_at=T0,
+        received_at=T0,
+    )
+
+
+async def _pair(storage: Storage) -> tuple[UserRecord, DeviceRecord, UserRecord, DeviceRecord]:
+    alice, bob = _user(b"a"), _user(b"b")
+    alice_device, bob_device = _device(alice), _device(bob)
+    await storage.add_device(alice, alice_device)
+    await storage.add_device(bob, bob_device)
+    return alice, alice_device, bob, bob_device
+
+
+async def test_accounts(storage: Storage) -> None:
+    alice, alice_device, _, _ = await _pair(storage)
+    assert await storage.get_user(user_id=alice.user_id) == alice
+    assert await storage.get_devices(alice.user_id) == [alice_device]
+    assert await storage.get_device(alice_device.device_id) == alice_device
+    with pytest.raises(Conflict):
+        await storage.add_device(alice, alice_device)
+    with pytest.raises(Conflict):
+        await storage.add_device(replace(alice, identity_key=os.urandom(32)), _device(alice))
+    named = UserRecord(b"c" * 32, os.urandom(32), "carol", T0)
+    await storage.add_device(named, _device(named))
+    assert await storage.get_user(handle="carol") == named
+    other = UserRecord(b"d" * 32, os.urandom(32), "carol", T0)
+    with pytest.raises(Conflict):
+        await storage.add_device(other, _device(other))
+    assert await storage.get_user(user_id=b"d" * 32) is None  # the refused add left nothing
+
+
+async def test_challenges_are_single_use_and_expire(storage: Storage) -> None:
+    await storage.put_challenge(b"c" * 32, T0 + 10)
+    assert await storage.take_challenge(b"c" * 32, T0)
+    assert not await storage.take_challenge(b"c" * 32, T0)
+    await storage.put_challenge(b"d" * 32, T0 + 10)
+    assert not await storage.take_challenge(b"d" * 32, T0 + 11)
+
+
+async def test_sessions(storage: Storage) -> None:
+    session = SessionRecord(b"h" * 32, b"u" * 32, b"d" * 16, T0, T0 + 1000)
+    await storage.put_session(session)
+    assert await storage.get_session(b"h" * 32) == session
+    await storage.delete_session(b"h" * 32)
+    assert await storage.get_session(b"h" * 32) is None
+
+
+async def test_insert_is_idempotent_and_atomic(storage: Storage) -> None:
+    alice, alice_device, _, bob_device = await _pair(storage)
+    message = _message(alice, alice_device)
+    delivery = DeliveryRecord(
+        message.message_id, bob_device.device_id, bob_device.user_id, b"w" * 80, False
+    )
+    notice = NewEvent(bob_device.device_id, EventKind.MESSAGE, message.message_id, b"notice")
+    assert await storage.insert_message(message, [delivery], [notice]) is message
+    again = await storage.insert_message(replace(message, envelope=b"other"), [delivery], [notice])
+    assert again == message  # the stored row, unchanged
+    events = await storage.events_since(bob_device.device_id, 0, 10)
+    assert [e.payload for e in events] == [b"notice"]  # the retry queued nothing
+    view = await storage.get_message(message.message_id)
+    assert view is not None
+    assert view.deliveries == (delivery,)
+    assert await storage.stored_bytes(alice.user_id) == message.size
+
+
+async def test_a_refusing_decision_writes_nothing(storage: Storage) -> None:
+    alice, alice_device, _, bob_device = await _pair(storage)
+    message = _message(alice, alice_device)
+    delivery = DeliveryRecord(
+        message.message_id, bob_device.device_id, bob_device.user_id, b"w" * 80, False
+    )
+    await storage.insert_message(message, [delivery], [])
+
+    def refuse(view: MessageView) -> tuple[Changes, None]:
+        raise Conflict("no")
+
+    with pytest.raises(Conflict):
+        await storage.change_message(message.message_id, refuse)
+    with pytest.raises(NotFound):
+        await storage.change_message(os.urandom(16), refuse)
+    view = await storage.get_message(message.message_id)
+    assert view is not None
+    assert view.message == message
+
+
+async def test_a_change_writes_rows_and_events_together(storage: Storage) -> None:
+    alice, alice_device, _, bob_device = await _pair(storage)
+    message = _message(alice, alice_device)
+    delivery = DeliveryRecord(
+        message.message_id, bob_device.device_id, bob_device.user_id, b"w" * 80, False
+    )
+    await storage.insert_message(message, [delivery], [])
+    seen: list[set[bytes]] = []
+    storage.on_events(seen.append)
+
+    def purge(view: MessageView) -> tuple[Changes, str]:
+        changes = Changes(
+            message=replace(
+                view.message,
+                envelope=None,
+                state=MessageState.RECALLED,
+                recalled_at=T0,
+                revocation=b"revocation",
+            ),
+            deliveries=[replace(view.deliveries[0], wrap=None, state=DeviceState.NEVER_DELIVERED)],
+            events=[NewEvent(bob_device.device_id, EventKind.REVOCATION, message.message_id, b"r")],
+            purge=True,
+        )
+        return changes, "done"
+
+    assert await storage.change_message(message.message_id, purge, recalls_since=T0 - 1) == "done"
+    view = await storage.get_message(message.message_id)
+    assert view is not None
+    assert (view.message.envelope, view.message.state, view.deliveries[0].wrap) == (
+        None,
+        MessageState.RECALLED,
+        None,
+    )
+    assert seen == [{bob_device.device_id}]
+
+    def count(view: MessageView) -> tuple[Changes, int]:
+        return Changes(), view.recalls_since
+
+    assert await storage.change_message(message.message_id, count, recalls_since=T0) == 1
+    assert await storage.change_message(message.message_id, count, recalls_since=T0 + 1) == 0
+    await storage.checkpoint()
+    assert await storage.stored_bytes(alice.user_id) == 0
+
+
+async def test_events_are_ordered_per_device_and_acknowledged(storage: Storage) -> None:
+    alice, alice_device, _, bob_device = await _pair(storage)
+    for index in range(5):
+        message = _message(alice, alice_device)
+        notice = NewEvent(
+            bob_device.device_id, EventKind.MESSAGE, message.message_id, bytes([index])
+        )
+        await storage.insert_message(message, [], [notice])
+    events = await storage.events_since(bob_device.device_id, 0, 10)
+    assert [e.payload for e in events] == [bytes([i]) for i in range(5)]
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    assert await storage.events_since(alice_device.device_id, 0, 10) == []
+    await storage.ack_events(bob_device.device_id, events[2].seq)
+    rest = await storage.events_since(bob_device.device_id, 0, 10)
+    assert [e.payload for e in rest] == [bytes([3]), bytes([4])]
+    device = await storage.get_device(bob_device.device_id)
+    assert device is not None
+    assert device.acked_seq == events[2].seq
+
+
+async def test_retention_queries_and_forgetting(storage: Storage) -> None:
+    alice, alice_device, _, _ = await _pair(storage)
+    old = replace(_message(alice, alice_device), received_at=T0 - 10)
+    new = _message(alice, alice_device)
+    await storage.insert_message(old, [], [])
+    await storage.insert_message(new, [], [])
+    assert await storage.messages_to_expire(T0, 10) == [old.message_id]
+
+    def expire(view: MessageView) -> tuple[Changes, None]:
+        return Changes(
+            message=replace(view.message, envelope=None, state=MessageState.EXPIRED)
+        ), None
+
+    await storage.change_message(old.message_id, expire)
+    assert await storage.forget_tombstones(T0) == 1
+    assert await storage.get_message(old.message_id) is None
+    assert await storage.get_message(new.message_id) is not None
+    assert await storage.check() == []
+    stats = await storage.stats()
+    assert stats["messages_live"] == 1
