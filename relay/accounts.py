@@ -195,5 +195,13 @@ class Accounts:
         user = await self.storage.get_user(user_id=user_id, handle=handle)
         if user is None:
             raise NotFound("No such user.")
-        devices = [d for d in await self.storage.get_devices(user.user_id) if d.revoked_at is None]
-        return user, devices
+        return user, await self.current_devices(user.user_id)
+
+    async def current_devices(self, user_id: bytes) -> list[DeviceRecord]:
+        """The user's devices whose certificates are valid now (not revoked, not expired)."""
+        now = self.clock()
+        current = []
+        for device in await self.storage.get_devices(user_id):
+            if device.revoked_at is None and (await self.certificate(device)).is_valid_at(now):
+                current.append(device)
+        return current

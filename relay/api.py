@@ -53,6 +53,7 @@ REQUESTS: dict[str, tuple[Field, ...]] = {
     ),
     "replacement": (Field("envelope", "bin", max_len=1 << 20), _WRAPS),
     "ack": (Field("seq", "uint", max_value=2**63 - 1),),
+    "open": (),
 }
 
 _LIMITS = wire.Limits(max_size=1 << 21, max_bin=1 << 20, max_array=4096, max_map=16, max_depth=4)

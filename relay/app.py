@@ -29,7 +29,7 @@ from .services import SERVICES, Services
 from .storage.base import Storage, StorageError
 from .storage.sqlite import SqliteStorage
 
-__all__ = ["create_app"]
+__all__ = ["IN_FLIGHT", "InFlight", "create_app"]
 
 log = logging.getLogger("relay.http")
 
@@ -41,6 +41,27 @@ def _wall_clock() -> int:
 def _storage_for(config: Config, clock: Callable[[], int], metrics: Metrics) -> Storage:
     path = Path(config.database.removeprefix("sqlite:///"))
     return SqliteStorage(path, clock, on_commit=metrics.on_commit)
+
+
+class InFlight:
+    """Requests being handled now, so a shutdown can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self.idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self.idle.set()
+
+
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
 
 
 @web.middleware
@@ -55,6 +76,8 @@ async def _errors(
         else "unmatched"
     )
     status = 500
+    in_flight = request.app[IN_FLIGHT]
+    in_flight.enter()
     try:
         response = await handler(request)
         status = response.status
@@ -80,7 +103,16 @@ async def _errors(
         return _error(
             ServiceUnavailable("The relay's database is unavailable; try again shortly.", "storage")
         )
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        status = 500
+        log.exception("unexpected error", extra={"event": "internal_error", "route": route})
+        return respond(
+            {"error": "internal", "message": "The relay failed to handle this request."}, 500
+        )
     finally:
+        in_flight.leave()
         seconds = time.perf_counter() - started
         services.metrics.requests.labels(route, str(status)).inc()
         services.metrics.request_seconds.labels(route).observe(seconds)
@@ -106,6 +138,7 @@ def _error(exc: RelayError) -> web.Response:
 def create_app(config: Config, *, clock: Callable[[], int] | None = None) -> web.Application:
     """The relay as an aiohttp application (tests and the demo start it in-process)."""
     app = web.Application(middlewares=[_errors], client_max_size=config.max_request_size)
+    app[IN_FLIGHT] = InFlight()
     tick = clock or _wall_clock
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

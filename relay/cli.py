@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from e2e_recall.identity import fingerprint
 from .config import OPTIONS, Config, ConfigError, load_config
 from .logs import configure_logging
 from .metrics import Metrics
-from .relay_key import load_or_create_relay_key
+from .relay_key import RelayKeyError, load_or_create_relay_key
 from .server import run_server
 from .services import Services
 from .storage.base import StorageError
@@ -65,13 +66,31 @@ def _options_parser() -> argparse.ArgumentParser:
     return parent
 
 
+def _options_epilog() -> str:
+    """Every option in one table, so ``e2e-recall-relay --help`` alone documents them all.
+
+    The top-level parser does not take the options itself (they belong after
+    the command), so the table is text rather than argparse arguments.
+    """
+    lines = [
+        "options (after the command; env variable; default):",
+        "  --config FILE",
+        "      TOML configuration file; E2E_RECALL_RELAY_CONFIG; default none",
+    ]
+    for option in OPTIONS:
+        shown = "platform data directory" if option.name == "data_dir" else option.default
+        lines.append(f"  {option.flag} {option.metavar}")
+        lines.append(f"      {option.help}; {option.env}; default {shown}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parent = _options_parser()
     parser = argparse.ArgumentParser(
         prog="e2e-recall-relay",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
+        epilog=__doc__.split("\n\n", 1)[1] + "\n" + _options_epilog(),
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", parents=[parent], help="start the relay")
@@ -138,6 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     except StorageError as exc:
         print(f"e2e-recall-relay: the database failed: {exc}", file=sys.stderr)
         return 1
+    except RelayKeyError as exc:
+        print(f"e2e-recall-relay: {exc}", file=sys.stderr)
+        return 1
+    except ssl.SSLError as exc:
+        print(
+            f"e2e-recall-relay: cannot use the TLS certificate {config.tls_cert} with the key "
+            f"{config.tls_key}: {exc.reason or exc}",
+            file=sys.stderr,
+        )
+        return 2
     except OSError as exc:
         print(
             f"e2e-recall-relay: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})",

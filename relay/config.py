@@ -36,6 +36,8 @@ _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 def parse_duration(text: str | int) -> int:
     """``"90s"``, ``"15m"``, ``"1h"``, ``"30d"``, ``"250ms"`` (or plain seconds) in ms."""
     if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise ValueError(f"{text} is negative; a duration cannot be")
         return text * 1000
     match = re.fullmatch(r"\s*(\d+)\s*(ms|s|m|h|d)?\s*", str(text))
     if not match:
@@ -70,7 +72,10 @@ def _parse_size(text: str | int) -> int:
 def _parse_int(text: str | int) -> int:
     if isinstance(text, bool):
         raise ValueError("a number is needed")
-    return int(text)
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{value} is negative; use 0 for no limit where that is allowed")
+    return value
 
 
 def _parse_str(text: str | int) -> str:
@@ -321,6 +326,8 @@ def load_config(
             raise ConfigError(f"cannot read {file}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{file} is not a UTF-8 text file") from None
         for section, table in document.items():
             if not isinstance(table, dict):
                 raise ConfigError(f"{file}: {section!r} must be a [section]")
@@ -350,6 +357,10 @@ def _validate(values: dict[str, Any]) -> None:
         raise ConfigError("port must be between 0 and 65535")
     if (values["tls_cert"] is None) != (values["tls_key"] is None):
         raise ConfigError("tls_cert and tls_key must be given together")
+    for name in ("tls_cert", "tls_key"):
+        path = values[name]
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{name}: {path} does not exist or is not a file")
     if values["log_level"] not in ("debug", "info", "warning", "error"):
         raise ConfigError("log_level must be debug, info, warning or error")
     url = values["database_url"]

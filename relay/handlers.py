@@ -113,7 +113,9 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     session = await _session(request)
-    await _services(request).accounts.logout(session)
+    services = _services(request)
+    await services.accounts.logout(session)
+    await services.hub.end_session(session.token_hash)
     return respond({"logged_out": True})
 
 
@@ -165,6 +167,7 @@ async def fetch(request: web.Request) -> web.Response:
 
 async def open_message(request: web.Request) -> web.Response:
     session = await _session(request)
+    await read_request(request, "open")
     wrap = await _services(request).messaging.open(session, _message_id(request))
     return respond({"wrap": wrap})
 
@@ -210,7 +213,7 @@ def _int_query(request: web.Request, name: str, default: int, maximum: int) -> i
     text = request.query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or int(text) > maximum:
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > maximum:
         raise BadRequest(f"{name} must be a whole number up to {maximum}.", "bad_query")
     return int(text)
 
@@ -254,7 +257,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     heartbeat = services.config.websocket_idle_timeout / 2000
     ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=64 * 1024)
     await ws.prepare(request)
-    await services.hub.serve(ws, session.device_id, cursor)
+    await services.hub.serve(ws, session, cursor)
     return ws
 
 

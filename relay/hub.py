@@ -20,13 +20,14 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from e2e_recall import wire
 from e2e_recall.errors import DecodeError
 
+from .accounts import Session
 from .api import parse_body
 from .errors import RelayError
 from .metrics import Metrics
@@ -39,9 +40,10 @@ _PAGE = 256
 
 
 class _Connection:
-    def __init__(self, ws: web.WebSocketResponse, device_id: bytes, cursor: int) -> None:
+    def __init__(self, ws: web.WebSocketResponse, session: Session, cursor: int) -> None:
         self.ws = ws
-        self.device_id = device_id
+        self.session = session
+        self.device_id = session.device_id
         self.cursor = cursor
         self.wake = asyncio.Event()
         self.wake.set()  # first, catch up
@@ -50,7 +52,10 @@ class _Connection:
 class Hub:
     """The open websockets of this relay process, by device."""
 
-    def __init__(self, storage: Storage, metrics: Metrics, max_connections: int) -> None:
+    def __init__(
+        self, storage: Storage, metrics: Metrics, max_connections: int, clock: Callable[[], int]
+    ) -> None:
+        self.clock = clock
         self.storage = storage
         self.metrics = metrics
         self.max_connections = max_connections
@@ -71,13 +76,34 @@ class Hub:
             for connection in self._by_device.get(device_id, ()):
                 connection.wake.set()
 
-    async def serve(self, ws: web.WebSocketResponse, device_id: bytes, cursor: int) -> None:
+    async def end_session(self, token_hash: bytes) -> None:
+        """Close every connection opened with this session (after a logout)."""
+        sockets = [
+            c.ws
+            for conns in self._by_device.values()
+            for c in conns
+            if c.session.token_hash == token_hash
+        ]
+        for ws in sockets:
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"logged out")
+
+    async def _session_over(self, connection: _Connection) -> bool:
+        """A connection lives no longer than its session; closing it if that has ended."""
+        if self.clock() < connection.session.expires_at:
+            return False
+        await connection.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session expired")
+        return True
+
+    async def serve(self, ws: web.WebSocketResponse, session: Session, cursor: int) -> None:
         """Run one device's connection until either side closes it."""
-        connection = _Connection(ws, device_id, cursor)
+        device_id = session.device_id
+        connection = _Connection(ws, session, cursor)
         self._by_device[device_id].add(connection)
         self._count += 1
         self.metrics.websockets.set(self._count)
         pusher = asyncio.create_task(self._push(connection))
+        remaining = max(0.0, (session.expires_at - self.clock()) / 1000)
+        expiry = asyncio.get_running_loop().call_later(remaining, connection.wake.set)
         try:
             async for message in ws:
                 if message.type is WSMsgType.BINARY:
@@ -89,6 +115,7 @@ class Hub:
                 elif message.type is WSMsgType.ERROR:
                     break
         finally:
+            expiry.cancel()
             pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pusher
@@ -107,6 +134,8 @@ class Hub:
         except (DecodeError, RelayError):
             await connection.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"malformed frame")
             return
+        if await self._session_over(connection):
+            return
         await self.storage.ack_events(connection.device_id, body["seq"])
 
     async def _push(self, connection: _Connection) -> None:
@@ -115,6 +144,8 @@ class Hub:
             while not ws.closed:
                 await connection.wake.wait()
                 connection.wake.clear()
+                if await self._session_over(connection):
+                    return
                 while True:
                     events = await self.storage.events_since(
                         connection.device_id, connection.cursor, _PAGE

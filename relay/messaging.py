@@ -171,6 +171,10 @@ class Messaging:
                     "The sending device needs no wrap of its own message.", "wrap_to_self"
                 )
             cert = await self.accounts.certificate(device)
+            if not cert.is_valid_at(self.clock()):
+                raise BadRequest(
+                    "A wrap is addressed to a device whose certificate expired.", "expired_device"
+                )
             if len(item.wrap) != wrap_length(cert.wrap_key.suite):
                 raise BadRequest("A wrap has the wrong length for its device's key.", "bad_wrap")
             devices[item.device_id] = device
@@ -185,9 +189,7 @@ class Messaging:
                 "The conversation does not belong to the sender and the recipient.",
                 "wrong_conversation",
             )
-        current = {
-            d.device_id for d in await self.storage.get_devices(recipient) if d.revoked_at is None
-        }
+        current = {d.device_id for d in await self.accounts.current_devices(recipient)}
         missing = current - devices.keys()
         if missing:
             raise Conflict(

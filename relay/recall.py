@@ -73,9 +73,12 @@ class Recalls:
         revocation_wire: bytes,
         replacement: tuple[bytes, list[Wrap]] | None = None,
     ) -> RecallOutcome:
+        view = await self.storage.get_message(message_id)
+        if view is None or not _involved(view, session.user_id):
+            raise NotFound("No such message.")  # the same answer whether it exists or not
         user = await self.storage.get_user(user_id=session.user_id)
         if user is None:
-            raise NotFound("No such user.")
+            raise NotFound("No such message.")
         try:
             revocation = verify_revocation(revocation_wire, VerifyKey(user.identity_key))
         except ProtocolError as exc:
@@ -92,9 +95,6 @@ class Recalls:
             raise BadRequest(
                 "The revocation names a replacement, but none was sent.", "missing_replacement"
             )
-        view = await self.storage.get_message(message_id)
-        if view is None:
-            raise NotFound("No such message.")
         senders = await self.messaging.sender_devices(view.message.sender)
         now = self.clock()
         policy = self.config.policy
@@ -181,3 +181,8 @@ class Recalls:
         changes.events.extend(report_events(after, senders))
         outcome = RecallOutcome(False, report(after), revocation.replacement_id)
         return changes, outcome
+
+
+def _involved(view: MessageView, user_id: bytes) -> bool:
+    """The sender, or a user one of whose devices the message is addressed to."""
+    return view.message.sender == user_id or any(d.user_id == user_id for d in view.deliveries)

@@ -14,9 +14,13 @@ from e2e_recall.errors import DecodeError
 from e2e_recall.keyfile import dump_signing_key, load_signing_key
 from e2e_recall.signing import SigningKey
 
-__all__ = ["KEY_FILE", "load_or_create_relay_key"]
+__all__ = ["KEY_FILE", "RelayKeyError", "load_or_create_relay_key"]
 
 KEY_FILE = "relay.key"
+
+
+class RelayKeyError(Exception):
+    """The relay key file exists but cannot be used; the message says what to do."""
 
 
 def load_or_create_relay_key(data_dir: Path) -> SigningKey:
@@ -25,7 +29,7 @@ def load_or_create_relay_key(data_dir: Path) -> SigningKey:
         try:
             return load_signing_key(path.read_bytes())
         except DecodeError as exc:
-            raise RuntimeError(
+            raise RelayKeyError(
                 f"{path} is not a relay key ({exc.reason}); restore it from a backup"
             ) from None
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ scripts and tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import ssl
@@ -17,8 +18,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .app import create_app
+from .app import IN_FLIGHT, create_app
 from .config import Config
+from .services import SERVICES
 
 __all__ = ["run_server", "serve"]
 
@@ -78,7 +80,23 @@ async def serve(config: Config, port_file: Path | None = None) -> None:
             "shutting down",
             extra={"event": "shutting_down", "signal": received[0] if received else None},
         )
-        await runner.cleanup()
+        await drain(app, runner, config.shutdown_timeout / 1000)
+
+
+async def drain(app: web.Application, runner: web.AppRunner, timeout: float) -> None:
+    """Stop accepting, close websockets (1001), let requests finish, then clean up.
+
+    aiohttp's own cleanup stops reading from every connection at once, which
+    would strand an upload that is halfway through; so the relay first stops
+    listening and waits (up to ``timeout``) for the requests it is handling.
+    """
+    for site in list(runner.sites):
+        await site.stop()
+    if SERVICES in app:
+        await app[SERVICES].hub.close_all()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(app[IN_FLIGHT].idle.wait(), timeout)
+    await runner.cleanup()
 
 
 def _bound_port(runner: web.AppRunner) -> int:

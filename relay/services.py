@@ -35,7 +35,7 @@ class Services:
         self.messaging = Messaging(storage, self.accounts, config, clock)
         self.recalls = Recalls(storage, self.messaging, self.relay_key, config, clock)
         self.retention = Retention(storage, self.messaging, config, clock)
-        self.hub = Hub(storage, self.metrics, config.max_websockets)
+        self.hub = Hub(storage, self.metrics, config.max_websockets, clock)
         self.rate = RateLimiter(config.requests_per_minute)
         storage.on_events(self.hub.notify)
 

@@ -125,13 +125,19 @@ class SqliteEngine:
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        writer = connect(self.path)
-        migrate(writer)
-        for _ in range(_READERS):
-            reader = connect(self.path)
-            reader.execute("PRAGMA query_only=ON")
-            self._readers.put(reader)
-            self._reader_list.append(reader)
+        try:
+            writer = connect(self.path)
+            migrate(writer)
+            for _ in range(_READERS):
+                reader = connect(self.path)
+                reader.execute("PRAGMA query_only=ON")
+                self._readers.put(reader)
+                self._reader_list.append(reader)
+        except sqlite3.Error as exc:
+            for reader in self._reader_list:
+                reader.close()
+            self._reader_list.clear()
+            raise StorageError(f"cannot open the database {self.path}: {exc}") from None
         self._thread = threading.Thread(
             target=self._run, args=(writer,), name="sqlite-writer", daemon=True
         )
