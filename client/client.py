@@ -1,0 +1,319 @@
+"""``Client``: the one class a program uses to talk through an e2e-recall relay.
+
+It owns a profile (keystore and local store) and a connection to the relay,
+and offers the whole life of a message: register, contacts, send, receive,
+open, recall (with or without a replacement), deletion receipts, and the
+report.  :meth:`Client.watch` keeps a WebSocket open, reconnecting with
+backoff and resuming from the stored cursor, so nothing is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from e2e_recall import SigningKey, format_fingerprint, wire
+
+from . import account, contacts, receiving, sending
+from .core import Clock, Core, system_clock
+from .errors import ClientError, NotFound, RelayUnreachable, UsageProblem
+from .keystore import DEFAULT_STRENGTH
+from .paths import Profile
+from .receiving import Update
+from .reporting import ReportView, build_report
+from .sending import DEFAULT_OPENED_WINDOW, DEFAULT_SEALED_WINDOW, RecallOutcome, SendOutcome
+from .store import Contact, StoredMessage
+
+__all__ = ["Client", "Entry"]
+
+_PAGE = 200
+_BACKOFF_START, _BACKOFF_MAX = 0.5, 30.0
+_FRAME_LIMITS = wire.Limits(max_size=8 << 20, max_bin=4 << 20)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A message as a listing shows it: never the text unless it was opened."""
+
+    message_id: bytes
+    peer: str
+    outgoing: bool
+    sent_at: int
+    state: str
+    text: str | None
+    replaced_by: bytes | None
+    replaces: bytes | None
+    problem: str | None
+
+
+class Client:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    # profile --------------------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        root: Path,
+        passphrase: str,
+        *,
+        suite: str = "x25519",
+        strength: str = DEFAULT_STRENGTH,
+        clock: Clock = system_clock,
+        identity: SigningKey | None = None,
+    ) -> Client:
+        """A new profile; with ``identity``, a further device of an existing identity."""
+        profile = Profile(root)
+        if identity is None:
+            core = account.create_profile(
+                profile, passphrase, suite=suite, strength=strength, clock=clock
+            )
+        else:
+            core = account.create_linked_profile(
+                profile, passphrase, identity, suite=suite, strength=strength, clock=clock
+            )
+        return cls(core)
+
+    @classmethod
+    def open(cls, root: Path, passphrase: str, *, clock: Clock = system_clock) -> Client:
+        return cls(account.open_profile(Profile(root), passphrase, clock=clock))
+
+    async def close(self) -> None:
+        await self.core.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def user_id(self) -> bytes:
+        return self.core.user_id
+
+    @property
+    def device_id(self) -> bytes:
+        return self.core.device_id
+
+    def whoami(self) -> dict[str, Any]:
+        store = self.core.store
+        url, handle = store.get_meta("relay_url"), store.get_meta("handle")
+        return {
+            "user_id": self.user_id.hex(),
+            "fingerprint": format_fingerprint(self.user_id),
+            "device_id": self.device_id.hex(),
+            "wrap_suite": self.core.keys.device.wrap_key.suite.name.lower(),
+            "handle": handle.decode() if handle else None,
+            "relay": url.decode() if url else None,
+            "profile": str(self.core.profile.root),
+        }
+
+    async def register(self, url: str, handle: str | None = None) -> None:
+        await account.register(self.core, url, handle)
+
+    # contacts -------------------------------------------------------------------------------------
+    async def add_contact(self, name: str, who: str) -> Contact:
+        return await contacts.add_contact(self.core, name, who)
+
+    def contacts(self) -> list[Contact]:
+        return self.core.store.contacts()
+
+    def contact(self, name: str) -> Contact:
+        return contacts.contact(self.core, name)
+
+    def safety_number(self, name: str) -> str:
+        return contacts.safety_number_with(self.core, self.contact(name))
+
+    def mark_verified(self, name: str) -> Contact:
+        return contacts.mark_verified(self.core, name)
+
+    def accept_key(self, name: str) -> Contact:
+        return contacts.accept_key(self.core, name)
+
+    def remove_contact(self, name: str) -> None:
+        contacts.remove_contact(self.core, name)
+
+    # messages -------------------------------------------------------------------------------------
+    async def send(
+        self,
+        name: str,
+        text: str,
+        *,
+        sealed_window: int = DEFAULT_SEALED_WINDOW,
+        opened_window: int = DEFAULT_OPENED_WINDOW,
+    ) -> SendOutcome:
+        await self._flush_quietly()
+        return await sending.send_text(
+            self.core, name, text, sealed_window=sealed_window, opened_window=opened_window
+        )
+
+    async def open_message(self, message_id: bytes) -> Entry:
+        row = await receiving.open_message(self.core, message_id)
+        return self.entry(row)
+
+    async def recall(self, message_id: bytes, replacement: str | None = None) -> RecallOutcome:
+        return await sending.recall(self.core, message_id, replacement)
+
+    def delete_for_me(self, message_id: bytes) -> None:
+        receiving.delete_for_me(self.core, message_id)
+
+    async def report(self, message_id: bytes, *, refresh: bool = True) -> ReportView:
+        """The checked report; ``refresh`` asks the relay, otherwise the last one pushed."""
+        row = self.core.store.message(message_id)
+        if row is None or not row.outgoing:
+            raise NotFound("Reports exist only for messages you sent.", "no_report")
+        if row.state in ("sending", "failed") or (row.state == "recalled" and row.report is None):
+            return ReportView(message_id, row.state, row.sent_at, row.recalled_at, "", ())
+        if refresh:
+            answer = await account.authed(
+                self.core, "GET", f"/v1/messages/{message_id.hex()}/report"
+            )
+            with self.core.store.transaction():
+                row.report = wire.encode(answer)
+                self.core.store.save_message(row)
+        if row.report is None:
+            raise NotFound("No report has been received for this message yet.", "no_report")
+        report = wire.decode(row.report, limits=_FRAME_LIMITS)
+        assert isinstance(report, dict)
+        return build_report(self.core, report)
+
+    # listings -------------------------------------------------------------------------------------
+    def find(self, short_id: str) -> StoredMessage:
+        """A message by the hex prefix people type (at least 4 digits, unique)."""
+        text = short_id.strip().lower()
+        if len(text) < 4 or any(c not in "0123456789abcdef" for c in text) or len(text) > 32:
+            raise UsageProblem(
+                f"{short_id!r} is not a message id (4 to 32 hex digits).", "bad_message_id"
+            )
+        found = self.core.store.messages_matching(text)
+        if not found:
+            raise NotFound(f"No message with an id starting {text}.", "no_message")
+        if len(found) > 1:
+            raise UsageProblem(f"{text} matches several messages; type more digits.", "ambiguous")
+        return found[0]
+
+    def entry(self, row: StoredMessage) -> Entry:
+        peer = self.core.store.contact_by_user(row.peer)
+        text = self.core.store.unseal(row.body).decode("utf-8") if row.body is not None else None
+        return Entry(
+            message_id=row.message_id,
+            peer=peer.name if peer else row.peer.hex()[:8],
+            outgoing=bool(row.outgoing),
+            sent_at=row.sent_at,
+            state=row.state,
+            text=text,
+            replaced_by=row.replaced_by,
+            replaces=row.replaces,
+            problem=row.problem,
+        )
+
+    def inbox(self) -> list[Entry]:
+        """Received messages still sealed: sender and time only, never a preview."""
+        return [self.entry(row) for row in self.core.store.incoming_in_state("sealed")]
+
+    def history(self, name: str) -> list[Entry]:
+        who = self.contact(name)
+        return [
+            self.entry(row)
+            for row in self.core.store.conversation(who.user_id)
+            if row.state != "deleted"
+        ]
+
+    def outbox_size(self) -> int:
+        return len(self.core.store.outbox())
+
+    # events ---------------------------------------------------------------------------------------
+    async def _flush_quietly(self) -> None:
+        if self.core.store.outbox():
+            with contextlib.suppress(RelayUnreachable):
+                await sending.flush_outbox(self.core)
+
+    async def _apply(self, event: dict[str, Any]) -> Update | None:
+        update = await receiving.process_event(
+            self.core, event["kind"], event["message_id"], event["payload"]
+        )
+        self.core.store.set_int("cursor", event["seq"])
+        return update
+
+    async def sync(self) -> list[Update]:
+        """Send what waits in the outbox, then fetch and apply every queued event."""
+        await sending.flush_outbox(self.core)
+        updates: list[Update] = []
+        while True:
+            cursor = self.core.store.get_int("cursor")
+            answer = await account.authed(
+                self.core, "GET", f"/v1/sync?after={cursor}&limit={_PAGE}"
+            )
+            for event in answer["events"]:
+                update = await self._apply(event)
+                if update is not None:
+                    updates.append(update)
+            if answer["events"]:
+                await account.authed(
+                    self.core, "POST", "/v1/sync/ack", {"seq": self.core.store.get_int("cursor")}
+                )
+            if not answer.get("more"):
+                return updates
+
+    async def watch(self, stop: asyncio.Event | None = None) -> AsyncIterator[Update]:
+        """Live updates over the WebSocket, reconnecting with backoff until ``stop`` is set."""
+        stop = stop or asyncio.Event()
+        delay = _BACKOFF_START
+        while not stop.is_set():
+            try:
+                await sending.flush_outbox(self.core)
+                await account.ensure_session(self.core)
+                cursor = self.core.store.get_int("cursor")
+                async with self.core.relay.websocket(cursor) as ws:
+                    delay = _BACKOFF_START
+                    yield Update("connected", b"", "", self.core.relay.url)
+                    async for update in self._frames(ws, stop):
+                        yield update
+                    if ws.close_code == 1008:  # the session ended: log in again
+                        self.core.relay.token = None
+                        await account.login(self.core)
+            except (TimeoutError, RelayUnreachable, aiohttp.ClientError, OSError) as exc:
+                detail = exc.sentence if isinstance(exc, ClientError) else str(exc)
+                yield Update("disconnected", b"", "", detail or "connection lost")
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay * (0.5 + random.random()))  # noqa: S311
+            delay = min(delay * 2, _BACKOFF_MAX)
+
+    async def _frames(
+        self, ws: aiohttp.ClientWebSocketResponse, stop: asyncio.Event
+    ) -> AsyncIterator[Update]:
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                receiver = asyncio.ensure_future(ws.receive())
+                done, _ = await asyncio.wait(
+                    {receiver, stopper}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if receiver not in done:
+                    receiver.cancel()
+                    await ws.close()
+                    return
+                message = receiver.result()
+                if message.type is not aiohttp.WSMsgType.BINARY:
+                    return
+                frame = wire.decode(message.data, limits=_FRAME_LIMITS)
+                if not isinstance(frame, dict):
+                    return
+                if frame.get("type") == "event":
+                    update = await self._apply(frame)
+                    await ws.send_bytes(wire.encode({"type": "ack", "seq": frame["seq"]}))
+                    if update is not None:
+                        yield update
+                elif frame.get("type") == "caught_up":
+                    yield Update("caught_up", b"", "", "")
+        finally:
+            stopper.cancel()

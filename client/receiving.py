@@ -1,0 +1,291 @@
+"""Receiving: notices, fetching sealed ciphertext, opening, and obeying recalls.
+
+A notice makes the client fetch the ciphertext at once (the message is then
+"delivered, sealed" on this device) and verify it against the sender's pinned
+identity; the key stays at the relay until the user opens the message.
+
+A revocation is verified here, against the pinned key, never taken on the
+relay's word.  Then every local trace goes (ciphertext, body, notification,
+saved files), the row becomes a bare "recalled" marker (or disappears if the
+message was never fetched), and the device signs a deletion receipt.  A
+revocation that comes before its message is remembered, so the message is
+never shown when it arrives.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+from e2e_recall import (
+    MessageKind,
+    VerifyKey,
+    direct_conversation_id,
+    open_envelope,
+    sign_deletion_receipt,
+    unwrap_message_key,
+    verify_revocation,
+    wire,
+)
+from e2e_recall.errors import E2ERecallError
+
+from .account import authed
+from .contacts import contact_for_sender
+from .core import Core
+from .errors import NotFound, RelayRefused, RelayUnreachable, UsageProblem
+from .store import OutboxItem, StoredMessage
+
+__all__ = [
+    "Update",
+    "delete_for_me",
+    "deliver_receipt",
+    "open_message",
+    "process_event",
+]
+
+_PAYLOAD_LIMITS = wire.Limits(max_size=8 << 20, max_bin=4 << 20, max_array=10_000)
+_ENVELOPE_LIMITS = _PAYLOAD_LIMITS
+
+
+@dataclass(frozen=True)
+class Update:
+    """Something a person should be told about, without any content."""
+
+    kind: str  # message | recalled | replaced | withdrawn | dropped | report
+    message_id: bytes
+    peer: str
+    detail: str = ""
+
+
+async def process_event(core: Core, kind: str, message_id: bytes, payload: bytes) -> Update | None:
+    """Apply one relay event; safe to repeat (events may come again after a crash)."""
+    body = wire.decode(payload, limits=_PAYLOAD_LIMITS)
+    if not isinstance(body, dict):
+        return None
+    if kind == "message":
+        return await _on_notice(core, message_id, body)
+    if kind == "revocation":
+        return await _on_revocation(core, message_id, body)
+    if kind == "report":
+        return _on_report(core, message_id, body)
+    return None
+
+
+def _wipe(core: Core, row: StoredMessage) -> None:
+    """Remove every trace of the content: ciphertext, body, notification, saved files."""
+    row.envelope = None
+    row.body = None
+    core.store.clear_notification(row.message_id)
+    shutil.rmtree(core.profile.files / row.message_id.hex(), ignore_errors=True)
+
+
+async def _on_notice(core: Core, message_id: bytes, notice: dict[str, Any]) -> Update | None:
+    if core.store.message(message_id) is not None:
+        return None
+    sender = notice.get("sender")
+    if not isinstance(sender, bytes) or len(sender) != 32:
+        return None
+    who = await contact_for_sender(core, sender)
+    early = core.store.early_revocation(message_id)
+    if early is not None:  # recalled before it arrived: never shown
+        return None
+    try:
+        fetched = await authed(core, "GET", f"/v1/messages/{message_id.hex()}")
+    except RelayRefused as exc:
+        if exc.status in (404, 410):  # recalled or expired before this device fetched it
+            return None
+        raise
+    try:
+        verified = open_envelope(fetched["envelope"], VerifyKey(who.identity_key))
+        header = verified.header
+        if (
+            header.message_id != message_id
+            or header.sender != who.user_id
+            or header.conversation_id != direct_conversation_id(core.user_id, who.user_id)
+        ):
+            raise UsageProblem("mismatched header", "mismatch")
+    except (E2ERecallError, UsageProblem, KeyError, TypeError):
+        return Update(
+            "dropped",
+            message_id,
+            who.name,
+            "A message claiming to be from this contact failed verification and was dropped.",
+        )
+    row = StoredMessage(
+        message_id=message_id,
+        conversation_id=header.conversation_id,
+        peer=who.user_id,
+        outgoing=0,
+        sender_device=header.sender_device,
+        sent_at=header.sent_at,
+        received_at=core.clock(),
+        state="sealed",
+        kind=str(header.kind),
+        envelope=core.store.seal(fetched["envelope"]),
+        body=None,
+        replaces=header.replaces,
+        replaced_by=None,
+        recall_sealed_until=header.recall_sealed_until,
+        recall_opened_until=header.recall_opened_until,
+    )
+    with core.store.transaction():
+        core.store.save_message(row)
+        core.store.notify(message_id, who.user_id, row.received_at)
+        if header.kind is MessageKind.REPLACEMENT and header.replaces is not None:
+            original = core.store.message(header.replaces)
+            if original is not None and original.peer == who.user_id and not original.outgoing:
+                original.replaced_by = message_id
+                core.store.save_message(original)
+    if header.kind is MessageKind.REPLACEMENT:
+        return Update("replaced", message_id, who.name, "A correction arrived, sealed.")
+    return Update("message", message_id, who.name, "A sealed message arrived.")
+
+
+async def _on_revocation(core: Core, message_id: bytes, event: dict[str, Any]) -> Update | None:
+    sender = event.get("sender")
+    signed = event.get("revocation")
+    if not isinstance(sender, bytes) or not isinstance(signed, bytes):
+        return None
+    who = await contact_for_sender(core, sender)
+    try:
+        revocation = verify_revocation(signed, VerifyKey(who.identity_key))
+    except E2ERecallError:
+        return Update("dropped", message_id, who.name, "A recall that did not verify was ignored.")
+    if revocation.message_id != message_id or revocation.sender != who.user_id:
+        return None
+    row = core.store.message(message_id)
+    opened_at = None
+    with core.store.transaction():
+        if row is None:
+            core.store.remember_revocation(message_id, who.user_id, signed, core.clock())
+        elif (
+            row.outgoing
+            or row.peer != who.user_id
+            or (row.conversation_id != revocation.conversation_id)
+        ):
+            return None
+        elif row.state == "recalled":
+            return None  # already obeyed; the receipt is in the outbox or delivered
+        else:
+            opened_at = row.opened_at
+            _wipe(core, row)
+            if row.state != "deleted":  # deleted for me stays out of sight
+                row.state = "recalled"
+            row.recalled_at = core.clock()
+            row.replaced_by = revocation.replacement_id
+            core.store.save_message(row)
+        receipt = sign_deletion_receipt(
+            core.keys.device.signing_key,
+            user=core.user_id,
+            device_id=core.device_id,
+            message_id=message_id,
+            conversation_id=revocation.conversation_id,
+            deleted_at=core.clock(),
+            opened_at=opened_at,
+            revocation=revocation.digest,
+        )
+        item = OutboxItem(message_id, "receipt", receipt.signed, core.clock())
+        core.store.save_outbox(item)
+    core.store.scrub()
+    await deliver_receipt(core, item)  # if the relay is unreachable it stays in the outbox
+    if row is None:
+        return None  # nothing was shown here, so nothing is explained
+    detail = "replaced by a correction" if revocation.replacement_id else "recalled by the sender"
+    return Update("recalled", message_id, who.name, detail)
+
+
+async def deliver_receipt(core: Core, item: OutboxItem) -> bool:
+    """Send a signed deletion receipt; False if the relay could not be reached."""
+    try:
+        await authed(
+            core, "POST", f"/v1/messages/{item.message_id.hex()}/receipt", {"receipt": item.sealed}
+        )
+    except RelayUnreachable:
+        with core.store.transaction():
+            item.attempts += 1
+            core.store.save_outbox(item)
+        return False
+    except RelayRefused:
+        pass  # the relay no longer wants it (forgotten tombstone); nothing to retry
+    with core.store.transaction():
+        core.store.drop_outbox(item.message_id, "receipt")
+    return True
+
+
+def _on_report(core: Core, message_id: bytes, report: dict[str, Any]) -> Update | None:
+    row = core.store.message(message_id)
+    if row is None or not row.outgoing:
+        return None
+    with core.store.transaction():
+        row.report = wire.encode(report)
+        if report.get("state") == "recalled" and row.state != "recalled":
+            _wipe(core, row)  # recalled from another of our devices
+            row.state, row.recalled_at = "recalled", report.get("recalled_at")
+        core.store.save_message(row)
+    peer = core.store.contact_by_user(row.peer)
+    return Update("report", message_id, peer.name if peer else row.peer.hex()[:8])
+
+
+async def open_message(core: Core, message_id: bytes) -> StoredMessage:
+    """Release this device's key at the relay, decrypt, and keep the text sealed at rest."""
+    row = core.store.message(message_id)
+    if row is None or row.outgoing:
+        raise NotFound("No received message with that id.", "no_message")
+    if row.state == "opened":
+        return row
+    if row.state != "sealed" or row.envelope is None:
+        raise UsageProblem(f"This message cannot be opened: it was {row.state}.", "not_openable")
+    who = core.store.contact_by_user(row.peer)
+    if who is None:
+        raise NotFound("The sender is no longer among your contacts.", "no_contact")
+    try:
+        answer = await authed(core, "POST", f"/v1/messages/{message_id.hex()}/open", {})
+    except RelayRefused as exc:
+        if exc.status in (404, 410):
+            with core.store.transaction():
+                _wipe(core, row)
+                row.state = "recalled" if exc.code == "message_recalled" else "expired"
+                core.store.save_message(row)
+            core.store.scrub()
+            raise UsageProblem(
+                "This message was recalled by its sender before you opened it."
+                if exc.code == "message_recalled"
+                else "This message is no longer available at the relay.",
+                exc.code,
+            ) from None
+        raise
+    envelope = core.store.unseal(row.envelope)
+    verified = open_envelope(envelope, VerifyKey(who.identity_key))
+    key = unwrap_message_key(
+        answer["wrap"],
+        core.keys.device.wrap_key,
+        message_id=message_id,
+        conversation_id=row.conversation_id,
+        device_id=core.device_id,
+    )
+    text = verified.decrypt(key).text
+    with core.store.transaction():
+        row.body = core.store.seal(text.encode("utf-8"))
+        row.envelope = None
+        row.state, row.opened_at = "opened", core.clock()
+        core.store.clear_notification(message_id)
+        core.store.save_message(row)
+    return row
+
+
+def delete_for_me(core: Core, message_id: bytes) -> None:
+    """Delete a message on this device only; a content-free marker keeps what a receipt needs."""
+    row = core.store.message(message_id)
+    if row is None:
+        raise NotFound("No message with that id.", "no_message")
+    with core.store.transaction():
+        if row.state == "sending":
+            core.store.drop_outbox(message_id, "send")
+        _wipe(core, row)
+        if row.outgoing and row.state in ("sending", "failed"):
+            core.store.delete_message(message_id)
+        else:
+            row.state = "deleted" if row.state != "recalled" else row.state
+            core.store.save_message(row)
+    core.store.scrub()

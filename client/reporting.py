@@ -1,0 +1,191 @@
+"""The sender's report, checked and put into the core model's exact words.
+
+The relay's report is its claim.  Before a line is shown as ``deleted`` the
+device's own signed receipt is verified against that device's certificate
+(pinned through the contact's identity); a receipt that does not verify is
+not believed, and the line says what the relay alone can attest.  The
+relay's purge receipt is verified against the relay key pinned at
+registration.  The sentences come from :func:`e2e_recall.describe`, so the
+client never claims more than the core model allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from e2e_recall import (
+    DeviceReport,
+    DeviceState,
+    describe,
+    verify_deletion_receipt,
+    verify_purge_receipt,
+)
+from e2e_recall.errors import E2ERecallError
+from e2e_recall.revocation import revocation_digest
+
+from .contacts import cached_devices
+from .core import Core
+
+__all__ = ["TERMINAL_STATES", "DeviceLine", "ReportView", "build_report", "summary"]
+
+TERMINAL_STATES = frozenset(
+    {
+        DeviceState.NEVER_DELIVERED,
+        DeviceState.DELIVERED_SEALED,
+        DeviceState.DELETED,
+        DeviceState.EXPIRED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class DeviceLine:
+    person: str
+    device: str  # the first 8 hex digits of the device id
+    state: DeviceState
+    sentence: str
+    attested_by: tuple[str, ...]
+    receipt: str  # "verified", "invalid", "unverifiable" or "" (no receipt)
+
+
+@dataclass(frozen=True)
+class ReportView:
+    message_id: bytes
+    state: str  # live, complete, recalled, expired
+    sent_at: int
+    recalled_at: int | None
+    relay_receipt: str  # "verified", "invalid" or "" (none yet)
+    lines: tuple[DeviceLine, ...]
+
+    @property
+    def settled(self) -> bool:
+        """No line can change any more (every device is accounted for after a recall)."""
+        return self.state in ("recalled", "expired") and all(
+            line.state in TERMINAL_STATES for line in self.lines
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id.hex(),
+            "state": self.state,
+            "sent_at": self.sent_at,
+            "recalled_at": self.recalled_at,
+            "relay_receipt": self.relay_receipt or None,
+            "devices": [
+                {
+                    "person": line.person,
+                    "device": line.device,
+                    "state": str(line.state),
+                    "sentence": line.sentence,
+                    "attested_by": list(line.attested_by),
+                    "receipt": line.receipt or None,
+                }
+                for line in self.lines
+            ],
+        }
+
+
+def _line(core: Core, raw: dict[str, Any], report: dict[str, Any]) -> DeviceLine:
+    user, device_id = raw["user"], raw["device_id"]
+    state = DeviceState(raw["state"])
+    who = core.store.contact_by_user(user)
+    person = "you" if user == core.user_id else (who.name if who else user.hex()[:8])
+    receipt = ""
+    if raw.get("receipt") is not None:
+        receipt = "unverifiable"
+        certificates = (
+            [c for c in cached_devices(core, who) if c.device_id == device_id] if who else []
+        )
+        for certificate in certificates:
+            try:
+                verify_deletion_receipt(
+                    raw["receipt"],
+                    certificate,
+                    message_id=report["message_id"],
+                    conversation_id=report["conversation_id"],
+                    revocation=(
+                        revocation_digest(report["revocation"])
+                        if report.get("revocation")
+                        else None
+                    ),
+                )
+                receipt = "verified"
+            except E2ERecallError:
+                receipt = "invalid"
+    if state is DeviceState.DELETED and receipt == "invalid":
+        # The relay says the device deleted it, but the device's signature says otherwise.
+        state = DeviceState.PENDING if raw.get("key_released_at") else DeviceState.DELIVERED_SEALED
+    model = DeviceReport(
+        user=user,
+        device_id=device_id,
+        state=state,
+        fetched_at=raw.get("fetched_at"),
+        key_released_at=raw.get("key_released_at"),
+        recalled_at=raw.get("recalled_at"),
+        deleted_at=raw.get("deleted_at"),
+    )
+    return DeviceLine(
+        person=person,
+        device=device_id.hex()[:8],
+        state=state,
+        sentence=describe(model),
+        attested_by=tuple(str(a) for a in model.attested_by),
+        receipt=receipt,
+    )
+
+
+def build_report(core: Core, report: dict[str, Any]) -> ReportView:
+    """Check the evidence in ``report`` and phrase every line."""
+    relay_receipt = ""
+    if report.get("purge_receipt") is not None:
+        try:
+            verify_purge_receipt(
+                report["purge_receipt"],
+                core.relay_key,
+                message_id=report["message_id"],
+                conversation_id=report["conversation_id"],
+                revocation=(
+                    revocation_digest(report["revocation"]) if report.get("revocation") else None
+                ),
+            )
+            relay_receipt = "verified"
+        except E2ERecallError:
+            relay_receipt = "invalid"
+    lines = tuple(_line(core, raw, report) for raw in report.get("devices", []))
+    return ReportView(
+        message_id=report["message_id"],
+        state=str(report.get("state")),
+        sent_at=int(report.get("sent_at") or 0),
+        recalled_at=report.get("recalled_at"),
+        relay_receipt=relay_receipt,
+        lines=lines,
+    )
+
+
+def summary(view: ReportView) -> str:
+    """One sentence over all devices, for the top of a report."""
+    if view.state == "live":
+        return "Not recalled."
+    if view.state == "complete":
+        return "Not recalled; every device has opened it and the relay no longer holds it."
+    exposed = sum(
+        1
+        for line in view.lines
+        if line.state in (DeviceState.PENDING,)
+        or (line.state is DeviceState.DELETED and "opened at" in line.sentence)
+    )
+    safe = sum(
+        1
+        for line in view.lines
+        if line.state in (DeviceState.NEVER_DELIVERED, DeviceState.DELIVERED_SEALED)
+        or (line.state is DeviceState.DELETED and "opened at" not in line.sentence)
+    )
+    total = len(view.lines)
+    what = "Recalled" if view.state == "recalled" else "Expired"
+    parts = [f"{what}: {safe} of {total} device(s) could never read it"]
+    if exposed:
+        parts.append(
+            f"{exposed} had opened it, so it was possibly already read, copied or screenshotted"
+        )
+    return "; ".join(parts) + "."

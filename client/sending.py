@@ -1,0 +1,432 @@
+"""Sending and recalling, with an outbox that never duplicates.
+
+A message is sealed once: its id, envelope bytes and per-message key are
+written to the outbox in the same transaction as the local copy, before the
+relay is asked.  Every retry (after a timeout, a dead relay, a crash) sends
+the very same envelope under the same id, which the relay treats as the same
+message, so a retry can never produce a second one.  Only when the relay
+asks for wraps to devices it did not get (``missing_devices``) are the same
+key's wraps made again for the new device list; the ciphertext never changes.
+
+A recall is kept in the outbox the same way: the revocation is signed once
+and repeated byte for byte until the relay answers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from e2e_recall import (
+    Body,
+    DeviceCertificate,
+    Header,
+    MessageKind,
+    direct_conversation_id,
+    seal_message,
+    sign_revocation,
+    wire,
+    wrap_message_key,
+)
+
+from .account import authed
+from .contacts import cached_devices, check_not_changed, contact, refresh_devices
+from .core import Core
+from .errors import (
+    ContactError,
+    IdentityChanged,
+    RecallNotAccepted,
+    RelayRefused,
+    RelayUnreachable,
+    UsageProblem,
+)
+from .store import OutboxItem, StoredMessage
+
+__all__ = [
+    "DEFAULT_OPENED_WINDOW",
+    "DEFAULT_SEALED_WINDOW",
+    "RecallOutcome",
+    "SendOutcome",
+    "flush_outbox",
+    "recall",
+    "send_text",
+]
+
+MINUTE = 60_000
+DEFAULT_SEALED_WINDOW = 30 * 24 * 60 * MINUTE
+DEFAULT_OPENED_WINDOW = 60 * MINUTE
+MAX_TEXT = 64 * 1024
+_OUTBOX_LIMITS = wire.Limits(max_size=8 << 20, max_bin=4 << 20)
+
+# Refusal codes that mean "the relay will never accept this recall".
+_RECALL_REFUSALS = {
+    "window_closed",
+    "issued_after_window",
+    "opened",
+    "from_future",
+    "rate_limited",
+    "message_expired",
+    "not_found",
+}
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    message_id: bytes
+    queued: bool  # True: kept in the outbox because the relay could not be reached
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class RecallOutcome:
+    message_id: bytes
+    report: dict[str, Any] | None  # None while the recall waits in the outbox
+    replacement_id: bytes | None
+    already_recalled: bool
+    queued: bool
+    local_only: bool = False  # the message never left this device
+
+
+def _wraps(key: bytes, header: Header, devices: list[DeviceCertificate]) -> list[dict[str, bytes]]:
+    return [
+        {
+            "device_id": cert.device_id,
+            "wrap": wrap_message_key(
+                key,
+                cert.wrap_key,
+                message_id=header.message_id,
+                conversation_id=header.conversation_id,
+                device_id=cert.device_id,
+            ),
+        }
+        for cert in devices
+    ]
+
+
+async def _devices(core: Core, name: str) -> list[DeviceCertificate]:
+    """Fresh devices if the relay answers, the cached, verified ones if it does not."""
+    who = contact(core, name)
+    try:
+        return await refresh_devices(core, who)
+    except RelayUnreachable:
+        check_not_changed(who)
+        cached = cached_devices(core, who)
+        if not cached:
+            raise
+        return cached
+
+
+def _check_text(text: str) -> bytes:
+    data = text.encode("utf-8")
+    if not text.strip():
+        raise UsageProblem("There is nothing to send: the message is empty.", "empty_message")
+    if len(data) > MAX_TEXT:
+        raise UsageProblem(
+            f"The message is too long ({len(data)} bytes; at most {MAX_TEXT}).", "too_long"
+        )
+    return data
+
+
+def _seal(
+    core: Core,
+    peer: bytes,
+    text: str,
+    *,
+    sealed_window: int,
+    opened_window: int,
+    replaces: bytes | None = None,
+) -> tuple[Header, bytes, bytes]:
+    if not 0 < opened_window <= sealed_window:
+        raise UsageProblem(
+            "The recall window once opened must be positive and no longer than the window "
+            "while sealed.",
+            "bad_window",
+        )
+    now = core.clock()
+    header = Header(
+        message_id=os.urandom(16),
+        conversation_id=direct_conversation_id(core.user_id, peer),
+        sender=core.user_id,
+        sender_device=core.device_id,
+        sent_at=now,
+        recall_sealed_until=now + sealed_window,
+        recall_opened_until=now + opened_window,
+        kind=MessageKind.REPLACEMENT if replaces else MessageKind.TEXT,
+        replaces=replaces,
+    )
+    sealed = seal_message(header, Body(text), core.keys.identity)
+    return header, sealed.envelope, sealed.message_key
+
+
+def _local_copy(core: Core, header: Header, text: str, peer: bytes) -> StoredMessage:
+    return StoredMessage(
+        message_id=header.message_id,
+        conversation_id=header.conversation_id,
+        peer=peer,
+        outgoing=1,
+        sender_device=core.device_id,
+        sent_at=header.sent_at,
+        received_at=header.sent_at,
+        state="sending",
+        kind=str(header.kind),
+        envelope=None,
+        body=core.store.seal(text.encode("utf-8")),
+        replaces=header.replaces,
+        replaced_by=None,
+        recall_sealed_until=header.recall_sealed_until,
+        recall_opened_until=header.recall_opened_until,
+    )
+
+
+async def send_text(
+    core: Core,
+    name: str,
+    text: str,
+    *,
+    sealed_window: int = DEFAULT_SEALED_WINDOW,
+    opened_window: int = DEFAULT_OPENED_WINDOW,
+) -> SendOutcome:
+    """Seal, keep in the outbox, deliver; a dead relay leaves it queued, never lost."""
+    _check_text(text)
+    who = contact(core, name)
+    devices = await _devices(core, name)
+    header, envelope, key = _seal(
+        core, who.user_id, text, sealed_window=sealed_window, opened_window=opened_window
+    )
+    request = {"envelope": envelope, "wraps": _wraps(key, header, devices), "key": key}
+    item = OutboxItem(
+        header.message_id, "send", core.store.seal(wire.encode(request)), core.clock()
+    )
+    with core.store.transaction():
+        core.store.save_message(_local_copy(core, header, text, who.user_id))
+        core.store.save_outbox(item)
+    return await _deliver_send(core, item)
+
+
+async def _deliver_send(core: Core, item: OutboxItem) -> SendOutcome:
+    request = wire.decode(core.store.unseal(item.sealed), limits=_OUTBOX_LIMITS)
+    assert isinstance(request, dict)
+    row = core.store.message(item.message_id)
+    if row is None:  # deleted locally before it left: nothing to send
+        with core.store.transaction():
+            core.store.drop_outbox(item.message_id, "send")
+        return SendOutcome(item.message_id, queued=False, problem="deleted before sending")
+    for attempt in range(2):
+        try:
+            await authed(
+                core,
+                "POST",
+                "/v1/messages",
+                {"envelope": request["envelope"], "wraps": request["wraps"]},
+            )
+            break
+        except RelayUnreachable as exc:
+            _note_attempt(core, item, exc.sentence)
+            return SendOutcome(item.message_id, queued=True, problem=exc.sentence)
+        except RelayRefused as exc:
+            if exc.code == "missing_devices" and attempt == 0:
+                request["wraps"] = await _rewrap(core, row, request)
+                continue
+            _fail(core, row, exc.sentence)
+            return SendOutcome(item.message_id, queued=False, problem=exc.sentence)
+        except (IdentityChanged, ContactError) as exc:
+            _note_attempt(core, item, exc.sentence)
+            return SendOutcome(item.message_id, queued=True, problem=exc.sentence)
+    with core.store.transaction():
+        row.state = "sent"
+        row.problem = None
+        core.store.save_message(row)
+        core.store.drop_outbox(item.message_id, "send")
+    return SendOutcome(item.message_id, queued=False)
+
+
+async def _rewrap(
+    core: Core, row: StoredMessage, request: dict[str, Any]
+) -> list[dict[str, bytes]]:
+    """Wrap the same key again for the recipient's current devices (same ciphertext)."""
+    who = core.store.contact_by_user(row.peer)
+    if who is None:
+        raise ContactError("The recipient is no longer a contact.", "no_contact")
+    devices = await refresh_devices(core, who)
+    header = Header(
+        message_id=row.message_id,
+        conversation_id=row.conversation_id,
+        sender=core.user_id,
+        sender_device=row.sender_device,
+        sent_at=row.sent_at,
+        recall_sealed_until=row.recall_sealed_until,
+        recall_opened_until=row.recall_opened_until,
+    )
+    wraps = _wraps(request["key"], header, devices)
+    request["wraps"] = wraps
+    item = core.store.outbox_item(row.message_id, "send")
+    if item is not None:
+        with core.store.transaction():
+            item.sealed = core.store.seal(wire.encode(request))
+            core.store.save_outbox(item)
+    return wraps
+
+
+def _note_attempt(core: Core, item: OutboxItem, error: str) -> None:
+    with core.store.transaction():
+        item.attempts += 1
+        item.last_error = error
+        core.store.save_outbox(item)
+
+
+def _fail(core: Core, row: StoredMessage, sentence: str) -> None:
+    with core.store.transaction():
+        row.state = "failed"
+        row.problem = sentence
+        core.store.save_message(row)
+        core.store.drop_outbox(row.message_id, "send")
+
+
+async def flush_outbox(core: Core) -> list[str]:
+    """Repeat every waiting request in order; stop at the first sign of a dead relay."""
+    done = []
+    for item in core.store.outbox():
+        if item.action == "send":
+            outcome = await _deliver_send(core, item)
+            if outcome.queued:
+                break
+        elif item.action == "recall":
+            try:
+                await _deliver_recall(core, item)
+            except RelayUnreachable:
+                break
+            except RelayRefused:
+                pass  # recorded on the message; the user sees it in the report
+        elif item.action == "receipt":
+            from .receiving import deliver_receipt  # receiving imports this module
+
+            if not await deliver_receipt(core, item):
+                break
+        done.append(item.action)
+    return done
+
+
+async def recall(core: Core, message_id: bytes, replacement: str | None = None) -> RecallOutcome:
+    """Recall one of our messages, optionally replacing it in the same request."""
+    row = core.store.message(message_id)
+    if row is None or not row.outgoing:
+        raise UsageProblem("Only your own sent messages can be recalled.", "not_yours")
+    if row.state == "recalled":
+        return RecallOutcome(message_id, _report(row), row.replaced_by, True, queued=False)
+    if core.store.outbox_item(message_id, "send") is not None and row.state != "sent":
+        return _cancel_unsent(core, row)
+    waiting = core.store.outbox_item(message_id, "recall")
+    if waiting is not None:  # signed earlier, not yet answered: repeat it as it is
+        return await _deliver_recall(core, waiting)
+    if row.state not in ("sent", "deleted"):
+        raise UsageProblem(
+            f"This message cannot be recalled (it is {row.state.replace('_', ' ')}).",
+            "not_recallable",
+        )
+    request: dict[str, Any] = {
+        "replacement": None,
+        "replacement_key": None,
+        "replacement_id": None,
+    }
+    replacement_row = None
+    if replacement is not None:
+        _check_text(replacement)
+        who = core.store.contact_by_user(row.peer)
+        if who is None:
+            raise ContactError("The recipient is no longer a contact.", "no_contact")
+        devices = await _devices(core, who.name)
+        header, envelope, key = _seal(
+            core,
+            row.peer,
+            replacement,
+            sealed_window=row.recall_sealed_until - row.sent_at,
+            opened_window=row.recall_opened_until - row.sent_at,
+            replaces=message_id,
+        )
+        request["replacement"] = {"envelope": envelope, "wraps": _wraps(key, header, devices)}
+        request["replacement_key"] = key
+        request["replacement_id"] = header.message_id
+        replacement_row = _local_copy(core, header, replacement, row.peer)
+    revocation = sign_revocation(
+        core.keys.identity,
+        message_id=message_id,
+        conversation_id=row.conversation_id,
+        issued_at=core.clock(),
+        replacement_id=replacement_row.message_id if replacement_row else None,
+    )
+    request["revocation"] = revocation.signed
+    item = OutboxItem(message_id, "recall", core.store.seal(wire.encode(request)), core.clock())
+    with core.store.transaction():
+        if replacement_row is not None:
+            core.store.save_message(replacement_row)
+        row.state, row.problem = "recalling", None
+        core.store.save_message(row)
+        core.store.save_outbox(item)
+    return await _deliver_recall(core, item)
+
+
+def _cancel_unsent(core: Core, row: StoredMessage) -> RecallOutcome:
+    """A message still in the outbox never reached anyone: drop it here."""
+    with core.store.transaction():
+        core.store.drop_outbox(row.message_id)
+        row.state, row.body, row.recalled_at = "recalled", None, core.clock()
+        row.problem = "Recalled before it left this device; no one received it."
+        core.store.save_message(row)
+    core.store.scrub()
+    return RecallOutcome(row.message_id, None, None, False, queued=False, local_only=True)
+
+
+def _report(row: StoredMessage) -> dict[str, Any] | None:
+    if row.report is None:
+        return None
+    value = wire.decode(row.report, limits=_OUTBOX_LIMITS)
+    return value if isinstance(value, dict) else None
+
+
+async def _deliver_recall(core: Core, item: OutboxItem) -> RecallOutcome:
+    request = wire.decode(core.store.unseal(item.sealed), limits=_OUTBOX_LIMITS)
+    assert isinstance(request, dict)
+    row = core.store.message(item.message_id)
+    assert row is not None
+    replacement = request["replacement"]
+    replacement_id: bytes | None = request["replacement_id"]
+    try:
+        answer = await authed(
+            core,
+            "POST",
+            f"/v1/messages/{item.message_id.hex()}/recall",
+            {"revocation": request["revocation"], "replacement": replacement},
+        )
+    except RelayUnreachable as exc:
+        _note_attempt(core, item, exc.sentence)
+        raise
+    except RelayRefused as exc:
+        with core.store.transaction():
+            row.state, row.problem = "sent", exc.sentence
+            core.store.save_message(row)
+            core.store.drop_outbox(item.message_id, "recall")
+            if replacement_id is not None:
+                core.store.delete_message(replacement_id)
+        if exc.code in _RECALL_REFUSALS or exc.status in (403, 404, 409, 410, 429):
+            raise RecallNotAccepted(exc.sentence, exc.code, exc.status, exc.data) from None
+        raise
+    with core.store.transaction():
+        row.state, row.body, row.recalled_at = "recalled", None, core.clock()
+        row.replaced_by = replacement_id
+        row.report = wire.encode(answer["report"])
+        core.store.save_message(row)
+        core.store.drop_outbox(item.message_id, "recall")
+        if replacement_id is not None:
+            sent = core.store.message(replacement_id)
+            if sent is not None:
+                sent.state = "sent"
+                core.store.save_message(sent)
+    core.store.scrub()
+    return RecallOutcome(
+        item.message_id,
+        answer["report"],
+        replacement_id,
+        bool(answer.get("already_recalled")),
+        queued=False,
+    )

@@ -1,0 +1,138 @@
+"""HTTP and WebSocket to the relay: msgpack in, msgpack out, errors made typed.
+
+This module knows the relay's URL layout and nothing about messages.  Every
+network failure becomes :class:`RelayUnreachable` and every refusal a
+:class:`RelayRefused` carrying the relay's own code and sentence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from e2e_recall import wire
+from e2e_recall.errors import E2ERecallError
+
+from .errors import RelayRefused, RelayUnreachable, UsageProblem
+
+__all__ = ["MSGPACK", "Transport", "check_relay_url"]
+
+MSGPACK = "application/msgpack"
+# Answers carry at most one envelope (<= the relay's max_message_size) or a page of events.
+_ANSWER_LIMITS = wire.Limits(max_size=8 << 20, max_bin=4 << 20, max_array=10_000)
+_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+
+
+def check_relay_url(url: str) -> str:
+    """An http(s) URL with a host, without a trailing slash."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageProblem(
+            f"{url!r} is not a relay URL; give one like http://127.0.0.1:8765.", "bad_url"
+        )
+    return url.rstrip("/")
+
+
+class Transport:
+    """One HTTP session to one relay; the token is set once logged in."""
+
+    def __init__(self, url: str) -> None:
+        self.url = check_relay_url(url)
+        self.token: str | None = None
+        self._http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(timeout=_TIMEOUT)
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _unreachable(self, exc: BaseException) -> RelayUnreachable:
+        detail = str(exc) or type(exc).__name__
+        return RelayUnreachable(
+            f"Cannot reach the relay at {self.url} ({detail}).", "relay_unreachable"
+        )
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        auth: bool = True,
+    ) -> dict[str, Any]:
+        """One request; the decoded answer map, or a typed error."""
+        headers = {"Accept": MSGPACK}
+        if auth and self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = None
+        if body is not None:
+            headers["Content-Type"] = MSGPACK
+            data = wire.encode(body)
+        try:
+            async with self.http.request(
+                method, self.url + path, data=data, headers=headers
+            ) as response:
+                raw = await response.read()
+                status = response.status
+                content_type = response.content_type
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._unreachable(exc) from None
+        return self._answer(status, content_type, raw)
+
+    def _answer(self, status: int, content_type: str, raw: bytes) -> dict[str, Any]:
+        if content_type != MSGPACK:
+            if status >= 500:
+                raise RelayUnreachable(
+                    f"The relay at {self.url} is not answering properly (HTTP {status}).",
+                    "relay_unavailable",
+                )
+            raise RelayRefused(
+                f"The server at {self.url} answered HTTP {status}, not as a relay.",
+                "not_a_relay",
+                status,
+                {},
+            )
+        try:
+            answer = wire.decode(raw, limits=_ANSWER_LIMITS)
+        except E2ERecallError:
+            raise RelayRefused(
+                "The relay's answer could not be decoded.", "bad_answer", status, {}
+            ) from None
+        if not isinstance(answer, dict):
+            raise RelayRefused("The relay's answer is not a map.", "bad_answer", status, {})
+        if status >= 400:
+            code = answer.get("error")
+            sentence = answer.get("message")
+            data = answer.get("facts")
+            if status in (502, 503, 504) and code in ("storage", "busy", None):
+                raise RelayUnreachable(
+                    f"The relay at {self.url} is temporarily unavailable ({sentence}).",
+                    "relay_unavailable",
+                )
+            raise RelayRefused(
+                sentence if isinstance(sentence, str) else f"The relay refused (HTTP {status}).",
+                code if isinstance(code, str) else "refused",
+                status,
+                data if isinstance(data, dict) else {},
+            )
+        return answer
+
+    def websocket(self, cursor: int) -> Any:
+        """A context manager for the event WebSocket, resuming after ``cursor``."""
+        url = self.url.replace("http", "ws", 1) + f"/v1/ws?cursor={cursor}"
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return self.http.ws_connect(url, headers=headers, heartbeat=30, max_msg_size=8 << 20)
