@@ -169,23 +169,16 @@ def summary(view: ReportView) -> str:
         return "Not recalled."
     if view.state == "complete":
         return "Not recalled; every device has opened it and the relay no longer holds it."
-    exposed = sum(
-        1
-        for line in view.lines
-        if line.state in (DeviceState.PENDING,)
-        or (line.state is DeviceState.DELETED and "opened at" in line.sentence)
-    )
-    safe = sum(
-        1
-        for line in view.lines
-        if line.state in (DeviceState.NEVER_DELIVERED, DeviceState.DELIVERED_SEALED)
-        or (line.state is DeviceState.DELETED and "opened at" not in line.sentence)
-    )
-    total = len(view.lines)
-    what = "Recalled" if view.state == "recalled" else "Expired"
-    parts = [f"{what}: {safe} of {total} device(s) could never read it"]
-    if exposed:
+    opened = [line for line in view.lines if "opened at" in line.sentence.lower()]
+    safe = len(view.lines) - len(opened)
+    parts = ["Recalled." if view.state == "recalled" else "Expired."]
+    if safe:
+        parts.append(f"{safe} device(s) could never read it.")
+    if opened:
+        waiting = sum(1 for line in opened if line.state is DeviceState.PENDING)
         parts.append(
-            f"{exposed} had opened it, so it was possibly already read, copied or screenshotted"
+            f"{len(opened)} device(s) had opened it first, so it was possibly already read, "
+            "copied or screenshotted"
+            + (f"; {waiting} of them not yet confirmed deleted." if waiting else ".")
         )
-    return "; ".join(parts) + "."
+    return " ".join(parts)

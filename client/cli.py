@@ -1,0 +1,178 @@
+"""``e2e-recall``: the desktop command line.
+
+    e2e-recall init                      create an identity and this device (asks a passphrase)
+    e2e-recall register URL [--handle H] register with a relay
+    e2e-recall whoami                    your user id, device and relay
+    e2e-recall contacts add NAME WHO     pin a contact by handle or user id
+    e2e-recall contacts list|verify|accept|remove NAME
+    e2e-recall send NAME TEXT...         send (TEXT from stdin when omitted)
+    e2e-recall inbox                     sealed messages: sender and time, never a preview
+    e2e-recall open MSG                  release the key and show the message (alias: read)
+    e2e-recall recall MSG [--replace T]  recall, optionally replacing it with a correction
+    e2e-recall report MSG [--follow]     what the recall did, per recipient device
+    e2e-recall watch                     live messages, recalls and report changes
+    e2e-recall history NAME              the conversation with NAME
+    e2e-recall delete MSG                delete on this device only
+    e2e-recall sync                      send what is queued and fetch what is waiting
+    e2e-recall demo                      the whole story, with a relay of its own
+
+Profiles: --profile DIR or E2E_RECALL_PROFILE (default: the platform's user
+data directory).  Passphrase: prompted, or --passphrase-file FILE, or
+E2E_RECALL_PASSPHRASE for scripts.
+
+Exit codes: 0 done; 1 refused or failed (the sentence says why); 2 bad
+usage, unknown contact or message, or no relay yet; 3 relay unreachable
+(anything sent is queued and retried later); 4 keystore problem or wrong
+passphrase; 5 trust problem (a changed identity or relay key); 130
+interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from rich.console import Console
+
+from .commands import run_command
+from .errors import ClientError
+
+__all__ = ["build_parser", "main"]
+
+
+def _json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="profile directory (env E2E_RECALL_PROFILE; default: the user data directory)",
+    )
+    common.add_argument(
+        "--passphrase-file",
+        metavar="FILE",
+        help="read the passphrase from FILE (or set E2E_RECALL_PASSPHRASE; default: prompt)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="e2e-recall",
+        description="End-to-end encrypted messages you can recall, with an honest report.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = sub.add_parser("init", parents=[common], help="create an identity and this device")
+    init.add_argument(
+        "--suite",
+        choices=("x25519", "xwing"),
+        default="x25519",
+        help="key wrapping: x25519 (default) or the post-quantum hybrid xwing",
+    )
+    init.add_argument(
+        "--kdf",
+        choices=("interactive", "moderate", "sensitive"),
+        default="moderate",
+        help="Argon2id cost for the keystore (default moderate)",
+    )
+
+    register = sub.add_parser("register", parents=[common], help="register with a relay")
+    register.add_argument("url", help="the relay, e.g. http://127.0.0.1:8765")
+    register.add_argument("--handle", help="a public name others can find you by")
+
+    _json(sub.add_parser("whoami", parents=[common], help="show your ids"))
+
+    contacts = sub.add_parser("contacts", parents=[common], help="manage contacts")
+    csub = contacts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = csub.add_parser("add", parents=[common], help="pin a contact by handle or user id")
+    add.add_argument("name")
+    add.add_argument("who", help="their handle or 64-hex-digit user id")
+    _json(csub.add_parser("list", parents=[common], help="list contacts"))
+    verify = csub.add_parser("verify", parents=[common], help="show and confirm the safety number")
+    verify.add_argument("name")
+    verify.add_argument(
+        "--confirm", action="store_true", help="record that you compared the number out of band"
+    )
+    for name, text in (("accept", "accept a changed identity key"), ("remove", "remove")):
+        csub.add_parser(name, parents=[common], help=text).add_argument("name")
+
+    send = sub.add_parser("send", parents=[common], help="send a message")
+    send.add_argument("name")
+    send.add_argument("text", nargs="*", help="the message (read from stdin when omitted)")
+    send.add_argument(
+        "--recall-window",
+        default="30d",
+        metavar="DURATION",
+        help="how long you may recall it while unread (default 30d)",
+    )
+    send.add_argument(
+        "--opened-window",
+        default="1h",
+        metavar="DURATION",
+        help="how long you may recall it once opened (default 1h)",
+    )
+    _json(send)
+
+    _json(sub.add_parser("inbox", parents=[common], help="sealed messages waiting"))
+    for name in ("open", "read"):
+        opener = sub.add_parser(name, parents=[common], help="open and show a message")
+        opener.add_argument("message")
+        _json(opener)
+
+    recall = sub.add_parser("recall", parents=[common], help="recall a message you sent")
+    recall.add_argument("message")
+    recall.add_argument("--replace", metavar="TEXT", help="send this correction in its place")
+    _json(recall)
+
+    report = sub.add_parser("report", parents=[common], help="per-device report of a message")
+    report.add_argument("message")
+    report.add_argument("--follow", action="store_true", help="keep watching it change")
+    report.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="with --follow: stop after this long"
+    )
+    _json(report)
+
+    watch = sub.add_parser("watch", parents=[common], help="live stream of what happens")
+    watch.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this long")
+    _json(watch)
+
+    history = sub.add_parser("history", parents=[common], help="a conversation")
+    history.add_argument("name")
+    _json(history)
+
+    sub.add_parser("delete", parents=[common], help="delete on this device only").add_argument(
+        "message"
+    )
+    _json(sub.add_parser("sync", parents=[common], help="send queued, fetch waiting"))
+    demo = sub.add_parser("demo", help="play the whole story with a relay of its own")
+    demo.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait between scenes (default 0)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    try:
+        return asyncio.run(run_command(args, out, err))
+    except ClientError as exc:
+        err.print(f"error: {exc.sentence}", markup=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
