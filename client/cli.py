@@ -45,24 +45,36 @@ def _json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common(default: object) -> argparse.ArgumentParser:
+    """The options every command takes, before or after the command name.
+
+    Subcommands use SUPPRESS as default so that an option given before the
+    command is not overwritten by the subcommand's own default.
+    """
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--profile",
         metavar="DIR",
+        default=default,
         help="profile directory (env E2E_RECALL_PROFILE; default: the user data directory)",
     )
     common.add_argument(
         "--passphrase-file",
         metavar="FILE",
+        default=default,
         help="read the passphrase from FILE (or set E2E_RECALL_PASSPHRASE; default: prompt)",
     )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common(argparse.SUPPRESS)
     parser = argparse.ArgumentParser(
         prog="e2e-recall",
         description="End-to-end encrypted messages you can recall, with an honest report.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
-        parents=[common],
+        parents=[_common(None)],
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -54,6 +54,13 @@ _STATE_LABEL = {
 }
 
 
+_PENDING_LABELS = {
+    "sending": "queued, not yet at the relay",
+    "recalling": "recall queued, not yet confirmed",
+    "failed": "not sent",
+}
+
+
 def short(message_id: bytes) -> str:
     """The 8-hex-digit id people type (any unique prefix of 4+ digits works)."""
     return message_id.hex()[:8]
@@ -92,8 +99,8 @@ def _entry_text(entry: Entry, by_id: dict[bytes, Entry]) -> str:
         return "(recalled by the sender)"
     if entry.text is not None:
         text = entry.text
-        if entry.outgoing and entry.state in ("sending", "recalling", "failed"):
-            text += f"  ({entry.state})"
+        if entry.outgoing and entry.state in _PENDING_LABELS:
+            text += f"  ({_PENDING_LABELS[entry.state]})"
         return text
     if entry.state == "sealed":
         return "(sealed: open it to read; the sender sees when you do)"

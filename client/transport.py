@@ -61,7 +61,12 @@ class Transport:
             self._http = None
 
     def _unreachable(self, exc: BaseException) -> RelayUnreachable:
-        detail = str(exc) or type(exc).__name__
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            detail = exc.os_error.strerror or "connection failed"
+        elif isinstance(exc, TimeoutError):
+            detail = "no answer in time"
+        else:
+            detail = str(exc) or type(exc).__name__
         return RelayUnreachable(
             f"Cannot reach the relay at {self.url} ({detail}).", "relay_unreachable"
         )
