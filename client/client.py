@@ -20,10 +20,11 @@ from typing import Any
 import aiohttp
 
 from e2e_recall import SigningKey, format_fingerprint, wire
+from e2e_recall.errors import E2ERecallError
 
 from . import account, contacts, receiving, sending
 from .core import Clock, Core, system_clock
-from .errors import ClientError, NotFound, RelayUnreachable, UsageProblem
+from .errors import ClientError, NotFound, RelayKeyChanged, RelayUnreachable, UsageProblem
 from .keystore import DEFAULT_STRENGTH
 from .paths import Profile
 from .receiving import Update
@@ -236,9 +237,26 @@ class Client:
                 await sending.flush_outbox(self.core)
 
     async def _apply(self, event: dict[str, Any]) -> Update | None:
-        update = await receiving.process_event(
-            self.core, event["kind"], event["message_id"], event["payload"]
-        )
+        """Apply one event and move the cursor past it.
+
+        A relay that cannot be reached stops here (the event is applied again
+        later); any other failure is about this one event, which is reported
+        and skipped so that one bad event cannot block every later one.
+        """
+        try:
+            update = await receiving.process_event(
+                self.core, event["kind"], event["message_id"], event["payload"]
+            )
+        except (RelayUnreachable, RelayKeyChanged):
+            raise
+        except (ClientError, E2ERecallError, KeyError, TypeError, ValueError) as exc:
+            reason = exc.sentence if isinstance(exc, ClientError) else "it could not be read"
+            update = Update(
+                "dropped",
+                event.get("message_id") or b"",
+                "",
+                f"An event from the relay was skipped: {reason}",
+            )
         self.core.store.set_int("cursor", event["seq"])
         return update
 
@@ -279,6 +297,12 @@ class Client:
                     if ws.close_code == 1008:  # the session ended: log in again
                         self.core.relay.token = None
                         await account.login(self.core)
+            except aiohttp.WSServerHandshakeError as exc:
+                if exc.status == 401:  # the token ended while we were away
+                    self.core.relay.token = None
+                    with contextlib.suppress(RelayUnreachable):
+                        await account.login(self.core)
+                yield Update("disconnected", b"", "", f"the relay refused ({exc.status})")
             except (TimeoutError, RelayUnreachable, aiohttp.ClientError, OSError) as exc:
                 detail = exc.sentence if isinstance(exc, ClientError) else str(exc)
                 yield Update("disconnected", b"", "", detail or "connection lost")
