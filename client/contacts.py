@@ -176,10 +176,28 @@ def check_not_changed(who: Contact) -> None:
         )
 
 
+async def _current_entry(core: Core, who: Contact) -> dict[str, Any]:
+    """The directory entry a message to ``who`` would go to now.
+
+    A contact found by handle is looked up by handle again: the handle is
+    what the user chose to talk to, and if it now names another identity
+    (a reinstall, or an impostor) that is exactly the change to warn about.
+    A released handle that nobody holds yet falls back to the pinned user id.
+    """
+    if who.handle:
+        try:
+            entry = await _directory(core, who.handle)
+        except NotFound:
+            entry = None
+        if entry is not None:
+            return entry
+    return await _directory(core, who.user_id.hex())
+
+
 async def refresh_devices(core: Core, who: Contact) -> list[DeviceCertificate]:
     """The contact's current devices from the relay, checked against the pinned identity."""
     check_not_changed(who)
-    entry = await _directory(core, who.user_id.hex())
+    entry = await _current_entry(core, who)
     if entry["identity_key"] != who.identity_key:
         with core.store.transaction():
             who.changed_key, who.changed_at = entry["identity_key"], core.clock()
@@ -202,9 +220,19 @@ def accept_key(core: Core, name: str) -> Contact:
     who = contact(core, name)
     if who.changed_key is None:
         raise UsageProblem(f"{name}'s identity key has not changed.", "nothing_to_accept")
+    new_user = fingerprint(VerifyKey(who.changed_key))
+    holder = core.store.contact_by_user(new_user)
+    if holder is not None and not holder.unsolicited:
+        raise ContactError(
+            f"The new key belongs to your contact {holder.name!r}; remove one of them first.",
+            "already_contact",
+        )
     with core.store.transaction():
-        who.identity_key, who.changed_key, who.changed_at = who.changed_key, None, None
-        who.verified_at, who.devices = None, None
+        if holder is not None:  # they wrote first under the new key: fold that entry in
+            core.store.remove_contact(holder.name)
+        core.store.remove_contact(who.name)
+        who.user_id, who.identity_key = new_user, who.changed_key
+        who.changed_key, who.changed_at, who.verified_at, who.devices = None, None, None, None
         core.store.save_contact(who)
     return who
 

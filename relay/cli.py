@@ -6,6 +6,7 @@
     e2e-recall-relay migrate          bring the database schema up to date
     e2e-recall-relay check            integrity check of the database
     e2e-recall-relay key              show the relay's key and id (senders verify receipts with it)
+    e2e-recall-relay release-handle H free handle H for a new identity (a user who lost their keys)
 
 Every command takes ``--config FILE`` and every option below; options also
 come from ``E2E_RECALL_RELAY_*`` environment variables and the TOML file.
@@ -105,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("key", "show the relay key and id"),
     ):
         commands.add_parser(name, parents=[parent], help=text)
+    release = commands.add_parser(
+        "release-handle",
+        parents=[parent],
+        help="free a handle for a new identity (its contacts will see a changed key)",
+    )
+    release.add_argument("handle", help="the handle to detach from the account holding it")
     return parser
 
 
@@ -112,7 +119,7 @@ def _storage(config: Config) -> SqliteStorage:
     return SqliteStorage(Path(config.database.removeprefix("sqlite:///")))
 
 
-async def _with_storage(config: Config, command: str) -> int:
+async def _with_storage(config: Config, command: str, handle: str = "") -> int:
     storage = _storage(config)
     await storage.open()
     try:
@@ -126,6 +133,15 @@ async def _with_storage(config: Config, command: str) -> int:
                 print(problem)
             print("ok" if not problems else f"{len(problems)} problem(s) found")
             return 1 if problems else 0
+        elif command == "release-handle":
+            user_id = await storage.release_handle(handle)
+            if user_id is None:
+                print(f"no account holds the handle {handle!r}", file=sys.stderr)
+                return 1
+            print(
+                f"released {handle!r} from user {user_id.hex()}; a new identity may register "
+                "it, and everyone who pinned the old one will be warned of a changed key"
+            )
         elif command == "purge-expired":
             services = Services(config, storage, lambda: int(time.time() * 1000), Metrics())
             result = await services.retention.run_once()
@@ -153,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"relay key {key.public_key.raw.hex()}")
             print(f"relay id  {fingerprint(key.public_key).hex()}")
             return 0
-        return asyncio.run(_with_storage(config, args.command))
+        return asyncio.run(_with_storage(config, args.command, getattr(args, "handle", "")))
     except StorageError as exc:
         print(f"e2e-recall-relay: the database failed: {exc}", file=sys.stderr)
         return 1

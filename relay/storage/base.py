@@ -189,6 +189,14 @@ class AccountStore(Protocol):
         self, user_id: bytes | None = None, handle: str | None = None
     ) -> UserRecord | None: ...
 
+    async def release_handle(self, handle: str) -> bytes | None:
+        """Detach ``handle`` from whoever holds it (an operator action); their user id, or None.
+
+        The account itself stays, reachable by user id; the handle becomes free
+        for a new identity, which every contact's client then reports as a
+        changed key.
+        """
+
     async def get_devices(self, user_id: bytes) -> list[DeviceRecord]: ...
 
     async def get_device(self, device_id: bytes) -> DeviceRecord | None: ...

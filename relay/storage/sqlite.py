@@ -276,6 +276,16 @@ class SqliteStorage:
 
         return await self._engine.read(run)
 
+    async def release_handle(self, handle: str) -> bytes | None:
+        def run(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute("SELECT user_id FROM users WHERE handle = ?", (handle,)).fetchone()
+            if row is None:
+                return None
+            conn.execute("UPDATE users SET handle = NULL WHERE user_id = ?", (row[0],))
+            return bytes(row[0])
+
+        return await self._engine.write(run)
+
     async def get_devices(self, user_id: bytes) -> list[DeviceRecord]:
         def run(conn: sqlite3.Connection) -> list[DeviceRecord]:
             rows = conn.execute(

@@ -18,10 +18,8 @@ import json
 import os
 import signal
 import ssl
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,9 +36,8 @@ from e2e_recall import wire
 from e2e_recall.identity import fingerprint
 
 from driver import Person, RelayRefused
+from relay_process import EXIT_TIMEOUT, relay_cli, relay_process
 
-STARTUP_TIMEOUT = 15.0
-EXIT_TIMEOUT = 15.0
 MSGPACK = "application/msgpack"
 BIG = wire.Limits(max_size=1 << 22, max_bin=1 << 21)
 
@@ -62,126 +59,7 @@ class ProcessRelay:
     clock: WallClock
 
 
-class RelayProcess:
-    """One ``serve`` subprocess; stdout and stderr go to files (a full pipe cannot block it)."""
-
-    def __init__(self, tmp_path: Path, data_dir: Path, *args: str | Path, **env: str) -> None:
-        self.tmp_path = tmp_path
-        self.data_dir = data_dir
-        runs = len(list(tmp_path.glob("run-*")))
-        self.run_dir = tmp_path / f"run-{runs}"
-        self.run_dir.mkdir()
-        self.port_file = self.run_dir / "port"
-        self.stderr_path = self.run_dir / "stderr"
-        self.stdout_path = self.run_dir / "stdout"
-        self.args = [
-            "serve",
-            "--port",
-            "0",
-            "--port-file",
-            str(self.port_file),
-            "--data-dir",
-            str(data_dir),
-            *map(str, args),
-        ]
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("E2E_RECALL_RELAY_")}
-        self.env["XDG_DATA_HOME"] = str(tmp_path / "xdg-data")
-        self.env.update(env)
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
-
-    def start(self) -> RelayProcess:
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "relay.cli", *self.args],
-                cwd=self.tmp_path,
-                env=self.env,
-                stdout=out,
-                stderr=err,
-            )
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if self.port_file.exists():
-                text = self.port_file.read_text()
-                if text.endswith("\n"):
-                    self.port = int(text)
-                    return self
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"the relay exited with {self.process.returncode} before listening:\n"
-                    + self.stderr()
-                )
-            if time.monotonic() > deadline:
-                raise AssertionError("the relay did not write its port file:\n" + self.stderr())
-            time.sleep(0.05)
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def url(self, scheme: str = "http") -> str:
-        return f"{scheme}://127.0.0.1:{self.port}"
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def log_entries(self) -> list[dict[str, Any]]:
-        """Every stderr line, each of which must be one JSON object."""
-        entries = []
-        for line in self.stderr().splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                raise AssertionError(f"a stderr line is not JSON: {line!r}") from None
-            assert isinstance(entry, dict), line
-            entries.append(entry)
-        return entries
-
-    def send_signal(self, sig: signal.Signals) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-
-    def wait(self, timeout: float = EXIT_TIMEOUT) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout=timeout)
-
-    async def wait_async(self, timeout: float = EXIT_TIMEOUT) -> int:
-        return await asyncio.to_thread(self.wait, timeout)
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
-        self.send_signal(sig)
-        return self.wait()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=EXIT_TIMEOUT)
-
-
-@contextlib.contextmanager
-def relay_process(
-    tmp_path: Path, data_dir: Path | None = None, *args: str | Path, **env: str
-) -> Iterator[RelayProcess]:
-    process = RelayProcess(tmp_path, data_dir or tmp_path / "data", *args, **env)
-    try:
-        yield process.start()
-    finally:
-        process.kill()
-
-
-def _cli(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("E2E_RECALL_RELAY_")}
-    env["XDG_DATA_HOME"] = str(tmp_path / "xdg-data")
-    return subprocess.run(
-        [sys.executable, "-m", "relay.cli", *map(str, args)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+_cli = relay_cli
 
 
 @contextlib.asynccontextmanager

@@ -90,6 +90,18 @@ async def test_accounts(storage: Storage) -> None:
     assert await storage.get_user(user_id=b"d" * 32) is None  # the refused add left nothing
 
 
+async def test_a_released_handle_is_free_for_another_identity(storage: Storage) -> None:
+    carol = UserRecord(b"c" * 32, os.urandom(32), "carol", T0)
+    await storage.add_device(carol, _device(carol))
+    assert await storage.release_handle("nobody") is None
+    assert await storage.release_handle("carol") == carol.user_id
+    assert await storage.get_user(handle="carol") is None
+    assert await storage.get_user(user_id=carol.user_id) == replace(carol, handle=None)
+    newcomer = UserRecord(b"n" * 32, os.urandom(32), "carol", T0)
+    await storage.add_device(newcomer, _device(newcomer))
+    assert await storage.get_user(handle="carol") == newcomer
+
+
 async def test_challenges_are_single_use_and_expire(storage: Storage) -> None:
     await storage.put_challenge(b"c" * 32, T0 + 10)
     assert await storage.take_challenge(b"c" * 32, T0)

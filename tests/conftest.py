@@ -1,0 +1,8 @@
+"""Shared helpers for every suite live in tests/support (imported as top-level modules)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent / "support"))
