@@ -54,6 +54,19 @@ class Entry:
     problem: str | None
 
 
+def _closed_because(code: int | None) -> str:
+    """Why the relay ended a live connection, in words (RFC 6455 close codes)."""
+    reasons = {
+        1001: "the relay is shutting down",
+        1008: "the session ended; logged in again",
+        1011: "the relay had an internal problem",
+        1013: "the relay is busy",
+    }
+    if code is None or code == 1006:
+        return "the connection was lost"
+    return reasons.get(code, f"the relay closed the connection ({code})")
+
+
 class Client:
     def __init__(self, core: Core) -> None:
         self.core = core
@@ -294,9 +307,12 @@ class Client:
                     yield Update("connected", b"", "", self.core.relay.url)
                     async for update in self._frames(ws, stop):
                         yield update
+                    if stop.is_set():
+                        return
                     if ws.close_code == 1008:  # the session ended: log in again
                         self.core.relay.token = None
                         await account.login(self.core)
+                    yield Update("disconnected", b"", "", _closed_because(ws.close_code))
             except aiohttp.WSServerHandshakeError as exc:
                 if exc.status == 401:  # the token ended while we were away
                     self.core.relay.token = None

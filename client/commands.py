@@ -354,10 +354,9 @@ async def _report(client: Client, args: argparse.Namespace, out: Console) -> int
     peer = client.entry(row).peer
     with _waiting(out, "Asking the relay…"):
         view = await client.report(row.message_id)
-    if args.json and not args.follow:
+    if args.json:
         print_json(out, view.to_json())
-        return 0
-    if not args.json:
+    else:
         print_report(out, view, peer)
     if not args.follow or view.settled:
         return 0
@@ -365,9 +364,15 @@ async def _report(client: Client, args: argparse.Namespace, out: Console) -> int
     loop = asyncio.get_running_loop()
     if args.timeout:
         loop.call_later(args.timeout, stop.set)
+    shown = view
     async for update in client.watch(stop):
         if update.kind == "report" and update.message_id == row.message_id:
-            view = await client.report(row.message_id, refresh=False)
+            # Ask the relay rather than trust the pushed snapshot: events queued while
+            # this command was not running describe the past, and must not be shown as news.
+            view = await client.report(row.message_id)
+            if view == shown:
+                continue
+            shown = view
             if args.json:
                 print_json(out, view.to_json())
             else:

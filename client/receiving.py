@@ -34,6 +34,7 @@ from .account import authed
 from .contacts import contact_for_sender
 from .core import Core
 from .errors import NotFound, RelayRefused, RelayUnreachable, UsageProblem
+from .reporting import is_news
 from .store import OutboxItem, StoredMessage
 
 __all__ = [
@@ -217,6 +218,9 @@ def _on_report(core: Core, message_id: bytes, report: dict[str, Any]) -> Update 
     row = core.store.message(message_id)
     if row is None or not row.outgoing:
         return None
+    held = wire.decode(row.report, limits=_PAYLOAD_LIMITS) if row.report is not None else None
+    if not is_news(report, held if isinstance(held, dict) else None):
+        return None  # an older snapshot than the one fetched since: keep the newer one
     with core.store.transaction():
         row.report = wire.encode(report)
         if report.get("state") == "recalled" and row.state != "recalled":

@@ -12,6 +12,7 @@ client never claims more than the core model allows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from e2e_recall import (
@@ -22,21 +23,31 @@ from e2e_recall import (
     verify_purge_receipt,
 )
 from e2e_recall.errors import E2ERecallError
+from e2e_recall.report import TRANSITIONS
 from e2e_recall.revocation import revocation_digest
 
 from .contacts import cached_devices
 from .core import Core
 
-__all__ = ["TERMINAL_STATES", "DeviceLine", "ReportView", "build_report", "summary"]
+__all__ = [
+    "TERMINAL_STATES",
+    "DeviceLine",
+    "ReportView",
+    "build_report",
+    "is_news",
+    "summary",
+]
 
 TERMINAL_STATES = frozenset(
-    {
-        DeviceState.NEVER_DELIVERED,
-        DeviceState.DELIVERED_SEALED,
-        DeviceState.DELETED,
-        DeviceState.EXPIRED,
-    }
+    state
+    for state, moves in TRANSITIONS.items()
+    if all(following is state for following in moves.values())
 )
+"""States the core model's table never leaves (never delivered, deleted, expired).
+
+``delivered_sealed`` is not among them: a deletion receipt may still come,
+and ``report --follow`` waits for it.
+"""
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,53 @@ def _line(core: Core, raw: dict[str, Any], report: dict[str, Any]) -> DeviceLine
         attested_by=tuple(str(a) for a in model.attested_by),
         receipt=receipt,
     )
+
+
+@cache
+def _reachable(start: DeviceState) -> frozenset[DeviceState]:
+    """Every state the core model's table can reach from ``start``, ``start`` included."""
+    seen = {start}
+    frontier = [start]
+    while frontier:
+        for following in TRANSITIONS[frontier.pop()].values():
+            if following not in seen:
+                seen.add(following)
+                frontier.append(following)
+    return frozenset(seen)
+
+
+_MESSAGE_STAGE = {"live": 0, "complete": 1, "recalled": 2, "expired": 2}
+
+
+def is_news(pushed: dict[str, Any], held: dict[str, Any] | None) -> bool:
+    """Whether a pushed report says anything the one already held does not.
+
+    Pushed reports arrive in the relay's event order, but a report fetched
+    directly can be newer than events still queued; since states only move
+    forward through the core model's table, a pushed report whose every
+    line the held one has already moved past (or equals) is old news, and
+    must not overwrite it.
+    """
+    if held is None:
+        return True
+    if _MESSAGE_STAGE.get(str(pushed.get("state")), 0) > _MESSAGE_STAGE.get(
+        str(held.get("state")), 0
+    ):
+        return True
+    known = {raw["device_id"]: raw for raw in held.get("devices", [])}
+    for raw in pushed.get("devices", []):
+        mine = known.get(raw["device_id"])
+        if mine is None:
+            return True
+        try:
+            newer, older = DeviceState(raw["state"]), DeviceState(mine["state"])
+        except ValueError:
+            return True
+        if newer is not older and newer in _reachable(older):
+            return True
+        if newer is older and raw.get("receipt") is not None and mine.get("receipt") is None:
+            return True
+    return False
 
 
 def build_report(core: Core, report: dict[str, Any]) -> ReportView:

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 COMMAND_TIMEOUT = 60.0
 
@@ -89,18 +95,102 @@ class Person:
             assert result.code == expect, str(result)
         return result
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
+    def start(self, *args: str) -> Stream:
         """A long-running command (``watch``, ``report --follow``), read line by line."""
-        return subprocess.Popen(
+        errors = tempfile.TemporaryFile("w+")  # a file, so a chatty stderr can never block it
+        process = subprocess.Popen(
             self.argv(*args),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=errors,
             text=True,
             env=self.env,
         )
+        return Stream(args, process, errors)
 
     def setup(self, relay_url: str, *, handle: str | None = None) -> None:
         """``init`` (cheap key derivation, for tests) and ``register``."""
         self.run("init", "--kdf", "interactive")
         self.run("register", relay_url, "--handle", handle or self.name)
+
+
+class Stream:
+    """A running command whose output lines are waited for, never polled blindly."""
+
+    def __init__(
+        self, args: tuple[str, ...], process: subprocess.Popen[str], errors: IO[str]
+    ) -> None:
+        self.args = args
+        self.process = process
+        self._errors = errors
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def expect(self, wanted: Callable[[str], bool], timeout: float = 20.0) -> str:
+        """The next line for which ``wanted`` holds; lines before it are kept in ``lines``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                line = self._queue.get(timeout=max(left, 0.01))
+            except queue.Empty:
+                raise AssertionError(
+                    f"{' '.join(self.args)}: no matching line in {timeout}s; saw {self.lines}"
+                ) from None
+            if line is None:
+                raise AssertionError(
+                    f"{' '.join(self.args)} ended ({self.process.wait()}) without a matching "
+                    f"line; saw {self.lines}; stderr: {self.stderr()}"
+                )
+            self.lines.append(line)
+            if wanted(line):
+                return line
+
+    def expect_json(self, kind: str, timeout: float = 20.0) -> dict[str, Any]:
+        """The next ``--json`` line whose ``kind`` is ``kind``."""
+
+        def matches(line: str) -> bool:
+            try:
+                return bool(json.loads(line).get("kind") == kind)
+            except ValueError:
+                return False
+
+        found: dict[str, Any] = json.loads(self.expect(matches, timeout))
+        return found
+
+    def stderr(self) -> str:
+        """What it wrote to stderr so far; never a traceback."""
+        self._errors.seek(0)
+        text = self._errors.read()
+        assert "Traceback" not in text, text
+        return text
+
+    def interrupt(self) -> int:
+        """Ctrl-C, as a person would stop it; the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=COMMAND_TIMEOUT)
+
+    def wait(self, timeout: float = COMMAND_TIMEOUT) -> int:
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        return code
+
+    def kill(self) -> None:
+        """Stop it if it still runs, and release its pipes (always call, in a finally)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=COMMAND_TIMEOUT)
+        self._reader.join(timeout=COMMAND_TIMEOUT)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.stderr()
+        self._errors.close()
