@@ -97,7 +97,8 @@ class Person:
 
     def start(self, *args: str) -> Stream:
         """A long-running command (``watch``, ``report --follow``), read line by line."""
-        errors = tempfile.TemporaryFile("w+")  # a file, so a chatty stderr can never block it
+        # A file, so a chatty stderr can never block it; Stream.kill closes it.
+        errors = tempfile.TemporaryFile("w+")  # noqa: SIM115
         process = subprocess.Popen(
             self.argv(*args),
             stdin=subprocess.DEVNULL,
