@@ -93,10 +93,16 @@ def sign_login(
 def verify_login(
     device: DeviceCertificate, signature: bytes, *, relay: bytes, device_id: bytes, challenge: bytes
 ) -> None:
-    """Check a login answer against the device's certificate."""
+    """Check a login answer against the device's certificate.
+
+    Lengths first (``login_payload`` checks them), so a device id of the
+    wrong length is a decode failure, as section 12 of the spec says, and
+    not mistaken for another device.
+    """
+    payload = login_payload(relay, device_id, challenge)
     if device_id != device.device_id:
         raise WrongSigner("not_device", "the login names another device than the certificate")
-    device.signing_key.verify(SIG_LOGIN, login_payload(relay, device_id, challenge), signature)
+    device.signing_key.verify(SIG_LOGIN, payload, signature)
 
 
 def relay_fingerprint(relay_key: VerifyKey) -> bytes:

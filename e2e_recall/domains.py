@@ -2,9 +2,10 @@
 
 Each signature, hash and HPKE context in the protocol begins with its own
 label from this module, so a signature or digest made for one purpose can
-never be presented as another.  ``docs/protocol.md`` lists the same bytes;
-``tests/test_domains.py`` checks that they are all distinct and that none is a
-prefix of another.
+never be presented as another.  ``docs/protocol.md`` lists the same bytes
+(``tests/test_docs.py`` checks that it lists every one), and
+``tests/core/test_signing.py`` checks that they are all distinct and that none
+is a prefix of another.
 """
 
 from __future__ import annotations

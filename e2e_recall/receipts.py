@@ -84,6 +84,18 @@ _PURGE_FIELDS = (
 )
 
 
+def _check_context(fields: dict[str, Any], message_id: bytes, conversation_id: bytes) -> None:
+    """Refuse a receipt about another message or conversation, each with its own reason.
+
+    Kept apart (as in revocation matching) so a log or a relay error says
+    which one a misdirected receipt got wrong.
+    """
+    if fields["message_id"] != message_id:
+        raise WrongContext("other_message", "the receipt is for another message")
+    if fields["conversation_id"] != conversation_id:
+        raise WrongContext("other_conversation", "the receipt is for another conversation")
+
+
 @dataclass(frozen=True, slots=True)
 class DeletionReceipt:
     """A device's signed statement that it deleted its copy of a message.
@@ -169,8 +181,7 @@ def verify_deletion_receipt(
         raise DecodeError("bad_cause", "a recall receipt names its revocation, an expiry one none")
     if fields["user"] != device.user or fields["device_id"] != device.device_id:
         raise WrongSigner("not_device", "the receipt names another device than its signer")
-    if fields["message_id"] != message_id or fields["conversation_id"] != conversation_id:
-        raise WrongContext("other_message", "the receipt is for another message")
+    _check_context(fields, message_id, conversation_id)
     if revocation is not None and fields["revocation"] != revocation:
         raise WrongContext("other_revocation", "the receipt answers another revocation")
     return DeletionReceipt(
@@ -310,8 +321,7 @@ def verify_purge_receipt(
         for item in fields["devices"]
     )
     _check_devices(devices)
-    if fields["message_id"] != message_id or fields["conversation_id"] != conversation_id:
-        raise WrongContext("other_message", "the receipt is for another message")
+    _check_context(fields, message_id, conversation_id)
     if revocation is not None and fields["revocation"] != revocation:
         raise WrongContext("other_revocation", "the receipt answers another revocation")
     return PurgeReceipt(

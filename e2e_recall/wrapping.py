@@ -74,10 +74,20 @@ _PROBE = x25519.X25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 
 
 def suite_from_wire(value: int) -> WrapSuite:
-    try:
-        return WrapSuite(value)
-    except ValueError:
-        raise DecodeError("unknown_suite", f"wrap suite {value} is not supported") from None
+    """The suite numbered ``value``, or :class:`DecodeError` for any other number."""
+    return _suite(value, DecodeError)
+
+
+def _suite(value: object, error: type[DecodeError] | type[UsageError]) -> WrapSuite:
+    """Check a suite argument before it indexes a table, so it cannot become a KeyError."""
+    if isinstance(value, WrapSuite):
+        return value
+    if type(value) is int:
+        try:
+            return WrapSuite(value)
+        except ValueError:
+            pass
+    raise error("unknown_suite", f"wrap suite {value!r} is not supported")
 
 
 def wrap_length(suite: WrapSuite) -> int:
@@ -101,6 +111,9 @@ class WrapPublicKey:
     __slots__ = ("_hpke_key", "key_id", "raw", "suite")
 
     def __init__(self, suite: WrapSuite, raw: bytes) -> None:
+        # A public key arrives from outside (a certificate, a key file): refuse
+        # an unknown suite as a decode failure, like any other bad field.
+        suite = _suite(suite, DecodeError)
         if type(raw) is not bytes or len(raw) != _PUBLIC_LEN[suite]:
             raise DecodeError(
                 "bad_length", f"a {suite.name} public key is {_PUBLIC_LEN[suite]} bytes"
@@ -137,6 +150,9 @@ class WrapPrivateKey:
     __slots__ = ("_hpke_key", "_public", "_x25519", "raw", "suite")
 
     def __init__(self, suite: WrapSuite, raw: bytes) -> None:
+        # A private key is the program's own (load_device_secrets turns this
+        # UsageError into a DecodeError for a key file).
+        suite = _suite(suite, UsageError)
         if type(raw) is not bytes or len(raw) != _PRIVATE_LEN[suite]:
             raise UsageError(
                 "bad_length", f"a {suite.name} private key is {_PRIVATE_LEN[suite]} bytes"
@@ -206,7 +222,19 @@ def wrap_message_key(
     conversation_id: bytes,
     device_id: bytes,
 ) -> bytes:
-    """Encrypt the per-message key to one device; returns ``enc || ciphertext``."""
+    """Encrypt the per-message key to one device; returns ``enc || ciphertext``.
+
+    Unlike every other function here that needs randomness, this one takes
+    no ``rng=``: ``cryptography``'s HPKE draws the ephemeral key (and, for
+    X-Wing, the ML-KEM encapsulation randomness) from the OS inside
+    ``Suite.encrypt`` and offers no way to pass it in.  Accepting an ``rng``
+    that is then ignored would be worse than not accepting one, and
+    rebuilding HPKE here to take an ephemeral would put a second,
+    unvetted HPKE in the product.  So wraps are the one output that cannot
+    be reproduced from a seed; the vectors check them in the decryption
+    direction, and reproduce the sealing side with a test-only reference
+    (``e2e_recall.vectors.reference_hpke``) where the primitives allow.
+    """
     if type(message_key) is not bytes or len(message_key) != KEY_LEN:
         raise UsageError("bad_length", "a per-message key is 32 bytes")
     info = wrap_info(message_id, conversation_id, device_id, recipient.key_id)

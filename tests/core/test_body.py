@@ -213,6 +213,18 @@ def test_impossible_lengths_are_decode_errors(nonce_len: int, ct_len: int, key_l
     assert info.value.reason == "bad_length"
 
 
+@pytest.mark.parametrize("position", range(4))
+@pytest.mark.parametrize("wrong", [None, "24 characters of text..", bytearray(24), 24])
+def test_arguments_of_the_wrong_type_are_decode_errors(position: int, wrong: object) -> None:
+    """Not a TypeError from len() or libsodium: callers parse these from the wire."""
+    nonce, ciphertext = encrypt_body(Body("x"), KEY, HEADER, SeededRandom(b"types"))
+    args: list[object] = [nonce, ciphertext, KEY, HEADER]
+    args[position] = wrong
+    with pytest.raises(DecodeError) as info:
+        decrypt_body(*args)  # type: ignore[arg-type]
+    assert info.value.reason == "bad_type"
+
+
 def test_bad_key_when_encrypting_is_a_usage_error() -> None:
     with pytest.raises(UsageError):
         encrypt_body(Body("x"), bytes(31), HEADER)

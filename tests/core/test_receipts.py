@@ -150,12 +150,15 @@ def test_receipt_naming_another_device_is_wrong_signer(world: Any, field: str) -
     assert info.value.reason == "not_device"
 
 
-@pytest.mark.parametrize("field", ["message_id", "conversation_id"])
-def test_receipt_for_another_message(world: Any, field: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "reason"),
+    [("message_id", "other_message"), ("conversation_id", "other_conversation")],
+)
+def test_receipt_for_another_message(world: Any, field: str, reason: str) -> None:
     receipt = sign_deletion_receipt(world.bob_device.signing_key, **deletion_kwargs(world))
     with pytest.raises(WrongContext) as info:
         verify_deletion(world, receipt.signed, **{field: world.other_message_id})
-    assert info.value.reason == "other_message"
+    assert info.value.reason == reason
 
 
 def test_receipt_answering_another_revocation(world: Any) -> None:
@@ -321,12 +324,15 @@ def test_receipt_naming_another_relay(world: Any) -> None:
     assert info.value.reason == "not_relay"
 
 
-@pytest.mark.parametrize("field", ["message_id", "conversation_id"])
-def test_purge_receipt_for_another_message(world: Any, field: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "reason"),
+    [("message_id", "other_message"), ("conversation_id", "other_conversation")],
+)
+def test_purge_receipt_for_another_message(world: Any, field: str, reason: str) -> None:
     receipt = sign_purge_receipt(world.relay, **purge_kwargs(world))
     with pytest.raises(WrongContext) as info:
         verify_purge(world, receipt.signed, **{field: world.other_message_id})
-    assert info.value.reason == "other_message"
+    assert info.value.reason == reason
 
 
 def test_purge_receipt_for_another_revocation(world: Any) -> None:

@@ -212,6 +212,23 @@ def test_wrap_wrong_length_is_decode_error(
     assert info.value.reason == "bad_length"
 
 
+@pytest.mark.parametrize("suite", [0, 3, 0xFFFF, -1, True, "1", None, 1.0])
+def test_unknown_suite_of_a_public_key_is_a_decode_error(suite: object) -> None:
+    """Not a KeyError from the length table: the suite number comes from the wire."""
+    with pytest.raises(DecodeError) as info:
+        WrapPublicKey(suite, bytes(32))  # type: ignore[arg-type]
+    assert info.value.reason == "unknown_suite"
+    with pytest.raises(DecodeError):
+        suite_from_wire(suite)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("suite", [0, 3, True, None])
+def test_unknown_suite_of_a_private_key_is_a_usage_error(suite: object) -> None:
+    with pytest.raises(UsageError) as info:
+        WrapPrivateKey(suite, bytes(32))  # type: ignore[arg-type]
+    assert info.value.reason == "unknown_suite"
+
+
 def test_local_misuse_is_usage_error(keys: dict[WrapSuite, WrapPrivateKey], ids: Ids) -> None:
     public = keys[WrapSuite.X25519].public_key
     with pytest.raises(UsageError):
