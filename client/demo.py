@@ -19,13 +19,20 @@ from rich.console import Console
 
 from .client import Client, Entry
 from .core import system_clock
-from .errors import RecallNotAccepted
+from .errors import ClientError, RecallNotAccepted
 from .render import print_entries, print_report, short
 
 __all__ = ["run_demo"]
 
 MINUTE = 60_000
 _PASSPHRASE = "demo passphrase, not a secret"  # noqa: S105 (throwaway demo profiles)
+
+
+class DemoWentWrong(ClientError):
+    """The story did not go as the product promises: a bug, said as one sentence."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"The demo went wrong: {what}.", "demo_failed")
 
 
 class DemoClock:
@@ -93,7 +100,7 @@ async def run_demo(console: Console, *, pause: float = 0.0) -> int:
     return 0
 
 
-async def _people(root: Path, url: str, clock: DemoClock) -> tuple[Client, Client, Client]:
+def _people(root: Path, clock: DemoClock) -> tuple[Client, Client, Client]:
     def make(name: str, identity: object = None) -> Client:
         return Client.create(
             root / name,
@@ -105,13 +112,16 @@ async def _people(root: Path, url: str, clock: DemoClock) -> tuple[Client, Clien
 
     alice, laptop = make("alice"), make("bob-laptop")
     phone = make("bob-phone", laptop.core.keys.identity)  # a second device of Bob's identity
+    return alice, laptop, phone
+
+
+async def _introduce(url: str, alice: Client, laptop: Client, phone: Client) -> None:
     await alice.register(url, "alice")
     await laptop.register(url, "bob")
     await phone.register(url)
     await alice.add_contact("bob", "bob")
     for device in (laptop, phone):
         await device.add_contact("alice", "alice")
-    return alice, laptop, phone
 
 
 async def _show_report(story: Story, alice: Client, message_id: bytes) -> None:
@@ -121,14 +131,15 @@ async def _show_report(story: Story, alice: Client, message_id: bytes) -> None:
 
 async def _play(story: Story, root: Path, url: str, clock: DemoClock) -> None:
     story.out.print(f"A relay is running at {url} (temporary SQLite database).", highlight=False)
-    alice, laptop, phone = await _people(root, url, clock)
-    story.out.print(
-        "Alice has one device. Bob has a laptop (device "
-        f"{laptop.device_id.hex()[:8]}) and a phone (device {phone.device_id.hex()[:8]}), "
-        "both under one identity.",
-        highlight=False,
-    )
+    alice, laptop, phone = _people(root, clock)
     try:
+        await _introduce(url, alice, laptop, phone)
+        story.out.print(
+            "Alice has one device. Bob has a laptop (device "
+            f"{laptop.device_id.hex()[:8]}) and a phone (device {phone.device_id.hex()[:8]}), "
+            "both under one identity.",
+            highlight=False,
+        )
         await _wrong_person(story, alice, laptop, phone)
         await _delivered_not_opened(story, alice, laptop, phone)
         await _opened_then_recalled(story, alice, laptop, phone, clock)
@@ -217,7 +228,8 @@ async def _typo_replaced(story: Story, alice: Client, laptop: Client, phone: Cli
     await laptop.sync()
     await phone.sync()
     outcome = await alice.recall(sent.message_id, "Dinner tomorrow at 7?")
-    assert outcome.replacement_id is not None
+    if outcome.replacement_id is None:
+        raise DemoWentWrong("the relay did not confirm the replacement")
     story.say(
         "alice", f"e2e-recall recall {short(sent.message_id)} --replace 'Dinner tomorrow at 7?'"
     )
@@ -250,7 +262,7 @@ async def _window_closed(
             "Her message stays exactly as it was."
         )
     else:
-        raise AssertionError("the relay accepted a recall after its window closed")
+        raise DemoWentWrong("the relay accepted a recall after its window closed")
 
 
 async def _offline_device(
