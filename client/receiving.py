@@ -89,7 +89,7 @@ async def _on_notice(core: Core, message_id: bytes, notice: dict[str, Any]) -> U
         return None
     who = await contact_for_sender(core, sender)
     early = core.store.early_revocation(message_id)
-    if early is not None:  # recalled before it arrived: never shown
+    if early is not None and early[0] == who.user_id:  # its sender recalled it before it came
         return None
     try:
         fetched = await authed(core, "GET", f"/v1/messages/{message_id.hex()}")
