@@ -1,0 +1,67 @@
+"""The crash suite, long form: ``python reliability/crash.py --kills 50 --operations 10000``.
+
+Runs the relay as a process under a mixed load, SIGKILLs it at random
+moments, restarts it, and checks that nothing acknowledged was lost and
+nothing recalled came back (see tests/support/crash_harness.py for the
+method).  Prints the table of figures that docs/reliability.md records, and
+exits 1 if any "lost", "resurrected" or similar count is not zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+import paths  # noqa: F401  (puts tests/support on the import path)
+from crash_harness import CrashConfig, crash_suite
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--operations", type=int, default=10_000)
+    parser.add_argument("--kills", type=int, default=50)
+    parser.add_argument("--people", type=int, default=6)
+    parser.add_argument("--devices", type=int, default=2, help="devices per person")
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", type=Path, help="run in this directory and keep it")
+    parser.add_argument("--json", action="store_true", help="print the findings as JSON")
+    args = parser.parse_args(argv)
+    config = CrashConfig(
+        operations=args.operations,
+        kills=args.kills,
+        people=args.people,
+        devices_per_person=args.devices,
+        workers=args.workers,
+        seed=args.seed,
+    )
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        findings = asyncio.run(crash_suite(args.keep, config))
+    else:
+        with tempfile.TemporaryDirectory(prefix="e2e-recall-crash-") as work:
+            findings = asyncio.run(crash_suite(Path(work), config))
+    if args.json:
+        print(json.dumps(asdict(findings), indent=2, sort_keys=True, default=str))
+    else:
+        table = Table(title=f"crash suite, seed {args.seed}")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        for name, value in findings.table():
+            table.add_row(name, value)
+        Console().print(table)
+        for name, values in findings.problems().items():
+            print(f"{name}: {values[:20]}", file=sys.stderr)
+    return 1 if findings.problems() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

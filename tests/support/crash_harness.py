@@ -1,0 +1,356 @@
+"""Jepsen-style crash testing of the relay: a mixed load, SIGKILLs at random moments, a reckoning.
+
+The relay runs as a real process.  Workers send (to a person with several
+devices), open, recall (some with a replacement) and post deletion receipts,
+and record each operation's outcome as ``ok`` (acknowledged), ``failed`` (a
+definite refusal) or ``unknown`` (no answer: timed out, connection lost, 5xx).
+An unknown operation is retried the way a real client retries: the same
+message id and the very same bytes, so a retry can never make a second copy.
+A killer task sends SIGKILL at random moments, some of them right after a
+recall was acknowledged (while the relay truncates its WAL) and some while the
+purge job runs (it is set to run every second), checks the database with
+``e2e-recall-relay check`` while the relay is down, and starts it again.
+
+At the end, with the relay up and quiet, every record is read back through
+the API and checked against what the workers saw:
+
+- an acknowledged send must still exist (its report answers) and, unless it
+  was recalled or opened by every device, its envelope must come back byte
+  for byte;
+- an acknowledged recall must be applied; no recalled message may have its
+  ciphertext or a wrap returned by any route;
+- every device's event stream holds at most one notice per message (no
+  duplicate), and exactly one for a message that is still there;
+- every unknown operation is resolved to applied or not applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+import e2e_recall as er
+from e2e_recall import wire
+
+from crash_model import CrashConfig, Findings, Sent, Target, WallClock
+from crash_reckoning import Reckoning
+from driver import Person, RelayRefused
+from relay_process import RelayProcess, free_port, relay_cli
+
+_ANSWER_LIMITS = wire.Limits(max_size=1 << 22, max_bin=1 << 21, max_array=100_000)
+
+
+class Unknown(Exception):
+    """No answer we can trust: the operation may or may not have happened."""
+
+
+class CrashRun(Reckoning):
+    """One run of the suite against one relay data directory."""
+
+    def __init__(self, work: Path, config: CrashConfig) -> None:
+        self.work = work
+        self.config = config
+        self.rng = random.Random(config.seed)
+        self.findings = Findings()
+        self.messages: list[Sent] = []
+        self.people: list[Person] = []
+        self.relay = RelayProcess(
+            work,
+            work / "data",
+            port=free_port(),
+            E2E_RECALL_RELAY_PURGE_INTERVAL="1s",
+            E2E_RECALL_RELAY_REQUESTS_PER_MINUTE="0",
+            E2E_RECALL_RELAY_ADDRESS_REQUESTS_PER_MINUTE="0",
+        )
+        self.done = 0
+        self.up = asyncio.Event()
+        self.recall_acked = asyncio.Event()
+
+    # -- transport --------------------------------------------------------------------------
+    async def call(
+        self, person: Person, method: str, path: str, body: dict[str, Any] | None, device: int = 0
+    ) -> dict[str, Any]:
+        """One request; ``Unknown`` when the answer cannot be trusted either way."""
+        try:
+            return await asyncio.wait_for(
+                person.call(method, path, body, device=device), self.config.request_timeout
+            )
+        except RelayRefused as refused:
+            if refused.status >= 500:
+                raise Unknown(f"{refused.status} {refused.code}") from None
+            raise
+        except (TimeoutError, aiohttp.ClientError, OSError, er.errors.E2ERecallError) as exc:
+            raise Unknown(type(exc).__name__) from None
+
+    async def until_known(
+        self,
+        person: Person,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        device: int = 0,
+        *,
+        deadline: float = 60.0,
+    ) -> tuple[str, dict[str, Any] | RelayRefused]:
+        """Retry an operation (same bytes) until the relay answers; its outcome and answer."""
+        stop = time.monotonic() + deadline
+        unknowns = 0
+        while True:
+            try:
+                answer = await self.call(person, method, path, body, device)
+                outcome = "ok"
+                result: dict[str, Any] | RelayRefused = answer
+                break
+            except RelayRefused as refused:
+                if refused.status == 401:  # a session lost with the relay: log in again
+                    await self._relogin(person, device)
+                    continue
+                outcome, result = "failed", refused
+                break
+            except Unknown:
+                unknowns += 1
+                if time.monotonic() > stop:
+                    return "unknown", RelayRefused(0, {"error": "unknown"})
+                await asyncio.sleep(0.05 + self.rng.random() * 0.2)
+        if unknowns:
+            self.findings.resolved_unknown[method + " " + path.split("/")[-1]] += 1
+        return outcome, result
+
+    async def _relogin(self, person: Person, device: int) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(person.login(device), self.config.request_timeout)
+                return
+            except (RelayRefused, TimeoutError, aiohttp.ClientError, OSError):
+                await asyncio.sleep(0.2)
+
+    # -- the run ----------------------------------------------------------------------------
+    async def run(self) -> Findings:
+        started = time.monotonic()
+        self.relay.start()
+        self.up.set()
+        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            target = Target(self.relay.url(), await self._relay_id(http))
+            await self._setup_people(target, http)
+            workers = [asyncio.create_task(self._worker(i)) for i in range(self.config.workers)]
+            killer = asyncio.create_task(self._killer())
+            await asyncio.gather(*workers)
+            killer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await killer
+            if not self.relay.running:
+                self.relay.restart()
+                self.findings.restarts += 1
+            await self._reckon()
+        self.relay.kill()
+        self._check_integrity("final")
+        self.findings.seconds = time.monotonic() - started
+        return self.findings
+
+    async def _relay_id(self, http: aiohttp.ClientSession) -> bytes:
+        async with http.get(self.relay.url() + "/.well-known/e2e-recall") as response:
+            answer = wire.decode(await response.read(), limits=_ANSWER_LIMITS)
+        relay_key = er.VerifyKey(answer["relay_key"])
+        return er.fingerprint(relay_key)
+
+    async def _setup_people(self, target: Target, http: aiohttp.ClientSession) -> None:
+        for index in range(self.config.people):
+            person = Person(f"p{index}", target, http)  # type: ignore[arg-type]
+            for _ in range(self.config.devices_per_person):
+                await person.add_device()
+            self.people.append(person)
+
+    def _check_integrity(self, when: str) -> None:
+        checked = relay_cli(self.work, "check", "--data-dir", self.relay.data_dir)
+        if checked.returncode != 0 or checked.stdout.strip().splitlines()[-1:] != ["ok"]:
+            self.findings.integrity_failures.append(f"{when}: {checked.stdout} {checked.stderr}")
+
+    async def _killer(self) -> None:
+        """SIGKILL at random moments until the quota of kills is used, spread over the run."""
+        gap = self.config.operations / max(self.config.kills, 1)
+        for number in range(self.config.kills):
+            target = (number + self.rng.uniform(0.3, 0.9)) * gap
+            while self.done < target:
+                await asyncio.sleep(0.01)
+            if self.rng.random() < 0.4:  # right after a recall: during its WAL truncation
+                self.recall_acked.clear()
+                try:
+                    await asyncio.wait_for(self.recall_acked.wait(), 5)
+                    await asyncio.sleep(self.rng.uniform(0, 0.01))
+                    self.findings.kills_after_recall += 1
+                except TimeoutError:
+                    pass
+            self.up.clear()
+            os.kill(self.relay.pid, signal.SIGKILL)
+            await asyncio.to_thread(self.relay.wait)
+            self.findings.kills += 1
+            await asyncio.to_thread(self._check_integrity, f"after kill {number + 1}")
+            await asyncio.sleep(self.rng.uniform(0, 0.3))  # clients hit a dead port meanwhile
+            await asyncio.to_thread(self.relay.restart)
+            self.findings.restarts += 1
+            self.up.set()
+
+    async def _worker(self, index: int) -> None:
+        while self.done < self.config.operations:
+            self.done += 1
+            roll = self.rng.random()
+            if roll < 0.45:
+                acted = False
+            elif roll < 0.70:
+                acted = await self._open()
+            elif roll < 0.85:
+                acted = await self._recall(with_replacement=self.rng.random() < 0.3)
+            else:
+                acted = await self._receipt()
+            if not acted:  # nothing to open, recall or acknowledge yet: send instead
+                await self._send()
+
+    def _pick(self, wanted: Any) -> Sent | None:
+        candidates = [m for m in self.messages if not m.busy and wanted(m)]
+        if not candidates:
+            return None
+        chosen = self.rng.choice(candidates)
+        chosen.busy = True
+        return chosen
+
+    def _record(self, kind: str, outcome: str) -> None:
+        self.findings.operations[f"{kind} {outcome}"] += 1
+
+    # -- operations -------------------------------------------------------------------------
+    async def _prepare(self, sender: Person, recipient: Person, replaces: bytes | None) -> Sent:
+        text = f"{sender.name}->{recipient.name} {os.urandom(12).hex()}"
+        header, sealed = sender.seal(recipient, text, replaces=replaces)
+        wraps = [
+            {
+                "device_id": device.secrets.device_id,
+                "wrap": er.wrap_message_key(
+                    sealed.message_key,
+                    device.secrets.wrap_key.public_key,
+                    message_id=header.message_id,
+                    conversation_id=header.conversation_id,
+                    device_id=device.secrets.device_id,
+                ),
+            }
+            for device in recipient.devices
+        ]
+        body = {"envelope": sealed.envelope, "wraps": wraps}
+        return Sent(sender, recipient, header, body, text)
+
+    async def _send(self) -> None:
+        sender, recipient = self.rng.sample(self.people, 2)
+        sent = await self._prepare(sender, recipient, None)
+        sent.busy = True
+        self.messages.append(sent)
+        outcome, _ = await self.until_known(sender, "POST", "/v1/messages", sent.body)
+        sent.send = outcome
+        self._record("send", outcome)
+        sent.busy = False
+
+    async def _open(self) -> bool:
+        sent = self._pick(
+            lambda m: m.send == "ok" and not m.recall and len(m.opened) < len(m.recipient.devices)
+        )
+        if sent is None:
+            return False
+        device = self.rng.choice(
+            [i for i in range(len(sent.recipient.devices)) if i not in sent.opened]
+        )
+        path = f"/v1/messages/{sent.header.message_id.hex()}"
+        outcome, answer = await self.until_known(sent.recipient, "GET", path, None, device)
+        if outcome == "ok":
+            assert isinstance(answer, dict)
+            if answer["envelope"] != sent.body["envelope"]:
+                self.findings.corrupted.append(f"fetch {path}")
+            outcome, answer = await self.until_known(
+                sent.recipient, "POST", path + "/open", {}, device
+            )
+            if outcome == "ok":
+                assert isinstance(answer, dict)
+                secrets = sent.recipient.devices[device].secrets
+                key = er.unwrap_message_key(
+                    answer["wrap"],
+                    secrets.wrap_key,
+                    message_id=sent.header.message_id,
+                    conversation_id=sent.header.conversation_id,
+                    device_id=secrets.device_id,
+                )
+                verified = er.open_envelope(sent.body["envelope"], sent.sender.identity.public_key)
+                if verified.decrypt(key).text != sent.text:
+                    self.findings.corrupted.append(f"open {path}")
+                sent.opened.add(device)
+        self._record("open", outcome)
+        sent.busy = False
+        return True
+
+    async def _recall(self, *, with_replacement: bool) -> bool:
+        sent = self._pick(lambda m: m.send == "ok" and not m.recall and m.replacement is None)
+        if sent is None:
+            return False
+        replacement = None
+        if with_replacement:
+            replacement = await self._prepare(sent.sender, sent.recipient, sent.header.message_id)
+        revocation = sent.sender.revocation(
+            sent.header, replacement.header.message_id if replacement else None
+        )
+        sent.recall_body = {
+            "revocation": revocation.signed,
+            "replacement": replacement.body if replacement else None,
+        }
+        path = f"/v1/messages/{sent.header.message_id.hex()}/recall"
+        outcome, _ = await self.until_known(sent.sender, "POST", path, sent.recall_body)
+        sent.recall = outcome
+        if replacement is not None and outcome != "failed":
+            replacement.send = outcome
+            sent.replacement = replacement
+            self.messages.append(replacement)
+        if outcome == "ok":
+            self.recall_acked.set()
+        self._record("recall+replace" if replacement else "recall", outcome)
+        sent.busy = False
+        return True
+
+    async def _receipt(self) -> bool:
+        sent = self._pick(lambda m: m.recall == "ok" and len(m.receipts) < len(m.recipient.devices))
+        if sent is None:
+            return False
+        device = self.rng.choice(
+            [i for i in range(len(sent.recipient.devices)) if i not in sent.receipts]
+        )
+        assert sent.recall_body is not None
+        checked = er.verify_revocation(
+            sent.recall_body["revocation"], sent.sender.identity.public_key
+        )
+        secrets = sent.recipient.devices[device].secrets
+        receipt = er.sign_deletion_receipt(
+            secrets.signing_key,
+            user=sent.recipient.user_id,
+            device_id=secrets.device_id,
+            message_id=checked.message_id,
+            conversation_id=checked.conversation_id,
+            deleted_at=WallClock().now,
+            opened_at=None,
+            revocation=checked.digest,
+        )
+        path = f"/v1/messages/{checked.message_id.hex()}/receipt"
+        outcome, _ = await self.until_known(
+            sent.recipient, "POST", path, {"receipt": receipt.signed}, device
+        )
+        if outcome == "ok":
+            sent.receipts.add(device)
+        self._record("receipt", outcome)
+        sent.busy = False
+        return True
+
+
+async def crash_suite(work: Path, config: CrashConfig) -> Findings:
+    """Run the suite in ``work`` (the relay's data directory and logs live there)."""
+    return await CrashRun(work, config).run()
