@@ -11,9 +11,11 @@ recipient device id and the id of the key wrapped to, so a relay that moves a
 wrap to another device or message gets an authentication failure, not a key.
 
 The one randomness this module cannot take as an argument is the HPKE
-ephemeral: ``cryptography`` draws it from the OS inside ``Suite.encrypt``.
-The test vectors therefore check wraps in the decryption direction (and, for
-X25519, with a reference implementation that does accept an ephemeral).
+encapsulation's: ``cryptography`` draws it from the OS inside
+``Suite.encrypt`` (see :func:`wrap_message_key`).  The test vectors
+therefore open wraps with this module and seal them with a test-only
+reference that takes the X25519 ephemeral, and for X-Wing also the ML-KEM
+shared secret, as inputs (docs/protocol.md, section 15).
 """
 
 from __future__ import annotations

@@ -24,12 +24,61 @@ def _tests(data: dict) -> list[dict]:
     return [test for group in data["testGroups"] for test in group["tests"]]
 
 
+XWING = "wrap_xwing.json"
+# The only bytes a seed cannot fix: honest ML-KEM encapsulations (see generate()).
+KNOWN_ANSWER_FIELDS = ("wrap", "mlkemSharedSecret")
+
+
+def _committed() -> dict[str, str]:
+    return {path.name: path.read_text() for path in VECTORS.glob("*.json")}
+
+
 def test_regenerating_changes_nothing() -> None:
-    committed = {path.name: path.read_text() for path in VECTORS.glob("*.json")}
+    committed = _committed()
     regenerated = generate(known_answers=VECTORS)
     assert set(regenerated) == set(committed)
     changed = [name for name, text in regenerated.items() if committed[name] != text]
     assert changed == [], f"regenerate with `e2e-recall-vectors generate` and commit: {changed}"
+
+
+def _without_known_answers(text: str) -> tuple[dict, int]:
+    """The file with the fields of KnownAnswer tests blanked, and how many tests that hit."""
+    data = json.loads(text)
+    hit = 0
+    for test in _tests(data):
+        if "KnownAnswer" in test["flags"]:
+            hit += 1
+            for name in KNOWN_ANSWER_FIELDS:
+                test[name] = "(drawn by the ML-KEM encapsulation)"
+    return data, hit
+
+
+def test_regenerating_from_nothing_reproduces_everything_a_seed_can_fix() -> None:
+    """No earlier files: every file is byte-identical but for the honest X-Wing KATs.
+
+    Those are the one output no seed fixes (``cryptography`` draws ML-KEM
+    encapsulation randomness itself); in them only the wrap and its ML-KEM
+    secret may change, and the fresh ones must still pass.
+    """
+    committed = _committed()
+    fresh = generate()
+    assert set(fresh) == set(committed)
+    changed = [name for name, text in fresh.items() if committed[name] != text]
+    assert changed in ([], [XWING]), changed
+    ours, hits = _without_known_answers(committed[XWING])
+    theirs, _ = _without_known_answers(fresh[XWING])
+    assert ours == theirs
+    assert hits == 4  # the four honest encapsulations; nothing else is exempt
+
+
+def test_fresh_known_answers_pass(tmp_path: Path) -> None:
+    (tmp_path / XWING).write_text(generate()[XWING])
+    report = check_directory(tmp_path)
+    assert report.failures == []
+    assert report.passed > 100
+    alt = check_directory(tmp_path, run_alt, only_applicable=True)
+    assert alt.failures == []
+    assert alt.passed > 100
 
 
 def test_every_vector_passes_against_the_implementation() -> None:
@@ -101,6 +150,143 @@ def test_the_checkers_notice_a_wrong_vector() -> None:
 
     group, test = _first(files["wire_codec.json"], comment="5 as uint8")
     assert run_test(group, {**test, "expect": "success", "result": "valid"}) is not None
+
+
+def test_valid_signed_vectors_state_their_signer_and_are_signed_again() -> None:
+    files = _load_all()
+    for name in (
+        "envelope.json",
+        "revocation.json",
+        "device_certificate.json",
+        "deletion_receipt.json",
+        "purge_receipt.json",
+    ):
+        valid = [t for t in _tests(files[name]) if t["result"] == "valid"]
+        assert valid, name
+        for test in valid:
+            assert "signerPrivateKey" in test, (name, test["tcId"])
+            assert "Deterministic" in test["flags"], (name, test["tcId"])
+    for test in _tests(files["auth.json"]):
+        if test["result"] == "valid":
+            assert all("signerPrivateKey" in check for check in test["signatureChecks"])
+
+    other_seed = "42" * 32
+    for name in ("envelope.json", "revocation.json", "purge_receipt.json"):
+        group, test = _first(files[name], result="valid")
+        assert run_test(group, test) is None
+        assert run_test(group, {**test, "signerPrivateKey": other_seed}) is not None, name
+        assert run_alt(group, {**test, "signerPrivateKey": other_seed}) is not None, name
+    group, test = _first(files["auth.json"], result="valid")
+    checks = [{**check, "signerPrivateKey": other_seed} for check in test["signatureChecks"]]
+    assert run_test(group, {**test, "signatureChecks": checks}) is not None
+
+
+def test_xwing_wraps_are_sealed_again_from_their_stated_randomness() -> None:
+    data = _load_all()[XWING]
+    valid = [t for t in _tests(data) if t["result"] == "valid" and "wrap" in t]
+    assert {"KnownAnswer", "ImplicitRejection"} <= {f for t in valid for f in t["flags"]}
+    group, test = _first(data, result="valid")
+    assert run_alt(group, test) is None
+    assert run_alt(group, {**test, "ephemeralPrivateKey": "11" * 32}) is not None
+    assert run_alt(group, {**test, "mlkemSharedSecret": "22" * 32}) is not None
+
+
+def test_every_structure_has_its_truncations() -> None:
+    files = _load_all()
+    expected = {
+        "envelope.json": "EnvelopeTruncated",
+        "body_encryption.json": "BodyTruncated",
+        "wrap_x25519.json": "WrapTruncated",
+        XWING: "WrapTruncated",
+        "revocation.json": "RevocationTruncated",
+        "device_certificate.json": "DeviceCertificateTruncated",
+        "deletion_receipt.json": "DeletionReceiptTruncated",
+        "purge_receipt.json": "PurgeReceiptTruncated",
+        "keys.json": "KeyTruncated",
+        "auth.json": "RegistrationTruncated",
+    }
+    for name, kind in expected.items():
+        groups = [g for g in files[name]["testGroups"] if g["type"] == kind]
+        assert groups, name
+        flags = [set(t["flags"]) for g in groups for t in g["tests"]]
+        assert all(f & {"Truncated", "TrailingBytes"} for f in flags), name
+        assert sum("Truncated" in f for f in flags) >= 80, name
+    # Every length, where the structure is small enough to list every prefix.
+    group = next(g for g in files["revocation.json"]["testGroups"] if g["type"].endswith("ed"))
+    cuts = [len(t["signed"]) // 2 for t in group["tests"] if "Truncated" in t["flags"]]
+    assert cuts == list(range(len(cuts)))
+    wraps = next(g for g in files["wrap_x25519.json"]["testGroups"] if g["type"] == "WrapTruncated")
+    assert sorted(len(t["wrap"]) // 2 for t in wraps["tests"]) == list(range(80))
+
+
+def test_a_replayed_revocation_is_covered() -> None:
+    data = _load_all()["recall_acceptance.json"]
+    first = _tests(data)[0]
+    assert first["expect"] == "success"
+    replays = [
+        t for t in _tests(data) if t["revocation"] == first["revocation"] and "Replay" in t["flags"]
+    ]
+    outcomes = {(t["expect"], t["header"] == first["header"]) for t in replays}
+    assert ("success", True) in outcomes  # a repeat for its own message is idempotent
+    assert ("wrong_context", False) in outcomes  # the same bytes for another message
+
+
+def _write(directory: Path, name: str, content: object) -> None:
+    text = content if isinstance(content, str) else json.dumps(content)
+    (directory / name).write_text(text)
+
+
+def test_malformed_user_files_are_counted_as_failures(tmp_path: Path) -> None:
+    shutil.copy(VECTORS / "identity.json", tmp_path / "identity.json")
+    good = check_directory(tmp_path).passed
+    group, test = _first(_load_all()["revocation.json"], result="valid")
+    _write(tmp_path, "a_not_json.json", "{ this is not json")
+    _write(tmp_path, "b_a_list.json", [1, 2, 3])
+    _write(tmp_path, "c_no_groups.json", {"algorithm": "x"})
+    _write(tmp_path, "d_group_without_tests.json", {"testGroups": [{"type": "WireDecode"}, 7]})
+    no_expect = {k: v for k, v in test.items() if k != "expect"}
+    no_field = {k: v for k, v in test.items() if k != "signed"}
+    _write(
+        tmp_path,
+        "e_bad_tests.json",
+        {
+            "testGroups": [
+                {**group, "tests": [no_expect, no_field, {**test, "signed": "zz"}, "x", test]},
+                {"type": "NoSuchType", "tests": [test]},
+            ]
+        },
+    )
+    (tmp_path / "f_binary.json").write_bytes(b"\xff\xfe\x00")
+    # Files a, b, c and f once each, d's two groups, e's four bad tests and its unknown group.
+    report = check_directory(tmp_path)
+    assert report.failed == 11, report.failures
+    assert report.passed == good + 1
+    alt = check_directory(tmp_path, run_alt, only_applicable=True)
+    assert alt.failed >= 7  # the alternative checker reads fewer fields, so trips on fewer
+    for failure in report.failures + alt.failures:
+        assert "\n" not in failure
+    text = "\n".join(report.failures)
+    for reason in (
+        "unreadable vector file",
+        "no testGroups list",
+        "no tests list",
+        "not an object",
+        "no expect",
+        "no field 'signed'",
+        "not a hex string",
+        "unknown group type",
+    ):
+        assert reason in text
+
+    result = subprocess.run(
+        [sys.executable, "-m", "e2e_recall.vectors.cli", "check", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert f"implementation: {good + 1} passed, 11 failed" in result.stdout
 
 
 def test_command_line_checks_a_copy_and_reports_failures(tmp_path: Path) -> None:

@@ -15,28 +15,71 @@ from pathlib import Path
 from typing import Any
 
 from .. import wire
-from ..auth import verify_login, verify_registration
+from ..auth import sign_login, sign_registration, verify_login, verify_registration
 from ..body import Body, decrypt_body, encrypt_body, pad
-from ..device import DeviceSecrets, verify_device_certificate
-from ..envelope import Header, open_envelope
+from ..device import DeviceSecrets, issue_device_certificate, verify_device_certificate
+from ..envelope import Header, open_envelope, seal_message
 from ..errors import E2ERecallError
 from ..identity import direct_conversation_id, fingerprint, safety_number
 from ..keyfile import load_device_secrets, load_signing_key, load_verify_key, load_wrap_public_key
 from ..recall_rules import MessageFacts, RecallPolicy, decide_recall, refusal_sentence
-from ..receipts import verify_deletion_receipt, verify_purge_receipt
+from ..receipts import (
+    sign_deletion_receipt,
+    sign_purge_receipt,
+    verify_deletion_receipt,
+    verify_purge_receipt,
+)
 from ..report import DeviceReport, DeviceState, Event, describe, next_state
-from ..revocation import check_revocation_matches, revocation_digest, verify_revocation
-from ..signing import VerifyKey
+from ..revocation import (
+    check_revocation_matches,
+    revocation_digest,
+    sign_revocation,
+    verify_revocation,
+)
+from ..signing import SigningKey, VerifyKey
 from ..wrapping import WrapPrivateKey, WrapPublicKey, WrapSuite, unwrap_message_key, wrap_info
 from .gen_codec import tagged
 
-__all__ = ["CheckReport", "check_directory", "run_test"]
+__all__ = ["CheckReport", "MalformedTest", "check_directory", "run_test", "with_group_inputs"]
 
 Runner = Callable[[dict[str, Any], dict[str, Any]], Any]
 
 
-def _h(value: str) -> bytes:
-    return bytes.fromhex(value)
+class MalformedTest(Exception):
+    """A vector file (not the implementation) is at fault: a field is missing or not hex."""
+
+
+def _h(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise MalformedTest(f"expected a hex string, got {type(value).__name__}")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise MalformedTest(f"not a hex string: {value[:16]!r}") from None
+
+
+def with_group_inputs(group: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
+    """A test's inputs: its own fields, over those its group states once for all its tests."""
+    shared = {key: value for key, value in group.items() if key not in ("type", "tests")}
+    return shared | test
+
+
+def _signer(fields: dict[str, Any]) -> SigningKey | None:
+    """The signer a valid test states by its seed, to sign again with; None if it states none."""
+    seed = fields.get("signerPrivateKey")
+    return None if seed is None else SigningKey(_h(seed))
+
+
+def _resigned(key: SigningKey | None, **outputs: bytes) -> dict[str, str]:
+    """Outputs of signing again, compared with the test's own fields of the same names.
+
+    Ed25519 is deterministic, so the seed and the decoded fields must give
+    back exactly the bytes of the vector; the public key derived from the
+    seed must be the one the test verifies with.
+    """
+    if key is None:
+        return {}
+    return {"signerPublicKey": key.public_key.raw.hex()} | {k: v.hex() for k, v in outputs.items()}
 
 
 def _wire_decode(group: dict[str, Any], test: dict[str, Any]) -> Any:
@@ -103,9 +146,16 @@ def _wrap_key(group: dict[str, Any], test: dict[str, Any]) -> Any:
 
 def _envelope(group: dict[str, Any], test: dict[str, Any]) -> Any:
     envelope = open_envelope(_h(test["envelope"]), VerifyKey(_h(test["signerPublicKey"])))
-    body = envelope.decrypt(_h(test["messageKey"]))
+    message_key = _h(test["messageKey"])
+    body = envelope.decrypt(message_key)
     h = envelope.header
-    return {
+    key = _signer(test)
+    again = {}
+    if key is not None:
+        nonce = envelope.nonce
+        sealed = seal_message(h, body, key, message_key=message_key, rng=lambda n: nonce)
+        again = _resigned(key, envelope=sealed.envelope)
+    return again | {
         "expected": {
             "messageId": h.message_id.hex(),
             "conversationId": h.conversation_id.hex(),
@@ -123,7 +173,18 @@ def _envelope(group: dict[str, Any], test: dict[str, Any]) -> Any:
 
 def _revocation(group: dict[str, Any], test: dict[str, Any]) -> Any:
     r = verify_revocation(_h(test["signed"]), VerifyKey(_h(test["signerPublicKey"])))
-    return {
+    key = _signer(test)
+    again = {}
+    if key is not None:
+        signed = sign_revocation(
+            key,
+            message_id=r.message_id,
+            conversation_id=r.conversation_id,
+            issued_at=r.issued_at,
+            replacement_id=r.replacement_id,
+        ).signed
+        again = _resigned(key, signed=signed)
+    return again | {
         "expected": {
             "messageId": r.message_id.hex(),
             "conversationId": r.conversation_id.hex(),
@@ -171,7 +232,19 @@ def _certificate(group: dict[str, Any], test: dict[str, Any]) -> Any:
     c = verify_device_certificate(
         _h(test["signed"]), VerifyKey(_h(test["signerPublicKey"])), now=test["now"]
     )
-    return {
+    key = _signer(test)
+    again = {}
+    if key is not None:
+        signed = issue_device_certificate(
+            key,
+            c.device_id,
+            c.signing_key,
+            c.wrap_key,
+            created_at=c.created_at,
+            expires_at=c.expires_at,
+        ).signed
+        again = _resigned(key, signed=signed)
+    return again | {
         "expected": {
             "user": c.user.hex(),
             "deviceId": c.device_id.hex(),
@@ -185,24 +258,39 @@ def _certificate(group: dict[str, Any], test: dict[str, Any]) -> Any:
     }
 
 
-def _digest_of(group: dict[str, Any]) -> bytes | None:
+def _digest_of(test: dict[str, Any]) -> bytes | None:
     """The digest of the group's revocation, computed here (never taken from the file)."""
-    revocation = group.get("revocation")
+    revocation = test.get("revocation")
     return None if revocation is None else revocation_digest(_h(revocation))
 
 
 def _deletion(group: dict[str, Any], test: dict[str, Any]) -> Any:
     cert = verify_device_certificate(
-        _h(group["deviceCertificate"]), VerifyKey(_h(group["identityPublicKey"])), now=group["now"]
+        _h(test["deviceCertificate"]), VerifyKey(_h(test["identityPublicKey"])), now=test["now"]
     )
     r = verify_deletion_receipt(
         _h(test["signed"]),
         cert,
-        message_id=_h(group["messageId"]),
-        conversation_id=_h(group["conversationId"]),
-        revocation=_digest_of(group),
+        message_id=_h(test["messageId"]),
+        conversation_id=_h(test["conversationId"]),
+        revocation=_digest_of(test),
     )
-    return {
+    key = _signer(test)
+    again = {}
+    if key is not None:
+        signed = sign_deletion_receipt(
+            key,
+            user=r.user,
+            device_id=r.device_id,
+            message_id=r.message_id,
+            conversation_id=r.conversation_id,
+            deleted_at=r.deleted_at,
+            opened_at=r.opened_at,
+            cause=r.cause,
+            revocation=r.revocation,
+        ).signed
+        again = _resigned(key, signed=signed)
+    return again | {
         "expected": {
             "cause": str(r.cause),
             "openedAt": r.opened_at,
@@ -216,11 +304,23 @@ def _purge(group: dict[str, Any], test: dict[str, Any]) -> Any:
     r = verify_purge_receipt(
         _h(test["signed"]),
         VerifyKey(_h(test["signerPublicKey"])),
-        message_id=_h(group["messageId"]),
-        conversation_id=_h(group["conversationId"]),
-        revocation=_digest_of(group),
+        message_id=_h(test["messageId"]),
+        conversation_id=_h(test["conversationId"]),
+        revocation=_digest_of(test),
     )
-    return {
+    key = _signer(test)
+    again = {}
+    if key is not None:
+        signed = sign_purge_receipt(
+            key,
+            message_id=r.message_id,
+            conversation_id=r.conversation_id,
+            revocation=r.revocation,
+            purged_at=r.purged_at,
+            devices=r.devices,
+        ).signed
+        again = _resigned(key, signed=signed)
+    return again | {
         "expected": {
             "purgedAt": r.purged_at,
             "devices": [
@@ -237,30 +337,47 @@ def _purge(group: dict[str, Any], test: dict[str, Any]) -> Any:
     }
 
 
+def _check_signers(test: dict[str, Any]) -> list[SigningKey | None]:
+    return [_signer(check) for check in test.get("signatureChecks", [])]
+
+
 def _registration(group: dict[str, Any], test: dict[str, Any]) -> Any:
+    relay, challenge, certificate = (
+        _h(test["relay"]),
+        _h(test["challenge"]),
+        _h(test["certificate"]),
+    )
     cert = verify_registration(
         VerifyKey(_h(test["identityPublicKey"])),
-        _h(test["certificate"]),
-        relay=_h(group["relay"]),
-        challenge=_h(test["challenge"]),
+        certificate,
+        relay=relay,
+        challenge=challenge,
         identity_signature=_h(test["identitySignature"]),
         device_signature=_h(test["deviceSignature"]),
-        now=group["now"],
+        now=test["now"],
     )
-    return {"deviceId": cert.device_id.hex()}
+    outputs: dict[str, str] = {"deviceId": cert.device_id.hex()}
+    signers = _check_signers(test)
+    if len(signers) == 2 and signers[0] is not None and signers[1] is not None:
+        identity_sig, device_sig = sign_registration(
+            signers[0], signers[1], relay=relay, challenge=challenge, certificate=certificate
+        )
+        outputs |= {"identitySignature": identity_sig.hex(), "deviceSignature": device_sig.hex()}
+        if signers[1].public_key != cert.signing_key:
+            outputs["deviceId"] = "the device seed is not the certificate's signing key"
+    return outputs
 
 
 def _login(group: dict[str, Any], test: dict[str, Any]) -> Any:
     cert = verify_device_certificate(
-        _h(group["deviceCertificate"]), VerifyKey(_h(group["identityPublicKey"])), now=group["now"]
+        _h(test["deviceCertificate"]), VerifyKey(_h(test["identityPublicKey"])), now=test["now"]
     )
-    verify_login(
-        cert,
-        _h(test["signature"]),
-        relay=_h(group["relay"]),
-        device_id=_h(test["deviceId"]),
-        challenge=_h(test["challenge"]),
-    )
+    relay, device_id, challenge = _h(test["relay"]), _h(test["deviceId"]), _h(test["challenge"])
+    verify_login(cert, _h(test["signature"]), relay=relay, device_id=device_id, challenge=challenge)
+    signers = _check_signers(test)
+    if len(signers) == 1 and signers[0] is not None:
+        again = sign_login(signers[0], relay=relay, device_id=device_id, challenge=challenge)
+        return {"signature": again.hex()}
     return {}
 
 
@@ -308,19 +425,28 @@ RUNNERS: dict[str, Runner] = {
     "WireDecode": _wire_decode,
     "SafetyNumber": _safety_number,
     "BodyDecrypt": _body,
+    "BodyTruncated": _body,
     "WrapOpen": _wrap_open,
+    "WrapTruncated": _wrap_open,
     "WrapRecipientKey": _wrap_key,
     "EnvelopeOpen": _envelope,
+    "EnvelopeTruncated": _envelope,
     "RevocationVerify": _revocation,
     "RevocationTruncated": _revocation,
     "RecallAcceptance": _acceptance,
     "RevocationMatch": _match,
     "DeviceCertificateVerify": _certificate,
+    "DeviceCertificateTruncated": _certificate,
     "DeletionReceiptVerify": _deletion,
+    "DeletionReceiptTruncated": _deletion,
     "PurgeReceiptVerify": _purge,
+    "PurgeReceiptTruncated": _purge,
     "RegistrationVerify": _registration,
+    "RegistrationTruncated": _registration,
     "LoginVerify": _login,
+    "LoginTruncated": _login,
     "KeyLoad": _key_load,
+    "KeyTruncated": _key_load,
     "ReportTransition": _transition,
     "ReportSentence": _sentence,
     "RefusalSentence": _refusal,
@@ -339,22 +465,33 @@ def _outputs_match(outputs: dict[str, Any], test: dict[str, Any]) -> str | None:
 
 
 def run_test(group: dict[str, Any], test: dict[str, Any]) -> str | None:
-    """None if the implementation behaves as the test says, else why not."""
-    runner = RUNNERS.get(group["type"])
+    """None if the implementation behaves as the test says, else why not (one line)."""
+    runner = RUNNERS.get(group.get("type"))  # type: ignore[arg-type]
     if runner is None:
-        return f"unknown group type {group['type']}"
+        return f"unknown group type {group.get('type')!r}"
+    expect = test.get("expect")
+    if not isinstance(expect, str):
+        return "malformed test: no expect"
+    inputs = with_group_inputs(group, test)
     try:
-        outputs = runner(group, test)
+        outputs = runner(group, inputs)
     except E2ERecallError as exc:
-        if exc.expect != test["expect"]:
-            return f"expected {test['expect']}, got {exc.expect} ({exc.reason})"
-        if "reason" in test and test["reason"] is not None and exc.reason != test["reason"]:
-            return f"expected reason {test['reason']}, got {exc.reason}"
+        if exc.expect != expect:
+            return f"expected {expect}, got {exc.expect} ({exc.reason})"
+        reason = test.get("reason")
+        if reason is not None and exc.reason != reason:
+            return f"expected reason {reason}, got {exc.reason}"
         return None
+    except MalformedTest as exc:
+        return f"malformed test: {exc}"
+    except KeyError as exc:
+        if exc.args and exc.args[0] not in inputs:
+            return f"malformed test: no field {exc.args[0]!r}"
+        return f"uncaught KeyError: {exc}"
     except Exception as exc:
         return f"uncaught {type(exc).__name__}: {exc}"
-    if test["expect"] != "success":
-        return f"expected {test['expect']}, but it was accepted"
+    if expect != "success":
+        return f"expected {expect}, but it was accepted"
     return _outputs_match(outputs, test)
 
 
@@ -383,15 +520,47 @@ def check_directory(
 
     ``run`` may return the marker ``"n/a"`` for a test it has nothing to say
     about (the cross-library checker does this for bodies, which only one
-    library implements); those are counted neither way.
+    library implements); those are counted neither way.  The files may be a
+    user's own copies: a file that is not JSON or not in the vector shape,
+    a group without tests, or a test the checker cannot even read counts as
+    one failure with a one-line reason, and checking goes on.
     """
     report = CheckReport()
     for path in sorted(directory.glob("*.json")):
-        data = json.loads(path.read_text())
-        for group in data["testGroups"]:
-            for test in group["tests"]:
-                problem = run(group, test)
+        groups = _load_groups(path, report)
+        for index, group in enumerate(groups, start=1):
+            tests = group.get("tests") if isinstance(group, dict) else None
+            if not isinstance(tests, list):
+                report.record(f"{path.name} group {index}", "malformed group: no tests list")
+                continue
+            for test in tests:
+                if not isinstance(test, dict):
+                    report.record(f"{path.name} group {index}", "malformed test: not an object")
+                    continue
+                try:
+                    problem = run(group, test)
+                except Exception as exc:  # a checker must report, never stop
+                    problem = f"checker failed: {type(exc).__name__}: {_one_line(exc)}"
                 if only_applicable and problem == "n/a":
                     continue
-                report.record(f"{path.name} #{test['tcId']} ({test['comment']})", problem)
+                where = f"{path.name} #{test.get('tcId', '?')} ({test.get('comment', '')})"
+                report.record(where, problem)
     return report
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def _load_groups(path: Path, report: CheckReport) -> list[Any]:
+    """The test groups of one file, or none (and one recorded failure) if it is malformed."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        report.record(path.name, f"unreadable vector file: {_one_line(exc)}")
+        return []
+    groups = data.get("testGroups") if isinstance(data, dict) else None
+    if not isinstance(groups, list):
+        report.record(path.name, "malformed vector file: no testGroups list")
+        return []
+    return groups

@@ -6,10 +6,14 @@ evidence about the vectors and not an echo of one library:
 
 * Ed25519 -- the product verifies with libsodium; here the equation is
   checked by OpenSSL and the protocol's strictness rules by
-  :mod:`.ed25519_alt`.  Every test that states ``signatureValid`` is checked.
+  :mod:`.ed25519_alt`.  Every test that states ``signatureValid`` is checked,
+  and where a test states its signer's seed, OpenSSL signs again and must
+  give the same signature.
 * X25519 inside HPKE -- the product uses ``cryptography``'s HPKE; here
   :mod:`.reference_hpke` (libsodium X25519 and ChaCha20-Poly1305, stdlib
-  HKDF) opens every wrap, and re-seals the X25519 ones from their ephemeral.
+  HKDF) opens every wrap, and re-seals valid ones from their stated
+  ephemeral (and, for X-Wing, their stated ML-KEM secret, which is first
+  checked against the ciphertext by decapsulating it).
 * Fingerprints and safety numbers are recomputed with ``hashlib``.
 
 Tests with nothing for this checker (message bodies: only libsodium has
@@ -24,10 +28,19 @@ from typing import Any
 
 import nacl.bindings as sodium
 from cryptography.hazmat.primitives.asymmetric import mlkem
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.exceptions import CryptoError
 
+from .check import with_group_inputs
 from .ed25519_alt import strict_public_key_ok, strict_verify
-from .reference_hpke import KEM_X25519, KEM_XWING, ReferenceError, open_base, seal_x25519
+from .reference_hpke import (
+    KEM_X25519,
+    KEM_XWING,
+    ReferenceError,
+    open_base,
+    seal_x25519,
+    seal_xwing,
+)
 
 __all__ = ["run_alt"]
 
@@ -40,6 +53,7 @@ _KEY_ID = b"e2e-recall/v1/hash/wrap-key-id\x00"
 _WRAP_LEN = {1: 32 + 48, 2: 1120 + 48}
 _PUBLIC_LEN = {1: 32, 2: 1216}
 _PROBE = bytes(range(1, 33))
+_MLKEM_CT = 1088
 
 
 def _h(value: str) -> bytes:
@@ -59,6 +73,12 @@ def _signature(test: dict[str, Any]) -> str | None:
     )
     if ok != test["signatureValid"]:
         return f"OpenSSL strict verification says {ok}, signatureValid is {test['signatureValid']}"
+    if "signerPrivateKey" in test:
+        signer = Ed25519PrivateKey.from_private_bytes(_h(test["signerPrivateKey"]))
+        if signer.public_key().public_bytes_raw().hex() != test["signerPublicKey"]:
+            return "OpenSSL derives another public key from signerPrivateKey"
+        if signer.sign(_h(test["signedMessage"])).hex() != test["signature"]:
+            return "OpenSSL signing signedMessage with signerPrivateKey gives another signature"
     return None
 
 
@@ -129,12 +149,22 @@ def _wrap_open(group: dict[str, Any], test: dict[str, Any]) -> str | None:
     if test["expect"] != "success" or key.hex() != test["messageKey"]:
         return "reference HPKE opened it to a different result"
     if "ephemeralPrivateKey" in test:
-        again = seal_x25519(
-            _h(test["recipientPublicKey"]), _h(test["ephemeralPrivateKey"]), info, key
-        )
+        again = _reseal(suite, test, info, wrap, key)
         if again != wrap:
             return "reference HPKE seal with the stated ephemeral gives other bytes"
     return None
+
+
+def _reseal(suite: int, test: dict[str, Any], info: bytes, wrap: bytes, key: bytes) -> bytes:
+    """Seal again from the vector's stated randomness (and, for X-Wing, its ML-KEM secret)."""
+    public, ephemeral = _h(test["recipientPublicKey"]), _h(test["ephemeralPrivateKey"])
+    if suite == 1:
+        return seal_x25519(public, ephemeral, info, key)
+    ciphertext, secret = wrap[:_MLKEM_CT], _h(test["mlkemSharedSecret"])
+    private = mlkem.MLKEM768PrivateKey.from_seed_bytes(_h(test["recipientPrivateKey"])[:64])
+    if private.decapsulate(ciphertext) != secret:
+        return b"mlkemSharedSecret is not what the wrap's ML-KEM ciphertext decapsulates to"
+    return seal_xwing(public, ciphertext, secret, ephemeral, info, key)
 
 
 def _wrap_key(group: dict[str, Any], test: dict[str, Any]) -> str | None:
@@ -152,6 +182,7 @@ def _wrap_key(group: dict[str, Any], test: dict[str, Any]) -> str | None:
 
 def run_alt(group: dict[str, Any], test: dict[str, Any]) -> str | None:
     """Check one test with the other library; ``"n/a"`` when there is nothing to check."""
+    test = with_group_inputs(group, test)
     if "signedMessage" in test:
         return _signature(test)
     if "signatureChecks" in test:
@@ -163,7 +194,7 @@ def run_alt(group: dict[str, Any], test: dict[str, Any]) -> str | None:
     kind = group["type"]
     if kind == "SafetyNumber":
         return _safety(test)
-    if kind == "WrapOpen":
+    if kind in ("WrapOpen", "WrapTruncated"):
         return _wrap_open(group, test)
     if kind == "WrapRecipientKey":
         return _wrap_key(group, test)

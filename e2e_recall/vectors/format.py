@@ -23,11 +23,19 @@ FLAG_NOTES: dict[str, tuple[str, str]] = {
     "Valid": ("Basic", "A well-formed input that must be accepted with the given outputs."),
     "Deterministic": (
         "Basic",
-        "Every random input is in the vector; encryption reproduces the bytes.",
+        "Every secret and random input is in the vector (signer seeds included): signing and"
+        " encrypting again with them must reproduce the bytes exactly.",
     ),
     "KnownAnswer": (
         "Basic",
-        "Checked in the decryption direction only: the HPKE library drew the ephemeral.",
+        "An honest ML-KEM-768 encapsulation drawn from the OS (no usable library takes its"
+        " randomness): sealing from the stated ML-KEM secret and X25519 ephemeral reproduces"
+        " the wrap, but regenerating from the seed alone draws another encapsulation.",
+    ),
+    "ImplicitRejection": (
+        "EdgeCase",
+        "An ML-KEM ciphertext that is no encapsulation to the key: FIPS 203 decapsulation"
+        " returns the implicit-rejection secret, not an error, and the wrap was sealed to it.",
     ),
     "Tampered": ("Authentication", "One bit of an authenticated or signed byte was flipped."),
     "WrongKey": ("Authentication", "Opened or verified with a key it was not made for."),
@@ -99,7 +107,11 @@ FLAG_NOTES: dict[str, tuple[str, str]] = {
     "OnlyWhileUnread": ("RecallRule", "The relay only recalls messages no device has opened."),
     "RateLimited": ("RecallRule", "The per-conversation daily recall limit is reached."),
     "Idempotent": ("RecallRule", "A second recall of an already recalled message succeeds."),
-    "Replay": ("RecallRule", "A revocation older than the message it is presented for."),
+    "Replay": (
+        "RecallRule",
+        "A replayed revocation: the exact bytes of one accepted before (a repeat for its own"
+        " message, wrong_context for any other), or one older than the message (replay).",
+    ),
     "FromFuture": ("RecallRule", "A revocation dated beyond the allowed clock skew."),
     "Expired": ("Validity", "Outside the certificate's validity period."),
     "Unsorted": ("Encoding", "A list that must be sorted and unique is not."),

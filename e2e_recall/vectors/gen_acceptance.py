@@ -38,6 +38,17 @@ def acceptance_vectors(ctx: Context) -> VectorFile:
         recall_opened_until=T0 + 30 * MINUTE,
     )
     header_bytes = header.encode()
+    # A later message of the same sender in the same conversation: what a
+    # replayed revocation is presented for.
+    later = Header(
+        message_id=ctx.new_id(),
+        conversation_id=ctx.conversation,
+        sender=ctx.uid(alice),
+        sender_device=ctx.alice_device.device_id,
+        sent_at=T0 + 10 * MINUTE,
+        recall_sealed_until=T0 + 2 * DAY,
+        recall_opened_until=T0 + 40 * MINUTE,
+    ).encode()
     default = RecallPolicy(
         max_sealed_window_ms=DAY, max_opened_window_ms=HOUR, max_recalls_per_conversation_per_day=10
     )
@@ -61,9 +72,10 @@ def acceptance_vectors(ctx: Context) -> VectorFile:
         reason: str | None = None,
         deadline: int | None = None,
         already: bool = False,
+        message: bytes = header_bytes,
     ) -> None:
         values: dict[str, Any] = {
-            "header": header_bytes.hex(),
+            "header": message.hex(),
             "revocation": (rev or revocation()).hex(),
             "signerPublicKey": signer.public_key.raw.hex(),
             "facts": {"firstOpenedAt": opened, "alreadyRevoked": revoked, "recallsToday": today},
@@ -220,6 +232,25 @@ def acceptance_vectors(ctx: Context) -> VectorFile:
         policy=uncapped,
         deadline=T0 + 2 * DAY,
     )
+    accepted = revocation()  # the bytes accepted by the first test above
+    case(
+        "byte-identical replay of an accepted revocation, for its own message: a repeat",
+        "success",
+        ["Idempotent", "Replay"],
+        now=T0 + 2 * HOUR,
+        rev=accepted,
+        revoked=True,
+        already=True,
+    )
+    case(
+        "byte-identical replay of an accepted revocation, for a later message",
+        "wrong_context",
+        ["Replay", "WrongContext"],
+        now=T0 + 2 * HOUR,
+        rev=accepted,
+        message=later,
+        reason="other_message",
+    )
     case(
         "already recalled, window long closed",
         "success",
@@ -343,9 +374,10 @@ def acceptance_vectors(ctx: Context) -> VectorFile:
         rev: bytes,
         signer: SigningKey = alice,
         reason: str | None = None,
+        message: bytes = header_bytes,
     ) -> None:
         values: dict[str, Any] = {
-            "header": header_bytes.hex(),
+            "header": message.hex(),
             "revocation": rev.hex(),
             "signerPublicKey": signer.public_key.raw.hex(),
         }
@@ -389,6 +421,14 @@ def acceptance_vectors(ctx: Context) -> VectorFile:
         revocation(bob),
         signer=bob,
         reason="not_sender",
+    )
+    recipient(
+        "byte-identical replay of the revocation that matched, for a later message",
+        "wrong_context",
+        ["Replay", "WrongContext"],
+        revocation(),
+        message=later,
+        reason="other_message",
     )
     recipient(
         "older than the message",

@@ -12,6 +12,7 @@ from ..signing import SigningKey
 from .fixtures import DAY, T0, Context, forge_small_order_r, malleate
 from .format import VectorFile
 from .signatures import signature_fields
+from .truncation import add_truncations
 
 __all__ = ["auth_vectors"]
 
@@ -67,7 +68,7 @@ def auth_vectors(ctx: Context) -> VectorFile:
         signed_challenge: bytes | None = None,
         label: bytes = SIG_REGISTRATION,
         tweak: Any = None,
-    ) -> None:
+    ) -> dict[str, Any]:
         cert = cert if cert is not None else _cert(identity, device)
         challenge = challenge if challenge is not None else ctx.rng(32)
         signed_challenge = challenge if signed_challenge is None else signed_challenge
@@ -79,22 +80,34 @@ def auth_vectors(ctx: Context) -> VectorFile:
         if tweak is not None:
             id_sig = tweak(id_sig, identity, message)
         checked = SIG_REGISTRATION + registration_payload(relay, challenge, cert)
+        valid = expect == "success"
+        inputs = {
+            "identityPublicKey": identity.public_key.raw.hex(),
+            "certificate": cert.hex(),
+            "challenge": challenge.hex(),
+            "identitySignature": id_sig.hex(),
+            "deviceSignature": dev_sig.hex(),
+        }
         reg.add(
             comment,
             expect,
-            flags,
-            identityPublicKey=identity.public_key.raw.hex(),
-            certificate=cert.hex(),
-            challenge=challenge.hex(),
-            identitySignature=id_sig.hex(),
-            deviceSignature=dev_sig.hex(),
+            [*flags, "Deterministic"] if valid and "Deterministic" not in flags else flags,
+            **inputs,
             signatureChecks=[
-                signature_fields(identity.public_key.raw, checked, id_sig),
-                signature_fields(device.signing_key.public_key.raw, checked, dev_sig),
+                signature_fields(
+                    identity.public_key.raw, checked, id_sig, identity if valid else None
+                ),
+                signature_fields(
+                    device.signing_key.public_key.raw,
+                    checked,
+                    dev_sig,
+                    device.signing_key if valid else None,
+                ),
             ],
         )
+        return inputs
 
-    registration("X25519 device", "success", ["Valid", "Deterministic"])
+    registered = registration("X25519 device", "success", ["Valid", "Deterministic"])
     registration("X-Wing device", "success", ["Valid"], device=laptop)
     registration(
         "identity signature by another key",
@@ -152,6 +165,7 @@ def auth_vectors(ctx: Context) -> VectorFile:
         cert=_cert(bob, phone, created_at=T0 - 2 * DAY, expires_at=T0 - DAY),
     )
     registration("challenge of 31 bytes", "decode_failure", ["BadLength"], challenge=bytes(31))
+    _truncated_registration(vf, registered, relay)
 
     login = vf.group(
         "LoginVerify",
@@ -174,7 +188,7 @@ def auth_vectors(ctx: Context) -> VectorFile:
         signed_challenge: bytes | None = None,
         label: bytes = SIG_LOGIN,
         tweak: Any = None,
-    ) -> None:
+    ) -> dict[str, Any]:
         challenge = challenge if challenge is not None else ctx.rng(32)
         payload = login_payload(
             signed_relay,
@@ -185,19 +199,26 @@ def auth_vectors(ctx: Context) -> VectorFile:
         if tweak is not None:
             signature = tweak(signature, signer, label + payload)
         checked = SIG_LOGIN + login_payload(relay, device_id, challenge)
+        valid = expect == "success"
+        inputs = {
+            "deviceId": device_id.hex(),
+            "challenge": challenge.hex(),
+            "signature": signature.hex(),
+        }
         login.add(
             comment,
             expect,
             flags,
-            deviceId=device_id.hex(),
-            challenge=challenge.hex(),
-            signature=signature.hex(),
+            **inputs,
             signatureChecks=[
-                signature_fields(phone.signing_key.public_key.raw, checked, signature)
+                signature_fields(
+                    phone.signing_key.public_key.raw, checked, signature, signer if valid else None
+                )
             ],
         )
+        return inputs
 
-    attempt("device answers its challenge", "success", ["Valid", "Deterministic"])
+    answered = attempt("device answers its challenge", "success", ["Valid", "Deterministic"])
     attempt(
         "signed by Bob's other device", "bad_signature", ["WrongKey"], signer=laptop.signing_key
     )
@@ -240,4 +261,44 @@ def auth_vectors(ctx: Context) -> VectorFile:
         tweak=lambda sig, key, message: forge_small_order_r(key, message),
     )
     attempt("challenge of 33 bytes", "decode_failure", ["BadLength"], challenge=bytes(33))
+    _truncated_login(vf, login.fields, answered)
     return vf
+
+
+_SIGNATURE_CUT = "bad_signature"  # a short signature fails the signature check (section 2.1)
+
+
+def _truncated_registration(vf: VectorFile, valid: dict[str, Any], relay: bytes) -> None:
+    """Every proper prefix of each byte string of one valid registration, one at a time."""
+    cut = vf.group(
+        "RegistrationTruncated",
+        note="one field of the group's valid registration cut short, in place of the whole",
+        relay=relay.hex(),
+        now=T0,
+        **valid,
+    )
+    for field, expect in (
+        ("certificate", "decode_failure"),
+        ("challenge", "decode_failure"),
+        ("identitySignature", _SIGNATURE_CUT),
+        ("deviceSignature", _SIGNATURE_CUT),
+        ("relay", "decode_failure"),
+    ):
+        add_truncations(cut, bytes.fromhex(cut.fields[field]), field, expect=expect, what=field)
+
+
+def _truncated_login(vf: VectorFile, shared: dict[str, Any], valid: dict[str, Any]) -> None:
+    """Every proper prefix of each byte string of one valid login, one at a time."""
+    cut = vf.group(
+        "LoginTruncated",
+        note="one field of the group's valid login cut short, in place of the whole",
+        **shared,
+        **valid,
+    )
+    for field, expect in (
+        ("signature", _SIGNATURE_CUT),
+        ("challenge", "decode_failure"),
+        ("deviceId", "decode_failure"),
+        ("relay", "decode_failure"),
+    ):
+        add_truncations(cut, bytes.fromhex(cut.fields[field]), field, expect=expect, what=field)

@@ -23,6 +23,7 @@ from .fixtures import (
 )
 from .format import VectorFile
 from .signatures import SignedCase, add_signature_attacks
+from .truncation import add_truncations, sparse_lengths
 
 __all__ = ["certificate_vectors"]
 
@@ -83,7 +84,10 @@ def certificate_vectors(ctx: Context) -> VectorFile:
                     "expiresAt": body["expires_at"],
                 }
             }
-        group.add(comment, expect, flags, now=now, **case.fields(key), **expected)
+        valid = expect == "success"
+        if valid and "Deterministic" not in flags:
+            flags = [*flags, "Deterministic"]
+        group.add(comment, expect, flags, now=now, **case.fields(key, seed=valid), **expected)
 
     phone, laptop = ctx.bob_device, ctx.bob_laptop
     add(
@@ -224,4 +228,21 @@ def certificate_vectors(ctx: Context) -> VectorFile:
     )
     base = SignedCase(bob, SIG_DEVICE_CERTIFICATE, wire.encode(_cert_body(ctx, bob, phone)))
     add_signature_attacks(ctx, group, base, [SIG_ENVELOPE, SIG_REVOCATION], lambda: {"now": T0})
+
+    cut = vf.group(
+        "DeviceCertificateTruncated",
+        note="every proper prefix of the X25519 certificate; for X-Wing, a sparse set of them",
+        now=T0,
+        signerPublicKey=bob.public_key.raw.hex(),
+    )
+    add_truncations(cut, base.wire, "signed", what="X25519 certificate")
+    xwing = SignedCase(bob, SIG_DEVICE_CERTIFICATE, wire.encode(_cert_body(ctx, bob, laptop)))
+    key_at = xwing.wire.index(laptop.wrap_key.public_key.raw)
+    add_truncations(
+        cut,
+        xwing.wire,
+        "signed",
+        lengths=sparse_lengths(len(xwing.wire), [key_at - 3, key_at, key_at + 1216]),
+        what="X-Wing certificate",
+    )
     return vf

@@ -26,6 +26,7 @@ from .fixtures import (
 )
 from .format import VectorFile
 from .signatures import signature_fields
+from .truncation import add_truncations
 
 __all__ = ["envelope_vectors", "header_dict"]
 
@@ -48,10 +49,14 @@ class _Envelope:
     """An envelope built from raw header bytes, so broken headers can be signed."""
 
     def __init__(
-        self, ctx: Context, signer: SigningKey, header: bytes, text: str = "see you at noon"
+        self,
+        ctx: Context,
+        signer: SigningKey,
+        header: bytes,
+        text: str = "see you at noon",
+        key_and_nonce: tuple[bytes, bytes] | None = None,
     ) -> None:
-        self.key = ctx.rng(32)
-        self.nonce = ctx.rng(24)
+        self.key, self.nonce = key_and_nonce or (ctx.rng(32), ctx.rng(24))
         self.header = header
         self.text = text
         _, self.ciphertext = encrypt_body(Body(text), self.key, header, rng=lambda n: self.nonce)
@@ -70,8 +75,14 @@ class _Envelope:
         return wire.encode(fields)
 
     def fields(
-        self, signature: bytes | None = None, key: bytes | None = None, **over: bytes
+        self,
+        signature: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        seed: bool = False,
+        **over: bytes,
     ) -> dict[str, Any]:
+        """Test fields; ``seed`` (valid tests) states the signer's seed to re-seal with."""
         signature = self.signature if signature is None else signature
         key = self.signer.public_key.raw if key is None else key
         header = over.get("header", self.header)
@@ -81,7 +92,7 @@ class _Envelope:
         return {
             "envelope": self.wire(signature=signature, **over).hex(),
             "messageKey": self.key.hex(),
-            **signature_fields(key, message, signature),
+            **signature_fields(key, message, signature, self.signer if seed else None),
         }
 
 
@@ -133,7 +144,7 @@ def envelope_vectors(ctx: Context) -> VectorFile:
             comment,
             "success",
             ["Valid", "Deterministic"],
-            **env.fields(),
+            **env.fields(seed=True),
             **_expected(header, text),
         )
 
@@ -318,20 +329,38 @@ def envelope_vectors(ctx: Context) -> VectorFile:
         "nonce of 23 bytes", "decode_failure", ["BadLength"], **env.fields(nonce=env.nonce[:23])
     )
     good = env.wire()
-    for cut in (0, 1, len(good) // 2, len(good) - 1):
-        group.add(
-            f"envelope truncated to {cut} bytes",
-            "decode_failure",
-            ["Truncated"],
-            **{**env.fields(), "envelope": good[:cut].hex()},
-        )
     group.add(
         "envelope with trailing byte",
         "decode_failure",
         ["TrailingBytes"],
         **{**env.fields(), "envelope": (good + b"\x00").hex()},
     )
+    _truncations(ctx, vf, env)
     return vf
+
+
+def _truncations(ctx: Context, vf: VectorFile, env: _Envelope) -> None:
+    """Every prefix of one envelope, and every prefix of its header signed as if whole.
+
+    The second kind passes the signature check (the sender signed exactly
+    those bytes), so it reaches the header decoder, which must refuse it.
+    """
+    shared = {"signerPublicKey": env.signer.public_key.raw.hex(), "messageKey": env.key.hex()}
+    cut = vf.group("EnvelopeTruncated", note="every proper prefix of one valid envelope", **shared)
+    add_truncations(cut, env.wire(), "envelope", what="envelope")
+    signed = vf.group(
+        "EnvelopeTruncated",
+        note="every proper prefix of one header, each signed by the sender as a whole header",
+        **shared,
+    )
+    for length in range(len(env.header)):
+        prefix = _Envelope(ctx, env.signer, env.header[:length], key_and_nonce=(env.key, env.nonce))
+        signed.add(
+            f"header cut to {length} of {len(env.header)} bytes, then signed",
+            "decode_failure",
+            ["Truncated"],
+            envelope=prefix.wire().hex(),
+        )
 
 
 def _envelope_map(env: _Envelope) -> dict[str, bytes]:

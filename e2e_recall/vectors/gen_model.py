@@ -11,6 +11,7 @@ from ..report import TRANSITIONS, DeviceReport, DeviceState, Event, describe
 from ..wrapping import WrapSuite
 from .fixtures import MINUTE, SMALL_ORDER_ED25519, SMALL_ORDER_X25519, T0, Context
 from .format import VectorFile
+from .truncation import add_truncations, sparse_lengths
 
 __all__ = ["key_vectors", "report_vectors"]
 
@@ -151,7 +152,34 @@ def key_vectors(ctx: Context) -> VectorFile:
         "verify_key",
         dump_verify_key(alice.public_key) + b"\x00",
     )
+    _truncations(vf, ctx)
     return vf
+
+
+def _truncations(vf: VectorFile, ctx: Context) -> None:
+    """Every proper prefix of each valid serialisation (sparse for the 1.2 KB X-Wing key)."""
+    cut = vf.group("KeyTruncated", note="every proper prefix of one valid serialisation per kind")
+    whole: list[tuple[str, str, bytes]] = [
+        ("identity secret", "signing_key", dump_signing_key(ctx.alice)),
+        ("identity public key", "verify_key", dump_verify_key(ctx.alice.public_key)),
+    ]
+    for device in (ctx.bob_device, ctx.bob_laptop):
+        name = device.wrap_key.suite.name
+        whole.append((f"{name} device secrets", "device_secrets", dump_device_secrets(device)))
+        whole.append(
+            (
+                f"{name} wrapping public key",
+                "wrap_public_key",
+                dump_wrap_public_key(device.wrap_key.public_key),
+            )
+        )
+    for what, kind, data in whole:
+        lengths = None
+        if len(data) > 1024:
+            raw = ctx.bob_laptop.wrap_key.public_key.raw
+            at = data.index(raw)
+            lengths = sparse_lengths(len(data), [at - 3, at, at + len(raw)])
+        add_truncations(cut, data, "input", lengths=lengths, what=what, kind=kind)
 
 
 def _times(state: DeviceState) -> dict[str, int | None]:

@@ -21,6 +21,7 @@ from .fixtures import (
 )
 from .format import VectorFile
 from .signatures import SignedCase, add_signature_attacks
+from .truncation import add_truncations
 
 __all__ = ["deletion_vectors", "purge_vectors"]
 
@@ -106,9 +107,11 @@ def deletion_vectors(ctx: Context) -> VectorFile:
                     else values["revocation"].hex(),
                 }
             }
-        group.add(
-            comment, expect, flags, **case.fields(phone.signing_key.public_key.raw), **expected
-        )
+        valid = expect == "success"
+        if valid and "Deterministic" not in flags:
+            flags = [*flags, "Deterministic"]
+        fields = case.fields(phone.signing_key.public_key.raw, seed=valid)
+        group.add(comment, expect, flags, **fields, **expected)
 
     add("deleted after a recall", "success", ["Valid", "Deterministic"], body())
     group_expiry = vf.group(
@@ -125,8 +128,8 @@ def deletion_vectors(ctx: Context) -> VectorFile:
     group_expiry.add(
         "deleted on expiry, never opened",
         "success",
-        ["Valid"],
-        **expiry.fields(),
+        ["Valid", "Deterministic"],
+        **expiry.fields(seed=True),
         expected={
             "cause": "expiry",
             "openedAt": None,
@@ -179,6 +182,13 @@ def deletion_vectors(ctx: Context) -> VectorFile:
     add_signature_attacks(
         ctx, group, base, [SIG_PURGE_RECEIPT, SIG_REVOCATION], dict, key_attacks=False
     )
+    cut = vf.group(
+        "DeletionReceiptTruncated",
+        note="every proper prefix of one receipt",
+        **group.fields,
+        signerPublicKey=phone.signing_key.public_key.raw.hex(),
+    )
+    add_truncations(cut, base.wire, "signed", what="receipt")
     return vf
 
 
@@ -266,7 +276,11 @@ def purge_vectors(ctx: Context) -> VectorFile:
                     ],
                 }
             }
-        group.add(comment, expect, flags, **case.fields(ctx.relay.public_key.raw), **expected)
+        valid = expect == "success"
+        if valid and "Deterministic" not in flags:
+            flags = [*flags, "Deterministic"]
+        fields = case.fields(ctx.relay.public_key.raw, seed=valid)
+        group.add(comment, expect, flags, **fields, **expected)
 
     add("three devices in three states", "success", ["Valid", "Deterministic"], body())
     add("no recipient devices", "success", ["Valid"], body(devices=[]))
@@ -345,4 +359,11 @@ def purge_vectors(ctx: Context) -> VectorFile:
     add("version 2", "unsupported_version", ["UnknownVersion"], body(version=2))
     base = SignedCase(ctx.relay, SIG_PURGE_RECEIPT, wire.encode(body()))
     add_signature_attacks(ctx, group, base, [SIG_DELETION_RECEIPT, SIG_ENVELOPE], dict)
+    cut = vf.group(
+        "PurgeReceiptTruncated",
+        note="every proper prefix of one receipt",
+        **group.fields,
+        signerPublicKey=ctx.relay.public_key.raw.hex(),
+    )
+    add_truncations(cut, base.wire, "signed", what="receipt")
     return vf

@@ -10,6 +10,7 @@ from ..signing import SigningKey
 from .fixtures import MINUTE, T0, Context
 from .format import VectorFile
 from .signatures import SignedCase, add_signature_attacks
+from .truncation import add_truncations
 
 __all__ = ["revocation_body", "revocation_vectors"]
 
@@ -56,7 +57,11 @@ def revocation_vectors(ctx: Context) -> VectorFile:
     for comment, body in (("recall", plain), ("recall and replace", with_replacement)):
         case = SignedCase(alice, SIG_REVOCATION, wire.encode(body))
         group.add(
-            comment, "success", ["Valid", "Deterministic"], **case.fields(), **_expected(body)
+            comment,
+            "success",
+            ["Valid", "Deterministic"],
+            **case.fields(seed=True),
+            **_expected(body),
         )
 
     base = SignedCase(alice, SIG_REVOCATION, wire.encode(plain))
@@ -180,22 +185,15 @@ def revocation_vectors(ctx: Context) -> VectorFile:
         body_bytes.replace(b"\xa7version\x01", b"\xa7version\xcc\x01"),
     )
 
-    truncation = vf.group("RevocationTruncated", note="every proper prefix of one valid revocation")
-    whole = base.wire
-    for cut in range(len(whole)):
-        truncation.add(
-            f"first {cut} bytes",
-            "decode_failure",
-            ["Truncated"],
-            signed=whole[:cut].hex(),
-            signerPublicKey=alice.public_key.raw.hex(),
-        )
-    truncation.add(
-        "one trailing byte",
-        "decode_failure",
-        ["TrailingBytes"],
-        signed=(whole + b"\x00").hex(),
+    truncation = vf.group(
+        "RevocationTruncated",
+        note="every proper prefix of one valid revocation",
         signerPublicKey=alice.public_key.raw.hex(),
+    )
+    whole = base.wire
+    add_truncations(truncation, whole, "signed", what="revocation")
+    truncation.add(
+        "one trailing byte", "decode_failure", ["TrailingBytes"], signed=(whole + b"\x00").hex()
     )
     return vf
 

@@ -46,10 +46,14 @@ FILES: dict[str, Callable[[Context, dict[str, Any] | None], VectorFile]] = {
 def generate(seed: str = DEFAULT_SEED, known_answers: Path | None = None) -> dict[str, str]:
     """File name -> exact file text.
 
-    The files are built in a fixed order from one seeded random source.  X-Wing
-    wraps cannot be made deterministic (the ML-KEM encapsulation randomness is
-    drawn inside ``cryptography``), so an earlier file in ``known_answers`` is
-    reused for them when its wraps still open to the regenerated keys.
+    The files are built in a fixed order from one seeded random source, and
+    everything in them follows from the seed except one thing: the honest
+    ML-KEM-768 encapsulations inside the X-Wing wraps flagged
+    ``KnownAnswer``, whose randomness ``cryptography`` draws itself (no
+    library the project may use takes it as an input).  Those are reused
+    from an earlier ``wrap_xwing.json`` in ``known_answers`` when they were
+    made to the regenerated keys; without one, they are drawn afresh and only
+    their ``wrap`` and ``mlkemSharedSecret`` fields change.
     """
     ctx = Context.from_seed(seed)
     previous = None

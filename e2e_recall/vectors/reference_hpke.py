@@ -4,9 +4,10 @@ The product wraps keys with ``cryptography``'s HPKE.  This module rebuilds
 the same two suites from other parts -- X25519 and ChaCha20-Poly1305 from
 libsodium (PyNaCl), HKDF-SHA256 and SHA3-256 from the standard library -- so
 the vectors are checked by code that shares nothing with the implementation
-but ML-KEM decapsulation (which only ``cryptography`` offers).  It also
-accepts a caller-chosen ephemeral key, which ``cryptography`` does not, so
-X25519 wraps are reproducible in the encryption direction.
+but ML-KEM (which only ``cryptography`` offers).  It also accepts a
+caller-chosen X25519 ephemeral key, which ``cryptography`` does not, so
+X25519 wraps are reproducible in the encryption direction, and X-Wing wraps
+are too once the ML-KEM encapsulation is given (see :func:`seal_xwing`).
 
 This is test tooling: the product never calls it.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "ReferenceError",
     "open_base",
     "seal_x25519",
+    "seal_xwing",
 ]
 
 KEM_X25519 = 0x0020
@@ -98,6 +100,38 @@ def seal_x25519(
     return enc + sodium.crypto_aead_chacha20poly1305_ietf_encrypt(plaintext, b"", nonce, key)
 
 
+def _xwing_combiner(ss_pq: bytes, ss_x: bytes, ct_x: bytes, pk_x: bytes) -> bytes:
+    return hashlib.sha3_256(ss_pq + ss_x + ct_x + pk_x + _XWING_LABEL).digest()
+
+
+def seal_xwing(
+    recipient_public: bytes,
+    mlkem_ciphertext: bytes,
+    mlkem_shared_secret: bytes,
+    ephemeral_private: bytes,
+    info: bytes,
+    plaintext: bytes,
+) -> bytes:
+    """Single-shot base-mode X-Wing seal from a given ML-KEM encapsulation and X25519 ephemeral.
+
+    X-Wing's encapsulation is an ML-KEM-768 encapsulation plus an X25519
+    one.  The X25519 half takes its ephemeral here.  The ML-KEM half cannot:
+    FIPS 203's derandomised ``Encaps_internal`` is exposed by no library
+    this project may use, and writing ML-KEM here would be a new, unvetted
+    implementation.  So the caller supplies the ML-KEM ciphertext and its
+    shared secret, from ``cryptography``'s encapsulation or from
+    decapsulating chosen bytes, and everything after it is reproduced.
+    """
+    if len(mlkem_ciphertext) != _MLKEM_CT or len(mlkem_shared_secret) != 32:
+        raise ReferenceError("bad_length")
+    pk_x = recipient_public[-32:]
+    ct_x = sodium.crypto_scalarmult_base(ephemeral_private)
+    shared = _xwing_combiner(mlkem_shared_secret, _x25519(ephemeral_private, pk_x), ct_x, pk_x)
+    key, nonce = _key_schedule(KEM_XWING, shared, info)
+    sealed = sodium.crypto_aead_chacha20poly1305_ietf_encrypt(plaintext, b"", nonce, key)
+    return mlkem_ciphertext + ct_x + sealed
+
+
 def open_base(kem_id: int, private: bytes, info: bytes, wrap: bytes) -> bytes:
     """Open a wrap for either suite; ``private`` is serialised as the product does."""
     if kem_id == KEM_X25519:
@@ -111,7 +145,7 @@ def open_base(kem_id: int, private: bytes, info: bytes, wrap: bytes) -> bytes:
         ss_x = _x25519(sk_x, ct_x)
         ss_pq = mlkem.MLKEM768PrivateKey.from_seed_bytes(private[:_MLKEM_SEED]).decapsulate(ct_pq)
         pk_x = sodium.crypto_scalarmult_base(sk_x)
-        shared = hashlib.sha3_256(ss_pq + ss_x + ct_x + pk_x + _XWING_LABEL).digest()
+        shared = _xwing_combiner(ss_pq, ss_x, ct_x, pk_x)
     else:
         raise ReferenceError("unknown_kem")
     key, nonce = _key_schedule(kem_id, shared, info)

@@ -43,13 +43,31 @@ def _label_len(message: bytes) -> int:
     return message.index(b"\x00") + 1
 
 
-def signature_fields(public_key: bytes, message: bytes, signature: bytes) -> dict[str, Any]:
-    return {
+def signature_fields(
+    public_key: bytes, message: bytes, signature: bytes, signer: SigningKey | None = None
+) -> dict[str, Any]:
+    """The signature step of a vector; ``signer`` adds its seed, so signing can be redone.
+
+    Ed25519 signing is deterministic (RFC 8032): anyone holding the seed and
+    ``signedMessage`` must produce exactly ``signature``.  Valid vectors pass
+    their signer; hostile ones (forged, malleated, mis-labelled) do not,
+    because no honest signer made them.
+    """
+    fields = {
         "signerPublicKey": public_key.hex(),
         "signedMessage": message.hex(),
         "signature": signature.hex(),
         "signatureValid": signature_valid(public_key, message, signature),
     }
+    if signer is not None:
+        if (
+            signer.public_key.raw != public_key
+            or signer.sign(message[: _label_len(message)], message[_label_len(message) :])
+            != signature
+        ):
+            raise AssertionError("the stated signer did not make this signature")
+        fields["signerPrivateKey"] = signer.seed.hex()
+    return fields
 
 
 class SignedCase:
@@ -65,11 +83,13 @@ class SignedCase:
     def wire(self) -> bytes:
         return container(self.body, self.signature)
 
-    def fields(self, verify_with: bytes | None = None) -> dict[str, Any]:
+    def fields(self, verify_with: bytes | None = None, *, seed: bool = False) -> dict[str, Any]:
+        """The test fields; ``seed`` states the signer's seed (for valid tests)."""
         key = self.signer.public_key.raw if verify_with is None else verify_with
+        signer = self.signer if seed else None
         return {
             "signed": self.wire.hex(),
-            **signature_fields(key, self.label + self.body, self.signature),
+            **signature_fields(key, self.label + self.body, self.signature, signer),
         }
 
 
