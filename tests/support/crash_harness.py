@@ -52,6 +52,13 @@ class Unknown(Exception):
     """No answer we can trust: the operation may or may not have happened."""
 
 
+async def relay_id(http: aiohttp.ClientSession, url: str) -> bytes:
+    """The relay's id, from the key it publishes (the same across restarts)."""
+    async with http.get(url + "/.well-known/e2e-recall") as response:
+        answer = wire.decode(await response.read(), limits=_ANSWER_LIMITS)
+    return er.fingerprint(er.VerifyKey(answer["relay_key"]))
+
+
 class CrashRun(Reckoning):
     """One run of the suite against one relay data directory."""
 
@@ -69,6 +76,7 @@ class CrashRun(Reckoning):
             E2E_RECALL_RELAY_PURGE_INTERVAL="1s",
             E2E_RECALL_RELAY_REQUESTS_PER_MINUTE="0",
             E2E_RECALL_RELAY_ADDRESS_REQUESTS_PER_MINUTE="0",
+            E2E_RECALL_RELAY_RECALLS_PER_CONVERSATION_PER_DAY="0",
         )
         self.done = 0
         self.up = asyncio.Event()
@@ -139,7 +147,7 @@ class CrashRun(Reckoning):
         self.up.set()
         timeout = aiohttp.ClientTimeout(total=self.config.request_timeout)
         async with aiohttp.ClientSession(timeout=timeout) as http:
-            target = Target(self.relay.url(), await self._relay_id(http))
+            target = Target(self.relay.url(), await relay_id(http, self.relay.url()))
             await self._setup_people(target, http)
             workers = [asyncio.create_task(self._worker(i)) for i in range(self.config.workers)]
             killer = asyncio.create_task(self._killer())
@@ -155,12 +163,6 @@ class CrashRun(Reckoning):
         self._check_integrity("final")
         self.findings.seconds = time.monotonic() - started
         return self.findings
-
-    async def _relay_id(self, http: aiohttp.ClientSession) -> bytes:
-        async with http.get(self.relay.url() + "/.well-known/e2e-recall") as response:
-            answer = wire.decode(await response.read(), limits=_ANSWER_LIMITS)
-        relay_key = er.VerifyKey(answer["relay_key"])
-        return er.fingerprint(relay_key)
 
     async def _setup_people(self, target: Target, http: aiohttp.ClientSession) -> None:
         for index in range(self.config.people):

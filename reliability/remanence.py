@@ -1,0 +1,43 @@
+"""The remanence suite, long form: ``python reliability/remanence.py --messages 1000``.
+
+Sends distinctive messages to a relay process, recalls them all, lets the
+relay's own checkpoint and purge job run, and scans every byte it keeps
+(database, WAL, SHM, key, logs) for any 16-byte window of any ciphertext or
+wrap (method: tests/support/remanence_harness.py).  Exits 1 on any hit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+import paths  # noqa: F401  (puts tests/support on the import path)
+from remanence_harness import remanence_suite
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--settle", type=float, default=30.0, help="most seconds to wait")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="e2e-recall-remanence-") as work:
+        findings = asyncio.run(remanence_suite(Path(work), args.messages, args.settle))
+    print(f"messages sent and recalled     {findings.messages}")
+    print(f"distinct 16-byte windows       {findings.windows}")
+    print(f"hits while still stored        {findings.hits_before_recall}")
+    print(f"files scanned                  {len(findings.files_scanned)}")
+    for name in findings.files_scanned:
+        print(f"  {name}")
+    print(f"bytes scanned                  {findings.bytes_scanned}")
+    print(f"seconds until clean            {findings.settle_seconds:.1f}")
+    print(f"hits after recall              {len(findings.hits_after)}")
+    for hit in findings.hits_after[:20]:
+        print(f"  {hit}", file=sys.stderr)
+    return 1 if findings.hits_after else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
