@@ -23,7 +23,14 @@ from e2e_recall.errors import ProtocolError
 from e2e_recall.identity import fingerprint
 from e2e_recall.signing import SigningKey, VerifyKey
 
-from .errors import BadRequest, Conflict, NotFound, Unauthorized, from_protocol_error
+from .errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+    from_protocol_error,
+)
 from .storage.base import DeviceRecord, SessionRecord, Storage, UserRecord
 
 __all__ = ["CHALLENGE_TTL_MS", "TOKEN_BYTES", "Accounts", "Session"]
@@ -70,8 +77,10 @@ class Accounts:
         clock: Callable[[], int],
         session_ttl_ms: int,
         rng: Callable[[int], bytes] = os.urandom,
+        max_pending_challenges: int = 100_000,
     ) -> None:
         self.storage = storage
+        self.max_pending_challenges = max_pending_challenges
         self.relay_id = fingerprint(relay_key.public_key)
         self.clock = clock
         self.session_ttl_ms = session_ttl_ms
@@ -79,9 +88,15 @@ class Accounts:
         self._certificates: dict[bytes, DeviceCertificate] = {}
 
     async def challenge(self) -> tuple[bytes, int]:
+        """A fresh challenge, unless too many are outstanding (each one is a stored row)."""
         challenge = self.rng(CHALLENGE_LEN)
         expires_at = self.clock() + CHALLENGE_TTL_MS
-        await self.storage.put_challenge(challenge, expires_at)
+        if not await self.storage.put_challenge(challenge, expires_at, self.max_pending_challenges):
+            raise ServiceUnavailable(
+                "The relay has too many logins in progress; try again in a minute.",
+                "busy",
+                retry_after=60,
+            )
         return challenge, expires_at
 
     async def _take(self, challenge: bytes) -> None:

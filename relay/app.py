@@ -21,7 +21,7 @@ from aiohttp import web
 from e2e_recall.errors import ProtocolError
 
 from .api import respond
-from .config import Config
+from .config import Config, ConfigError
 from .errors import PayloadTooLarge, RelayError, ServiceUnavailable, from_protocol_error
 from .handlers import setup_routes
 from .metrics import Metrics
@@ -39,8 +39,22 @@ def _wall_clock() -> int:
 
 
 def _storage_for(config: Config, clock: Callable[[], int], metrics: Metrics) -> Storage:
-    path = Path(config.database.removeprefix("sqlite:///"))
-    return SqliteStorage(path, clock, on_commit=metrics.on_commit)
+    return SqliteStorage(config.database_path, clock, observer=metrics)
+
+
+def _metrics_token(path: Path | None) -> bytes | None:
+    """The bearer token /metrics requires, from its file (None: /metrics is open)."""
+    if path is None:
+        return None
+    try:
+        token = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"metrics_token_file: cannot read {path}: {exc.strerror}") from None
+    if len(token) < 16 or any(byte < 0x21 or byte > 0x7E for byte in token):
+        raise ConfigError(
+            f"metrics_token_file: {path} must hold one token of at least 16 printable characters"
+        )
+    return token
 
 
 class InFlight:
@@ -132,7 +146,10 @@ def _error(exc: RelayError) -> web.Response:
     body: dict[str, object] = {"error": exc.code, "message": exc.message}
     if exc.data:
         body["facts"] = exc.data
-    return respond(body, status=exc.status)
+    response = respond(body, status=exc.status)
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def create_app(config: Config, *, clock: Callable[[], int] | None = None) -> web.Application:
@@ -143,18 +160,26 @@ def create_app(config: Config, *, clock: Callable[[], int] | None = None) -> web
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         metrics = Metrics()
+        token = _metrics_token(config.metrics_token_file)
         storage = _storage_for(config, tick, metrics)
         await storage.open()
         services = Services(config, storage, tick, metrics)
+        services.metrics_token = token
         app[SERVICES] = services
-        job = asyncio.create_task(services.retention.run_forever())
-        log.info("started", extra={"event": "started", "database": config.database.split("///")[0]})
+        jobs = [
+            asyncio.create_task(services.retention.run_forever()),
+            asyncio.create_task(services.gauges.run_forever()),
+        ]
+        log.info("started", extra={"event": "started", "database": str(config.database_path)})
         try:
             yield
         finally:
-            job.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await job
+            for job in jobs:
+                job.cancel()
+            for job in jobs:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
+            await services.inbox.drain()
             await storage.close()
             log.info("stopped", extra={"event": "stopped"})
 

@@ -33,7 +33,7 @@ from .metrics import Metrics
 from .relay_key import RelayKeyError, load_or_create_relay_key
 from .server import run_server
 from .services import Services
-from .storage.base import StorageError
+from .storage.base import SchemaTooNew, StorageError
 from .storage.sqlite import SqliteStorage
 from .storage.sqlite_engine import SCHEMA_VERSION
 
@@ -55,14 +55,12 @@ def _options_parser() -> argparse.ArgumentParser:
             group = sections[option.section] = parent.add_argument_group(
                 f"[{option.section}] options"
             )
-        default = option.default
-        shown = "platform data directory" if option.name == "data_dir" else default
         group.add_argument(
             option.flag,
             dest=option.name,
             metavar=option.metavar,
             default=None,
-            help=f"{option.help} (default: {shown}; env {option.env})",
+            help=f"{option.help} (default: {option.shown_default}; env {option.env})",
         )
     return parent
 
@@ -79,9 +77,8 @@ def _options_epilog() -> str:
         "      TOML configuration file; E2E_RECALL_RELAY_CONFIG; default none",
     ]
     for option in OPTIONS:
-        shown = "platform data directory" if option.name == "data_dir" else option.default
         lines.append(f"  {option.flag} {option.metavar}")
-        lines.append(f"      {option.help}; {option.env}; default {shown}")
+        lines.append(f"      {option.help}; {option.env}; default {option.shown_default}")
     return "\n".join(lines)
 
 
@@ -116,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _storage(config: Config) -> SqliteStorage:
-    return SqliteStorage(Path(config.database.removeprefix("sqlite:///")))
+    return SqliteStorage(config.database_path)
 
 
 async def _with_storage(config: Config, command: str, handle: str = "") -> int:
@@ -170,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"relay id  {fingerprint(key.public_key).hex()}")
             return 0
         return asyncio.run(_with_storage(config, args.command, getattr(args, "handle", "")))
+    except ConfigError as exc:  # a setting only checked when it is used (a token file)
+        print(f"e2e-recall-relay: {exc}", file=sys.stderr)
+        return 2
+    except SchemaTooNew as exc:
+        print(f"e2e-recall-relay: {exc}", file=sys.stderr)
+        return 1
     except StorageError as exc:
         print(f"e2e-recall-relay: the database failed: {exc}", file=sys.stderr)
         return 1

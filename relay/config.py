@@ -10,7 +10,6 @@ Precedence, lowest first: defaults, the TOML file, the environment, flags.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,17 @@ import platformdirs
 
 from e2e_recall.recall_rules import RecallPolicy
 
+from .units import (
+    format_bool,
+    format_duration,
+    format_networks,
+    format_size,
+    parse_bool,
+    parse_duration,
+    parse_networks,
+    parse_size,
+)
+
 __all__ = ["OPTIONS", "Config", "ConfigError", "Option", "load_config", "parse_duration"]
 
 ENV_PREFIX = "E2E_RECALL_RELAY_"
@@ -28,45 +38,6 @@ ENV_PREFIX = "E2E_RECALL_RELAY_"
 
 class ConfigError(Exception):
     """The configuration is invalid; the message says which option and why."""
-
-
-_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
-def parse_duration(text: str | int) -> int:
-    """``"90s"``, ``"15m"``, ``"1h"``, ``"30d"``, ``"250ms"`` (or plain seconds) in ms."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        if text < 0:
-            raise ValueError(f"{text} is negative; a duration cannot be")
-        return text * 1000
-    match = re.fullmatch(r"\s*(\d+)\s*(ms|s|m|h|d)?\s*", str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not a duration such as 30s, 15m, 1h or 30d")
-    return int(match.group(1)) * _UNITS[match.group(2) or "s"]
-
-
-def _parse_bool(text: str | bool) -> bool:
-    if isinstance(text, bool):
-        return text
-    lowered = str(text).strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{text!r} is not true or false")
-
-
-def _parse_size(text: str | int) -> int:
-    """Bytes from ``"64KiB"``, ``"10MiB"``, ``"1GiB"`` or a plain number."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        return text
-    match = re.fullmatch(r"\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*", str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not a size such as 512KiB or 10MiB")
-    return (
-        int(match.group(1))
-        * {"B": 1, "KiB": 1024, "MiB": 1 << 20, "GiB": 1 << 30}[match.group(2) or "B"]
-    )
 
 
 def _parse_int(text: str | int) -> int:
@@ -88,7 +59,7 @@ def _parse_optional_path(text: str | int) -> Path | None:
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: where it lives, how to parse it, and what it means."""
+    """One setting: where it lives, how to parse it, how to show it, and what it means."""
 
     name: str
     section: str
@@ -96,6 +67,7 @@ class Option:
     default: Any
     help: str
     metavar: str = "VALUE"
+    show: Callable[[Any], str] = str  # the default as a user would type it
 
     @property
     def env(self) -> str:
@@ -105,10 +77,34 @@ class Option:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def shown_default(self) -> str:
+        if self.name == "data_dir":
+            return "platform data directory"
+        if self.name == "database_url":
+            return "relay.db in the data directory"
+        if self.default is None or self.default == "":
+            return "none"
+        return self.show(self.default)
+
+
+def _duration(name: str, section: str, default_ms: int, text: str) -> Option:
+    return Option(name, section, parse_duration, default_ms, text, "DURATION", format_duration)
+
+
+def _size(name: str, section: str, default: int, text: str) -> Option:
+    return Option(name, section, parse_size, default, text, "SIZE", format_size)
+
+
+def _count(name: str, section: str, default: int, text: str) -> Option:
+    return Option(name, section, _parse_int, default, text, "N")
+
 
 def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("e2e-recall-relay", appauthor=False))
 
+
+DAY_MS = 86_400_000
 
 OPTIONS: tuple[Option, ...] = (
     Option("host", "server", _parse_str, "127.0.0.1", "address to listen on", "ADDRESS"),
@@ -120,7 +116,7 @@ OPTIONS: tuple[Option, ...] = (
         "server",
         lambda v: Path(str(v)).expanduser(),
         None,
-        "directory for the database and the relay key (default: the platform's data directory)",
+        "directory for the database and the relay key",
         "DIR",
     ),
     Option(
@@ -128,7 +124,7 @@ OPTIONS: tuple[Option, ...] = (
         "server",
         _parse_str,
         "",
-        "database URL, sqlite:///PATH (default: relay.db in the data directory)",
+        "database URL, sqlite:///PATH",
         "URL",
     ),
     Option(
@@ -141,123 +137,118 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("tls_key", "server", _parse_optional_path, None, "TLS private key (PEM)", "FILE"),
     Option("log_level", "server", _parse_str, "info", "debug, info, warning or error", "LEVEL"),
-    Option(
-        "shutdown_timeout",
-        "server",
-        parse_duration,
-        10_000,
-        "how long to let in-flight requests finish on SIGTERM",
-        "DURATION",
+    _duration(
+        "shutdown_timeout", "server", 10_000, "how long to let in-flight requests finish on SIGTERM"
     ),
     Option(
+        "trusted_proxies",
+        "server",
+        parse_networks,
+        (),
+        "addresses or networks of reverse proxies whose X-Forwarded-For names the client "
+        "(comma-separated; none: use the connection's address)",
+        "ADDRESSES",
+        format_networks,
+    ),
+    Option(
+        "metrics_token_file",
+        "server",
+        _parse_optional_path,
+        None,
+        "file holding a bearer token that /metrics then requires (none: /metrics is open)",
+        "FILE",
+    ),
+    _duration(
+        "stats_interval",
+        "server",
+        30_000,
+        "how often the gauges of what the database holds are refreshed for /metrics",
+    ),
+    _duration(
         "max_sealed_window",
         "policy",
-        parse_duration,
-        30 * 86_400_000,
+        30 * DAY_MS,
         "longest a message no device has opened can be recalled after sending",
-        "DURATION",
     ),
-    Option(
+    _duration(
         "max_opened_window",
         "policy",
-        parse_duration,
         3_600_000,
         "longest a message some device has opened can be recalled after sending",
-        "DURATION",
     ),
     Option(
         "only_while_unread",
         "policy",
-        _parse_bool,
+        parse_bool,
         False,
         "refuse every recall once any recipient device has opened the message",
         "BOOL",
+        format_bool,
     ),
-    Option(
+    _count(
         "recalls_per_conversation_per_day",
         "policy",
-        _parse_int,
         50,
         "recalls one sender may make in one conversation in 24 hours (0: no limit)",
-        "N",
     ),
-    Option(
+    _duration(
         "retention",
         "retention",
-        parse_duration,
-        14 * 86_400_000,
+        14 * DAY_MS,
         "how long an undelivered or unopened message is kept before it expires",
-        "DURATION",
     ),
-    Option(
+    _duration(
         "tombstone_retention",
         "retention",
-        parse_duration,
-        90 * 86_400_000,
-        "how long content-free records and queued revocations are kept",
-        "DURATION",
+        90 * DAY_MS,
+        "how long content-free records and queued revocations are kept "
+        "(at least retention and max_sealed_window)",
     ),
-    Option(
-        "purge_interval",
-        "retention",
-        parse_duration,
-        60_000,
-        "how often the retention and purge job runs",
-        "DURATION",
-    ),
-    Option(
-        "max_message_size", "limits", _parse_size, 128 * 1024, "largest envelope accepted", "SIZE"
-    ),
-    Option(
-        "max_request_size", "limits", _parse_size, 1 << 20, "largest request body accepted", "SIZE"
-    ),
-    Option(
+    _duration("purge_interval", "retention", 60_000, "how often the retention and purge job runs"),
+    _size("max_message_size", "limits", 128 * 1024, "largest envelope accepted"),
+    _size("max_request_size", "limits", 1 << 20, "largest request body accepted"),
+    _size(
         "user_quota",
         "limits",
-        _parse_size,
         256 << 20,
         "stored ciphertext one user may have waiting at the relay",
-        "SIZE",
     ),
-    Option(
-        "requests_per_minute",
+    _count(
+        "requests_per_minute", "limits", 6000, "requests one user may make per minute (0: no limit)"
+    ),
+    _count(
+        "address_requests_per_minute",
         "limits",
-        _parse_int,
-        6000,
-        "requests one user may make per minute (0: no limit)",
-        "N",
+        60,
+        "requests one client address may make per minute to the routes that need no session "
+        "(challenge, register, login; 0: no limit)",
     ),
-    Option(
-        "max_devices_per_message",
+    _count(
+        "max_pending_challenges",
         "limits",
-        _parse_int,
-        4096,
-        "most device wraps one message may carry",
-        "N",
+        100_000,
+        "most login and registration challenges outstanding at once; more are refused with 503",
     ),
-    Option(
-        "session_ttl",
-        "limits",
-        parse_duration,
-        30 * 86_400_000,
-        "how long a login session lasts",
-        "DURATION",
-    ),
-    Option(
+    _count("max_devices_per_message", "limits", 4096, "most device wraps one message may carry"),
+    _duration("session_ttl", "limits", 30 * DAY_MS, "how long a login session lasts"),
+    _duration(
         "websocket_idle_timeout",
         "limits",
-        parse_duration,
         120_000,
         "close a websocket that sends nothing (not even a ping) for this long",
-        "DURATION",
     ),
-    Option(
+    _count(
         "max_websockets",
         "limits",
-        _parse_int,
         20_000,
         "most websockets open at once; more are refused with 503",
-        "N",
+    ),
+    _count(
+        "max_websockets_per_user",
+        "limits",
+        16,
+        "most websockets one user's devices may hold open at once (one per device); "
+        "more are refused with 429",
     ),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -284,6 +275,11 @@ class Config:
     def database(self) -> str:
         url: str = self.values["database_url"]
         return url or f"sqlite:///{self.data_path / 'relay.db'}"
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file the database URL names."""
+        return Path(self.database.removeprefix("sqlite:///"))
 
     @property
     def policy(self) -> RecallPolicy:
@@ -373,8 +369,30 @@ def _validate(values: dict[str, Any]) -> None:
         "max_request_size",
         "max_devices_per_message",
         "max_websockets",
+        "max_websockets_per_user",
+        "max_pending_challenges",
     ):
         if values[name] <= 0:
             raise ConfigError(f"{name} must be positive")
     if values["max_message_size"] > values["max_request_size"]:
         raise ConfigError("max_message_size cannot exceed max_request_size")
+    _validate_retention(values)
+    token_file = values["metrics_token_file"]
+    if token_file is not None and not token_file.is_file():
+        raise ConfigError(f"metrics_token_file: {token_file} does not exist or is not a file")
+
+
+def _validate_retention(values: dict[str, Any]) -> None:
+    """Records must outlive what they describe, or an offline device could miss a recall."""
+    keep = values["tombstone_retention"]
+    for name, why in (
+        ("retention", "a message's record would be forgotten before the message expires"),
+        ("max_sealed_window", "a recall near the end of the window would be forgotten at once"),
+        ("max_opened_window", "a recall near the end of the window would be forgotten at once"),
+    ):
+        if keep < values[name]:
+            raise ConfigError(
+                f"tombstone_retention ({format_duration(keep)}) must be at least {name} "
+                f"({format_duration(values[name])}): otherwise {why}, and a device that "
+                "was offline would never learn of it"
+            )

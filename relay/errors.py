@@ -43,17 +43,28 @@ __all__ = [
 
 
 class RelayError(Exception):
-    """A request the relay refuses; ``code`` is stable, ``message`` is for people."""
+    """A request the relay refuses; ``code`` is stable, ``message`` is for people.
+
+    ``retry_after`` (seconds) becomes a ``Retry-After`` header, for refusals
+    that only mean "not now" (rate limits, a full relay).
+    """
 
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, code: str | None = None, data: dict[str, int] | None = None):
+    def __init__(
+        self,
+        message: str,
+        code: str | None = None,
+        data: dict[str, int] | None = None,
+        retry_after: int | None = None,
+    ):
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.data = dict(data or {})
+        self.retry_after = retry_after
 
 
 class BadRequest(RelayError):

@@ -8,6 +8,7 @@ docs/relay-api.md.
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from aiohttp import web
@@ -17,8 +18,9 @@ from e2e_recall import wire
 from e2e_recall.identity import fingerprint
 
 from .accounts import Session
+from .addresses import client_address, rate_key
 from .api import parse_body, parse_hex_id, read_request, respond
-from .errors import BadRequest, RateLimited, ServiceUnavailable
+from .errors import BadRequest, RateLimited, Unauthorized
 from .messaging import Wrap
 from .services import SERVICES, Services
 
@@ -32,9 +34,33 @@ def _services(request: web.Request) -> Services:
 async def _session(request: web.Request) -> Session:
     services = _services(request)
     session = await services.accounts.authenticate(request.headers.get("Authorization"))
-    if not services.rate.allow(session.user_id):
-        raise RateLimited("Too many requests; slow down and try again in a moment.", "rate_limited")
+    wait = services.rate.check(session.user_id)
+    if wait is not None:
+        raise RateLimited(
+            "Too many requests; slow down and try again in a moment.",
+            "rate_limited",
+            retry_after=services.rate.retry_after(wait),
+        )
     return session
+
+
+def _anonymous(request: web.Request) -> None:
+    """Count a request that needs no session against its client address."""
+    services = _services(request)
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    address = client_address(
+        peer[0] if isinstance(peer, tuple) else None,
+        request.headers.getall("X-Forwarded-For", []),
+        services.config.trusted_proxies,
+    )
+    wait = services.address_rate.check(rate_key(address))
+    if wait is not None:
+        raise RateLimited(
+            "Too many login and registration requests from your address; "
+            "wait a minute and try again.",
+            "rate_limited",
+            retry_after=services.address_rate.retry_after(wait),
+        )
 
 
 def _message_id(request: web.Request) -> bytes:
@@ -58,7 +84,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(_services(request).metrics.registry)
+    services = _services(request)
+    if services.metrics_token is not None:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, b"Bearer " + services.metrics_token):
+            raise Unauthorized("The metrics need the operator's bearer token.", "bad_token")
+    body = generate_latest(services.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -86,11 +117,13 @@ async def well_known(request: web.Request) -> web.Response:
 
 
 async def challenge(request: web.Request) -> web.Response:
+    _anonymous(request)
     value, expires_at = await _services(request).accounts.challenge()
     return respond({"challenge": value, "expires_at": expires_at})
 
 
 async def register(request: web.Request) -> web.Response:
+    _anonymous(request)
     body = await read_request(request, "register")
     device = await _services(request).accounts.register(
         body["identity_key"],
@@ -104,6 +137,7 @@ async def register(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
+    _anonymous(request)
     body = await read_request(request, "login")
     token, expires_at = await _services(request).accounts.login(
         body["device_id"], body["challenge"], body["signature"]
@@ -195,6 +229,8 @@ async def recall(request: web.Request) -> web.Response:
         services.metrics.recalls.labels(getattr(exc, "code", "error")).inc()
         raise
     services.metrics.recalls.labels("repeat" if outcome.already_recalled else "accepted").inc()
+    if not outcome.already_recalled and outcome.replacement_id is not None:
+        services.metrics.messages_stored.inc()  # the replacement was stored with the recall
     return respond(
         {
             "already_recalled": outcome.already_recalled,
@@ -222,7 +258,7 @@ async def sync(request: web.Request) -> web.Response:
     session = await _session(request)
     after = _int_query(request, "after", 0, 2**63 - 1)
     limit = _int_query(request, "limit", 256, 1024)
-    events = await _services(request).storage.events_since(session.device_id, after, limit + 1)
+    page = await _services(request).inbox.page(session.device_id, after, limit)
     return respond(
         {
             "events": [
@@ -232,9 +268,9 @@ async def sync(request: web.Request) -> web.Response:
                     "message_id": e.message_id,
                     "payload": e.payload,
                 }
-                for e in events[:limit]
+                for e in page.events
             ],
-            "more": len(events) > limit,
+            "more": page.more,
         }
     )
 
@@ -242,7 +278,7 @@ async def sync(request: web.Request) -> web.Response:
 async def ack(request: web.Request) -> web.Response:
     session = await _session(request)
     body = await read_request(request, "ack")
-    await _services(request).storage.ack_events(session.device_id, body["seq"])
+    await _services(request).inbox.ack(session.device_id, body["seq"])
     return respond({"acked": body["seq"]})
 
 
@@ -250,12 +286,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     session = await _session(request)
     services = _services(request)
     cursor = _int_query(request, "cursor", 0, 2**63 - 1)
-    if not services.hub.has_room():
-        raise ServiceUnavailable(
-            "The relay cannot take more live connections now; use /v1/sync.", "busy"
-        )
+    services.hub.admit(session)
     heartbeat = services.config.websocket_idle_timeout / 2000
-    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=64 * 1024)
+    # A peer that does not answer our close frame within the timeout is disconnected.
+    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=64 * 1024, timeout=5.0)
     await ws.prepare(request)
     await services.hub.serve(ws, session, cursor)
     return ws

@@ -7,7 +7,17 @@ in order.  So a push can be lost only together with the connection, and the
 next connection, resuming from the cursor the client kept, gets it again:
 nothing is missed, and since events are sent strictly by sequence number,
 nothing is repeated on one connection.  The client acknowledges what it has
-processed; acknowledged events are deleted.
+processed; acknowledged events are deleted (through :class:`~relay.inbox.Inbox`,
+which batches those writes).
+
+One connection per device: a new connection of a device replaces the one it
+already has, which is closed with 4409.  A reconnecting client whose old
+connection the relay has not yet seen die (a phone that changed networks)
+must not be locked out until the idle timeout, and a device has no use for
+two streams of the same queue.  A user may hold at most
+``max_websockets_per_user`` connections (one per device), so one account
+cannot take the whole ``max_websockets``; beyond either cap a new
+connection is refused before the upgrade.
 
 Frames are canonical msgpack maps; from the relay:
 ``{"type": "event", "seq", "kind", "message_id", "payload"}`` and
@@ -29,14 +39,15 @@ from e2e_recall.errors import DecodeError
 
 from .accounts import Session
 from .api import parse_body
-from .errors import RelayError
+from .errors import RateLimited, RelayError, ServiceUnavailable
+from .inbox import Inbox
 from .metrics import Metrics
-from .storage.base import Storage
 
-__all__ = ["Hub"]
+__all__ = ["REPLACED", "Hub"]
 
 log = logging.getLogger("relay.hub")
 _PAGE = 256
+REPLACED = 4409  # close code: a newer connection of the same device took over
 
 
 class _Connection:
@@ -47,28 +58,58 @@ class _Connection:
         self.cursor = cursor
         self.wake = asyncio.Event()
         self.wake.set()  # first, catch up
+        self.attached = False
 
 
 class Hub:
     """The open websockets of this relay process, by device."""
 
     def __init__(
-        self, storage: Storage, metrics: Metrics, max_connections: int, clock: Callable[[], int]
+        self,
+        inbox: Inbox,
+        metrics: Metrics,
+        clock: Callable[[], int],
+        max_connections: int,
+        max_per_user: int,
     ) -> None:
         self.clock = clock
-        self.storage = storage
+        self.inbox = inbox
         self.metrics = metrics
         self.max_connections = max_connections
+        self.max_per_user = max_per_user
         self._by_device: dict[bytes, set[_Connection]] = defaultdict(set)
+        self._per_user: dict[bytes, set[bytes]] = defaultdict(set)  # user -> connected devices
         self._count = 0
+        self._closers: set[asyncio.Task[bool]] = set()
         self.closing = False
 
     @property
     def count(self) -> int:
         return self._count
 
-    def has_room(self) -> bool:
-        return not self.closing and self._count < self.max_connections
+    def admit(self, session: Session) -> None:
+        """Refuse a new connection the caps do not allow (before the upgrade).
+
+        A device that is already connected is always admitted: its new
+        connection replaces the old one and takes no more room.
+        """
+        if self.closing:
+            raise ServiceUnavailable("The relay is shutting down; reconnect shortly.", "busy")
+        if session.device_id in self._by_device:
+            return
+        if self._count >= self.max_connections:
+            raise ServiceUnavailable(
+                "The relay cannot take more live connections now; use /v1/sync or retry later.",
+                "busy",
+                retry_after=30,
+            )
+        if len(self._per_user.get(session.user_id, ())) >= self.max_per_user:
+            raise RateLimited(
+                f"Your devices already hold {self.max_per_user} live connections, the most "
+                "this relay allows one account; close one or use /v1/sync.",
+                "too_many_websockets",
+                retry_after=30,
+            )
 
     def notify(self, device_ids: Iterable[bytes]) -> None:
         """Wake the connections of these devices: their queues have new events."""
@@ -94,13 +135,44 @@ class Hub:
         await connection.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session expired")
         return True
 
-    async def serve(self, ws: web.WebSocketResponse, session: Session, cursor: int) -> None:
-        """Run one device's connection until either side closes it."""
-        device_id = session.device_id
-        connection = _Connection(ws, session, cursor)
-        self._by_device[device_id].add(connection)
+    def _attach(self, connection: _Connection) -> list[_Connection]:
+        """Register a connection; detach and return the device's older ones."""
+        older = list(self._by_device.get(connection.device_id, ()))
+        for previous in older:
+            self._detach(previous)
+        self._by_device[connection.device_id].add(connection)
+        self._per_user[connection.session.user_id].add(connection.device_id)
+        connection.attached = True
         self._count += 1
         self.metrics.websockets.set(self._count)
+        return older
+
+    def _detach(self, connection: _Connection) -> None:
+        """Forget a connection (once): it no longer counts and is no longer woken."""
+        if not connection.attached:
+            return
+        connection.attached = False
+        device_id, user_id = connection.device_id, connection.session.user_id
+        self._by_device[device_id].discard(connection)
+        if not self._by_device[device_id]:
+            del self._by_device[device_id]
+            self._per_user[user_id].discard(device_id)
+            if not self._per_user[user_id]:
+                del self._per_user[user_id]
+        self._count -= 1
+        self.metrics.websockets.set(self._count)
+
+    async def serve(self, ws: web.WebSocketResponse, session: Session, cursor: int) -> None:
+        """Run one device's connection until either side closes it."""
+        connection = _Connection(ws, session, cursor)
+        for previous in self._attach(connection):
+            # In the background: a peer that is gone would hold up this connection
+            # for the whole close timeout.
+            closer = asyncio.create_task(
+                previous.ws.close(code=REPLACED, message=b"replaced by a newer connection")
+            )
+            self._closers.add(closer)
+            closer.add_done_callback(self._closers.discard)
         pusher = asyncio.create_task(self._push(connection))
         remaining = max(0.0, (session.expires_at - self.clock()) / 1000)
         expiry = asyncio.get_running_loop().call_later(remaining, connection.wake.set)
@@ -119,11 +191,7 @@ class Hub:
             pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pusher
-            self._by_device[device_id].discard(connection)
-            if not self._by_device[device_id]:
-                del self._by_device[device_id]
-            self._count -= 1
-            self.metrics.websockets.set(self._count)
+            self._detach(connection)
 
     async def _receive(self, connection: _Connection, data: bytes) -> None:
         try:
@@ -136,7 +204,7 @@ class Hub:
             return
         if await self._session_over(connection):
             return
-        await self.storage.ack_events(connection.device_id, body["seq"])
+        self.inbox.ack_later(connection.device_id, body["seq"])
 
     async def _push(self, connection: _Connection) -> None:
         ws = connection.ws
@@ -147,10 +215,8 @@ class Hub:
                 if await self._session_over(connection):
                     return
                 while True:
-                    events = await self.storage.events_since(
-                        connection.device_id, connection.cursor, _PAGE
-                    )
-                    for event in events:
+                    page = await self.inbox.page(connection.device_id, connection.cursor, _PAGE)
+                    for event in page.events:
                         await ws.send_bytes(
                             wire.encode(
                                 {
@@ -163,7 +229,7 @@ class Hub:
                             )
                         )
                         connection.cursor = event.seq
-                    if len(events) < _PAGE:
+                    if not page.more:
                         break
                 await ws.send_bytes(wire.encode({"type": "caught_up", "seq": connection.cursor}))
         except (ConnectionResetError, RuntimeError):

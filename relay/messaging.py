@@ -43,10 +43,11 @@ from .storage.base import (
     MessageState,
     MessageView,
     NewEvent,
+    QuotaExceeded,
     Storage,
 )
 
-__all__ = ["Messaging", "PreparedMessage", "Wrap"]
+__all__ = ["Messaging", "PreparedMessage", "Wrap", "quota_refusal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,17 +211,18 @@ class Messaging:
     async def send(
         self, session: Session, envelope: bytes, wraps: list[Wrap]
     ) -> tuple[MessageRecord, bool]:
-        """Store a message; a retry of the same send returns the stored one (``False``)."""
+        """Store a message; a retry of the same send returns the stored one (``False``).
+
+        The quota is checked by the transaction that inserts the message, so
+        concurrent sends at the edge of the quota cannot together pass it.
+        """
         prepared = await self.prepare(session, envelope, wraps)
-        used = await self.storage.stored_bytes(session.user_id)
-        if used + prepared.record.size > self.config.user_quota:
-            raise PayloadTooLarge(
-                "Your messages waiting at the relay have reached the storage quota.",
-                "quota_exceeded",
+        try:
+            stored = await self.storage.insert_message(
+                prepared.record, prepared.deliveries, prepared.events, quota=self.config.user_quota
             )
-        stored = await self.storage.insert_message(
-            prepared.record, prepared.deliveries, prepared.events
-        )
+        except QuotaExceeded:
+            raise quota_refusal() from None
         if stored is prepared.record:
             return stored, True
         if stored.sender != prepared.record.sender or stored.header != prepared.record.header:
@@ -357,6 +359,12 @@ def _merge(view: MessageView, changes: Changes) -> MessageView:
         changes.message or view.message,
         tuple(updated.get(d.device_id, d) for d in view.deliveries),
         view.recalls_since,
+    )
+
+
+def quota_refusal() -> PayloadTooLarge:
+    return PayloadTooLarge(
+        "Your messages waiting at the relay have reached the storage quota.", "quota_exceeded"
     )
 
 

@@ -1,4 +1,12 @@
-"""Prometheus metrics of the relay, on a registry of its own."""
+"""Prometheus metrics of the relay, on a registry of its own.
+
+Two views of messages: ``relay_messages_stored_total`` counts what was
+accepted since the process started (sends and recall replacements), and
+``relay_messages_held{state}`` is what the database holds now, refreshed
+from its statistics every ``stats_interval`` (see :mod:`.gauges`).  The
+database is timed three ways: each write batch and its commit, each read,
+and the readiness ping.
+"""
 
 from __future__ import annotations
 
@@ -38,10 +46,45 @@ class Metrics:
             registry=self.registry,
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
         )
+        self.db_read_seconds = Histogram(
+            "relay_db_read_seconds",
+            "time to run one database read",
+            registry=self.registry,
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0),
+        )
+        self.db_checkpoints = Counter(
+            "relay_db_checkpoints_total",
+            "WAL checkpoints by result (truncated: purged bytes left the WAL; busy: retried)",
+            ["result"],
+            registry=self.registry,
+        )
         self.db_ping_seconds = Gauge(
             "relay_db_ping_seconds", "latency of the last readiness query", registry=self.registry
         )
+        self.messages_held = Gauge(
+            "relay_messages_held",
+            "messages the database holds now, by state (live ones hold ciphertext)",
+            ["state"],
+            registry=self.registry,
+        )
+        self.ciphertext_bytes_held = Gauge(
+            "relay_ciphertext_bytes_held",
+            "ciphertext the database holds now, in bytes",
+            registry=self.registry,
+        )
+        self.events_queued = Gauge(
+            "relay_events_queued",
+            "events waiting for devices to acknowledge them",
+            registry=self.registry,
+        )
 
+    # the storage engine reports here (from its threads; prometheus-client is thread-safe)
     def on_commit(self, jobs: int, seconds: float) -> None:
         self.db_batch_size.observe(jobs)
         self.db_commit_seconds.observe(seconds)
+
+    def on_read(self, seconds: float) -> None:
+        self.db_read_seconds.observe(seconds)
+
+    def on_checkpoint(self, truncated: bool) -> None:
+        self.db_checkpoints.labels("truncated" if truncated else "busy").inc()

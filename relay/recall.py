@@ -27,9 +27,9 @@ from e2e_recall.signing import SigningKey, VerifyKey
 from .accounts import Session
 from .config import Config
 from .errors import BadRequest, NotFound, from_protocol_error
-from .messaging import Messaging, PreparedMessage, Wrap, _merge, _transition
+from .messaging import Messaging, PreparedMessage, Wrap, _merge, _transition, quota_refusal
 from .reports import report, report_events, revocation_event
-from .storage.base import Changes, MessageState, MessageView, Storage
+from .storage.base import Changes, MessageState, MessageView, QuotaExceeded, Storage
 
 __all__ = ["RecallOutcome", "Recalls"]
 
@@ -115,7 +115,12 @@ class Recalls:
                 return Changes(), RecallOutcome(True, report(view), None)
             return self._purge(view, revocation, prepared, senders, now)
 
-        return await self.storage.change_message(message_id, decide, recalls_since=now - DAY_MS)
+        try:
+            return await self.storage.change_message(
+                message_id, decide, recalls_since=now - DAY_MS, quota=self.config.user_quota
+            )
+        except QuotaExceeded:  # the replacement would pass the quota: nothing was recalled
+            raise quota_refusal() from None
 
     async def _replacement(
         self, session: Session, revocation: Revocation, envelope: bytes, wraps: list[Wrap]

@@ -51,6 +51,7 @@ class Retention:
             if len(ids) < _BATCH:
                 break
         forgotten = await self.storage.forget_tombstones(now - self.config.tombstone_retention)
+        await self.storage.forget_challenges(now)
         try:
             await self.storage.checkpoint()
         except StorageError as exc:  # readers kept the WAL busy; the next run tries again

@@ -1,4 +1,10 @@
-"""The relay's services, built once per application and shared by every handler."""
+"""The relay's services, built once per application and shared by every handler.
+
+Handlers reach the rules only through these objects (accounts, messaging,
+recalls, the inbox of each device, the hub of live connections); none of
+them touches storage directly.  Tests build the same object without HTTP to
+drive the rules.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,9 @@ from aiohttp import web
 
 from .accounts import Accounts
 from .config import Config
+from .gauges import HeldGauges
 from .hub import Hub
+from .inbox import Inbox
 from .messaging import Messaging
 from .metrics import Metrics
 from .ratelimit import RateLimiter
@@ -31,16 +39,25 @@ class Services:
         self.clock = clock
         self.metrics = metrics
         self.relay_key = load_or_create_relay_key(config.data_path)
-        self.accounts = Accounts(storage, self.relay_key, clock, config.session_ttl)
+        self.accounts = Accounts(
+            storage,
+            self.relay_key,
+            clock,
+            config.session_ttl,
+            max_pending_challenges=config.max_pending_challenges,
+        )
         self.messaging = Messaging(storage, self.accounts, config, clock)
         self.recalls = Recalls(storage, self.messaging, self.relay_key, config, clock)
         self.retention = Retention(storage, self.messaging, config, clock)
-        self.hub = Hub(storage, self.metrics, config.max_websockets, clock)
+        self.inbox = Inbox(storage)
+        self.hub = Hub(
+            self.inbox, metrics, clock, config.max_websockets, config.max_websockets_per_user
+        )
+        self.gauges = HeldGauges(storage, metrics, config.stats_interval)
         self.rate = RateLimiter(config.requests_per_minute)
+        self.address_rate = RateLimiter(config.address_requests_per_minute)
+        self.metrics_token: bytes | None = None  # set by the app from metrics_token_file
         storage.on_events(self.hub.notify)
-
-
-SERVICES = web.AppKey("services", Services)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -15,7 +15,7 @@ encrypted message, ``wrap`` an HPKE ciphertext for one device.  The header
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, TypeVar
@@ -35,6 +35,8 @@ __all__ = [
     "MessageStore",
     "MessageView",
     "NewEvent",
+    "QuotaExceeded",
+    "SchemaTooNew",
     "SessionRecord",
     "Storage",
     "StorageError",
@@ -46,6 +48,23 @@ T = TypeVar("T")
 
 class StorageError(Exception):
     """The database failed (disk full, I/O error, locked too long); nothing was committed."""
+
+
+class SchemaTooNew(StorageError):
+    """The database was written by a newer relay; it is refused, untouched, not misread."""
+
+
+class QuotaExceeded(Exception):
+    """A new message would take its sender past the storage quota; nothing was written.
+
+    Raised inside the transaction that would store the message, so the check
+    and the insert see the same total and concurrent sends cannot overshoot.
+    """
+
+    def __init__(self, used: int, quota: int) -> None:
+        super().__init__(f"{used} of {quota} bytes in use")
+        self.used = used
+        self.quota = quota
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,10 +220,14 @@ class AccountStore(Protocol):
 
     async def get_device(self, device_id: bytes) -> DeviceRecord | None: ...
 
-    async def put_challenge(self, challenge: bytes, expires_at: int) -> None: ...
+    async def put_challenge(self, challenge: bytes, expires_at: int, limit: int) -> bool:
+        """Store a challenge unless ``limit`` unexpired ones are outstanding (then False)."""
 
     async def take_challenge(self, challenge: bytes, now: int) -> bool:
         """Consume a challenge once; False if unknown, used or expired."""
+
+    async def forget_challenges(self, now: int) -> int:
+        """Delete the challenges that expired before ``now``; return how many."""
 
     async def put_session(self, session: SessionRecord) -> None: ...
 
@@ -215,9 +238,17 @@ class AccountStore(Protocol):
 
 class MessageStore(Protocol):
     async def insert_message(
-        self, message: MessageRecord, deliveries: list[DeliveryRecord], events: list[NewEvent]
+        self,
+        message: MessageRecord,
+        deliveries: list[DeliveryRecord],
+        events: list[NewEvent],
+        quota: int | None = None,
     ) -> MessageRecord:
-        """Store a new message; if its id exists, return the stored row unchanged."""
+        """Store a new message; if its id exists, return the stored row unchanged.
+
+        With ``quota``, raise :class:`QuotaExceeded` (writing nothing) when the
+        sender's live ciphertext plus this message would exceed it.
+        """
 
     async def get_message(self, message_id: bytes) -> MessageView | None: ...
 
@@ -226,8 +257,13 @@ class MessageStore(Protocol):
         message_id: bytes,
         decide: Callable[[MessageView], tuple[Changes, T]],
         recalls_since: int | None = None,
+        quota: int | None = None,
     ) -> T:
-        """Read, decide, write, in one transaction; ``decide`` may raise to change nothing."""
+        """Read, decide, write, in one transaction; ``decide`` may raise to change nothing.
+
+        ``quota`` applies to the messages the changes add (a recall's
+        replacement), counted after the changed message's own bytes are freed.
+        """
 
     async def messages_to_expire(self, received_before: int, limit: int) -> list[bytes]: ...
 
@@ -241,7 +277,8 @@ class MessageStore(Protocol):
 class EventStore(Protocol):
     async def events_since(self, device_id: bytes, after: int, limit: int) -> list[EventRecord]: ...
 
-    async def ack_events(self, device_id: bytes, upto: int) -> None: ...
+    async def ack_events(self, acks: Mapping[bytes, int]) -> None:
+        """For each device, drop its events up to the sequence number given, in one write."""
 
 
 class Storage(AccountStore, MessageStore, EventStore, Protocol):

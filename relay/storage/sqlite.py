@@ -1,21 +1,21 @@
 """The SQLite backend: the relay's default, embedded storage.
 
 SQL for each store method; the engine (:mod:`.sqlite_engine`) supplies
-durability, batching and the reader pool.  Rows are replaced whole from the
-records the relay's rules return, so the rules stay free of SQL.
+durability, batching and the reader pool, and :mod:`.sqlite_rows` the row
+conversions and the writes that keep the quota counter.  Rows are replaced
+whole from the records the relay's rules return, so the rules stay free of SQL.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
-
-from e2e_recall.report import DeviceState
+from typing import TypeVar
 
 from ..errors import Conflict, NotFound
+from . import sqlite_rows as rows
 from .base import (
     Changes,
     DeliveryRecord,
@@ -23,137 +23,17 @@ from .base import (
     EventKind,
     EventRecord,
     MessageRecord,
-    MessageState,
     MessageView,
     NewEvent,
     SessionRecord,
     StorageError,
     UserRecord,
 )
-from .sqlite_engine import SqliteEngine
+from .sqlite_engine import EngineObserver, SqliteEngine
 
 __all__ = ["SqliteStorage"]
 
 T = TypeVar("T")
-
-_MESSAGE_COLUMNS = (
-    "message_id, conversation_id, sender, sender_device, header, envelope, size, sent_at, "
-    "received_at, state, first_opened_at, recalled_at, revocation, purge_receipt"
-)
-_DELIVERY_COLUMNS = (
-    "message_id, device_id, user_id, wrap, own_device, state, fetched_at, key_released_at, "
-    "recalled_at, deleted_at, receipt"
-)
-_MESSAGE_UPDATE = ", ".join(f"{name.strip()} = ?" for name in _MESSAGE_COLUMNS.split(",")[1:])
-_DEVICE_COLUMNS = "device_id, user_id, certificate, signing_key, created_at, revoked_at, acked_seq"
-
-
-def _message(row: Sequence[Any]) -> MessageRecord:
-    return MessageRecord(
-        message_id=row[0],
-        conversation_id=row[1],
-        sender=row[2],
-        sender_device=row[3],
-        header=row[4],
-        envelope=row[5],
-        size=row[6],
-        sent_at=row[7],
-        received_at=row[8],
-        state=MessageState(row[9]),
-        first_opened_at=row[10],
-        recalled_at=row[11],
-        revocation=row[12],
-        purge_receipt=row[13],
-    )
-
-
-def _message_row(m: MessageRecord) -> tuple[Any, ...]:
-    return (
-        m.message_id,
-        m.conversation_id,
-        m.sender,
-        m.sender_device,
-        m.header,
-        m.envelope,
-        m.size,
-        m.sent_at,
-        m.received_at,
-        str(m.state),
-        m.first_opened_at,
-        m.recalled_at,
-        m.revocation,
-        m.purge_receipt,
-    )
-
-
-def _delivery(row: Sequence[Any]) -> DeliveryRecord:
-    return DeliveryRecord(
-        row[0], row[1], row[2], row[3], bool(row[4]), DeviceState(row[5]), *row[6:]
-    )
-
-
-def _delivery_row(d: DeliveryRecord) -> tuple[Any, ...]:
-    return (
-        d.message_id,
-        d.device_id,
-        d.user_id,
-        d.wrap,
-        int(d.own_device),
-        str(d.state),
-        d.fetched_at,
-        d.key_released_at,
-        d.recalled_at,
-        d.deleted_at,
-        d.receipt,
-    )
-
-
-def _insert_message(
-    conn: sqlite3.Connection, message: MessageRecord, deliveries: list[DeliveryRecord]
-) -> None:
-    conn.execute(
-        f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 14)})",
-        _message_row(message),
-    )
-    conn.executemany(
-        f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES ({', '.join('?' * 11)})",
-        [_delivery_row(d) for d in deliveries],
-    )
-
-
-def _insert_events(conn: sqlite3.Connection, events: list[NewEvent], now: int) -> None:
-    conn.executemany(
-        "INSERT INTO events (device_id, kind, message_id, payload, created_at) "
-        "VALUES (?, ?, ?, ?, ?)",
-        [(e.device_id, str(e.kind), e.message_id, e.payload, now) for e in events],
-    )
-
-
-def _view(
-    conn: sqlite3.Connection, message_id: bytes, recalls_since: int | None
-) -> MessageView | None:
-    row = conn.execute(
-        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE message_id = ?", (message_id,)
-    ).fetchone()
-    if row is None:
-        return None
-    message = _message(row)
-    deliveries = tuple(
-        _delivery(r)
-        for r in conn.execute(
-            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE message_id = ? "
-            "ORDER BY user_id, device_id",
-            (message_id,),
-        )
-    )
-    recalls = 0
-    if recalls_since is not None:
-        recalls = conn.execute(
-            "SELECT count(*) FROM messages "
-            "WHERE conversation_id = ? AND sender = ? AND recalled_at >= ?",
-            (message.conversation_id, message.sender, recalls_since),
-        ).fetchone()[0]
-    return MessageView(message, deliveries, recalls)
 
 
 class SqliteStorage:
@@ -163,10 +43,10 @@ class SqliteStorage:
         self,
         path: Path,
         clock: Callable[[], int] | None = None,
-        on_commit: Callable[[int, float], None] | None = None,
+        observer: EngineObserver | None = None,
     ) -> None:
         self.path = path
-        self._engine = SqliteEngine(path, on_commit)
+        self._engine = SqliteEngine(path, observer)
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._listeners: list[Callable[[set[bytes]], None]] = []
 
@@ -193,6 +73,17 @@ class SqliteStorage:
                 f"foreign key violation in {row[0]}"
                 for row in conn.execute("PRAGMA foreign_key_check")
             ]
+            if problems:
+                return problems  # the counters below mean nothing in a damaged file
+            problems += [
+                f"user {row[0].hex()[:16]}: the quota counter says {row[1]} bytes, "
+                f"but their live messages hold {row[2]}"
+                for row in conn.execute(
+                    "SELECT user_id, stored_bytes, held FROM (SELECT user_id, stored_bytes, "
+                    "(SELECT coalesce(sum(size), 0) FROM messages WHERE sender = user_id "
+                    "AND state = 'live') AS held FROM users) WHERE stored_bytes <> held"
+                )
+            ]
             return problems
 
         return await self._engine.read(run)
@@ -210,7 +101,7 @@ class SqliteStorage:
             for state, count in conn.execute("SELECT state, count(*) FROM messages GROUP BY state"):
                 counts[f"messages_{state}"] = count
             counts["ciphertext_bytes"] = conn.execute(
-                "SELECT coalesce(sum(length(envelope)), 0) FROM messages"
+                "SELECT coalesce(sum(stored_bytes), 0) FROM users"
             ).fetchone()[0]
             return counts
 
@@ -249,7 +140,7 @@ class SqliteStorage:
             ).fetchone():
                 raise Conflict("That device is already registered.", code="device_exists")
             conn.execute(
-                f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO devices ({rows.DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     device.device_id,
                     device.user_id,
@@ -288,34 +179,43 @@ class SqliteStorage:
 
     async def get_devices(self, user_id: bytes) -> list[DeviceRecord]:
         def run(conn: sqlite3.Connection) -> list[DeviceRecord]:
-            rows = conn.execute(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE user_id = ? ORDER BY device_id",
+            found = conn.execute(
+                f"SELECT {rows.DEVICE_COLUMNS} FROM devices WHERE user_id = ? ORDER BY device_id",
                 (user_id,),
             )
-            return [DeviceRecord(*row) for row in rows]
+            return [DeviceRecord(*row) for row in found]
 
         return await self._engine.read(run)
 
     async def get_device(self, device_id: bytes) -> DeviceRecord | None:
         def run(conn: sqlite3.Connection) -> DeviceRecord | None:
             row = conn.execute(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE device_id = ?", (device_id,)
+                f"SELECT {rows.DEVICE_COLUMNS} FROM devices WHERE device_id = ?", (device_id,)
             ).fetchone()
             return DeviceRecord(*row) if row else None
 
         return await self._engine.read(run)
 
-    async def put_challenge(self, challenge: bytes, expires_at: int) -> None:
+    async def put_challenge(self, challenge: bytes, expires_at: int, limit: int) -> bool:
         now = self._clock()
 
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: sqlite3.Connection) -> bool:
             conn.execute("DELETE FROM challenges WHERE expires_at < ?", (now,))
+            if conn.execute("SELECT count(*) FROM challenges").fetchone()[0] >= limit:
+                return False
             conn.execute(
                 "INSERT INTO challenges (challenge, expires_at) VALUES (?, ?)",
                 (challenge, expires_at),
             )
+            return True
 
-        await self._engine.write(run)
+        return await self._engine.write(run)
+
+    async def forget_challenges(self, now: int) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM challenges WHERE expires_at < ?", (now,)).rowcount
+
+        return await self._engine.write(run)
 
     async def take_challenge(self, challenge: bytes, now: int) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
@@ -361,19 +261,23 @@ class SqliteStorage:
 
     # messages -------------------------------------------------------------------------------
     async def insert_message(
-        self, message: MessageRecord, deliveries: list[DeliveryRecord], events: list[NewEvent]
+        self,
+        message: MessageRecord,
+        deliveries: list[DeliveryRecord],
+        events: list[NewEvent],
+        quota: int | None = None,
     ) -> MessageRecord:
         now = self._clock()
 
         def run(conn: sqlite3.Connection) -> MessageRecord:
             row = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE message_id = ?",
+                f"SELECT {rows.MESSAGE_COLUMNS} FROM messages WHERE message_id = ?",
                 (message.message_id,),
             ).fetchone()
             if row is not None:
-                return _message(row)
-            _insert_message(conn, message, deliveries)
-            _insert_events(conn, events, now)
+                return rows.to_message(row)
+            rows.insert_message(conn, message, deliveries, quota)
+            rows.insert_events(conn, events, now)
             return message
 
         stored = await self._engine.write(run)
@@ -382,13 +286,14 @@ class SqliteStorage:
         return stored
 
     async def get_message(self, message_id: bytes) -> MessageView | None:
-        return await self._engine.read(lambda conn: _view(conn, message_id, None))
+        return await self._engine.read(lambda conn: rows.read_view(conn, message_id, None))
 
     async def change_message(
         self,
         message_id: bytes,
         decide: Callable[[MessageView], tuple[Changes, T]],
         recalls_since: int | None = None,
+        quota: int | None = None,
     ) -> T:
         now = self._clock()
         purged = False
@@ -396,26 +301,28 @@ class SqliteStorage:
 
         def run(conn: sqlite3.Connection) -> T:
             nonlocal purged, written
-            view = _view(conn, message_id, recalls_since)
+            view = rows.read_view(conn, message_id, recalls_since)
             if view is None:
                 raise NotFound("No such message.")
             changes, result = decide(view)
             if changes.message is not None:
-                row = _message_row(changes.message)
+                freed = rows.held(view.message) - rows.held(changes.message)
+                rows.charge(conn, view.message.sender, -freed, None)
+                row = rows.message_row(changes.message)
                 conn.execute(
-                    f"UPDATE messages SET {_MESSAGE_UPDATE} WHERE message_id = ?",
+                    f"UPDATE messages SET {rows.MESSAGE_UPDATE} WHERE message_id = ?",
                     (*row[1:], row[0]),
                 )
             conn.executemany(
-                f"REPLACE INTO deliveries ({_DELIVERY_COLUMNS}) VALUES ({', '.join('?' * 11)})",
-                [_delivery_row(d) for d in changes.deliveries],
+                f"REPLACE INTO deliveries ({rows.DELIVERY_COLUMNS}) VALUES ({', '.join('?' * 11)})",
+                [rows.delivery_row(d) for d in changes.deliveries],
             )
             for new_message, new_deliveries in changes.new_messages:
                 if conn.execute(
                     "SELECT 1 FROM messages WHERE message_id = ?", (new_message.message_id,)
                 ).fetchone():
                     raise Conflict("A message with that id already exists.", code="message_exists")
-                _insert_message(conn, new_message, new_deliveries)
+                rows.insert_message(conn, new_message, new_deliveries, quota)
             conn.executemany(
                 "DELETE FROM events WHERE device_id = ? AND message_id = ? AND kind = ?",
                 [
@@ -423,7 +330,7 @@ class SqliteStorage:
                     for device_id in changes.drop_notices
                 ],
             )
-            _insert_events(conn, changes.events, now)
+            rows.insert_events(conn, changes.events, now)
             purged, written = changes.purge, changes.events
             return result
 
@@ -435,11 +342,11 @@ class SqliteStorage:
 
     async def messages_to_expire(self, received_before: int, limit: int) -> list[bytes]:
         def run(conn: sqlite3.Connection) -> list[bytes]:
-            rows = conn.execute(
+            found = conn.execute(
                 "SELECT message_id FROM messages WHERE state = 'live' AND received_at < ? LIMIT ?",
                 (received_before, limit),
             )
-            return [row[0] for row in rows]
+            return [row[0] for row in found]
 
         return await self._engine.read(run)
 
@@ -464,31 +371,31 @@ class SqliteStorage:
     async def stored_bytes(self, user_id: bytes) -> int:
         def run(conn: sqlite3.Connection) -> int:
             row = conn.execute(
-                "SELECT coalesce(sum(size), 0) FROM messages WHERE sender = ? AND state = 'live'",
-                (user_id,),
+                "SELECT stored_bytes FROM users WHERE user_id = ?", (user_id,)
             ).fetchone()
-            return int(row[0])
+            return int(row[0]) if row else 0
 
         return await self._engine.read(run)
 
     # events ---------------------------------------------------------------------------------
     async def events_since(self, device_id: bytes, after: int, limit: int) -> list[EventRecord]:
         def run(conn: sqlite3.Connection) -> list[EventRecord]:
-            rows = conn.execute(
+            found = conn.execute(
                 "SELECT seq, device_id, kind, message_id, payload, created_at FROM events "
                 "WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (device_id, after, limit),
             )
-            return [EventRecord(r[0], r[1], EventKind(r[2]), r[3], r[4], r[5]) for r in rows]
+            return [EventRecord(r[0], r[1], EventKind(r[2]), r[3], r[4], r[5]) for r in found]
 
         return await self._engine.read(run)
 
-    async def ack_events(self, device_id: bytes, upto: int) -> None:
+    async def ack_events(self, acks: Mapping[bytes, int]) -> None:
+        pairs = [(upto, device_id) for device_id, upto in acks.items()]
+
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE devices SET acked_seq = max(acked_seq, ?) WHERE device_id = ?",
-                (upto, device_id),
+            conn.executemany(
+                "UPDATE devices SET acked_seq = max(acked_seq, ?) WHERE device_id = ?", pairs
             )
-            conn.execute("DELETE FROM events WHERE device_id = ? AND seq <= ?", (device_id, upto))
+            conn.executemany("DELETE FROM events WHERE seq <= ? AND device_id = ?", pairs)
 
         await self._engine.write(run)

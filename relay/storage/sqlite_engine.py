@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -26,11 +27,11 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from .base import StorageError
+from .base import SchemaTooNew, StorageError
 
-__all__ = ["SCHEMA_VERSION", "SqliteEngine"]
+__all__ = ["SCHEMA_VERSION", "EngineObserver", "SqliteEngine"]
 
 T = TypeVar("T")
 log = logging.getLogger("relay.storage")
@@ -39,6 +40,16 @@ _MAX_BATCH = 512
 _READERS = 4
 _CHECKPOINT_RETRY = 0.2  # seconds between attempts while readers pin the WAL
 _CHECKPOINT_ATTEMPTS = 50  # for an awaited checkpoint: up to about a second
+
+
+class EngineObserver(Protocol):
+    """Told how long the database takes (the relay's metrics); called from engine threads."""
+
+    def on_commit(self, jobs: int, seconds: float) -> None: ...
+
+    def on_read(self, seconds: float) -> None: ...
+
+    def on_checkpoint(self, truncated: bool) -> None: ...
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -64,13 +75,28 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def _too_new(path: Path, version: int) -> SchemaTooNew:
+    return SchemaTooNew(
+        f"the database {path} has schema version {version}, but this relay knows versions up "
+        f"to {SCHEMA_VERSION}: a newer e2e-recall-relay wrote it, so run that version (or "
+        "restore the backup taken before the upgrade); the database was left untouched"
+    )
+
+
+def schema_version(path: Path) -> int:
+    """The database's schema version, read without changing anything (0 for a new file)."""
+    probe = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(probe.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        probe.close()
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> int:
     """Apply every migration newer than the database; return the version reached."""
     current: int = conn.execute("PRAGMA user_version").fetchone()[0]
     if current > SCHEMA_VERSION:
-        raise StorageError(
-            f"the database has schema version {current}, newer than this relay ({SCHEMA_VERSION})"
-        )
+        raise _too_new(path, current)
     for version, script in _migrations():
         if version > current:
             conn.execute("BEGIN IMMEDIATE")
@@ -114,20 +140,26 @@ class _Job:
 class SqliteEngine:
     """Runs reads in a reader pool and writes through the group-commit writer."""
 
-    def __init__(self, path: Path, on_commit: Callable[[int, float], None] | None = None) -> None:
+    def __init__(self, path: Path, observer: EngineObserver | None = None) -> None:
         self.path = path
+        self._observer = observer
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._reader_list: list[sqlite3.Connection] = []
         self._thread: threading.Thread | None = None
         self._checkpoint_wanted = threading.Event()
-        self._on_commit = on_commit
 
     def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._create_private_file()
+        try:
+            version = schema_version(self.path)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the database {self.path}: {exc}") from None
+        if version > SCHEMA_VERSION:  # refuse before WAL mode or anything else touches it
+            raise _too_new(self.path, version)
         try:
             writer = connect(self.path)
-            migrate(writer)
+            migrate(writer, self.path)
             for _ in range(_READERS):
                 reader = connect(self.path)
                 reader.execute("PRAGMA query_only=ON")
@@ -142,6 +174,25 @@ class SqliteEngine:
             target=self._run, args=(writer,), name="sqlite-writer", daemon=True
         )
         self._thread.start()
+
+    def _create_private_file(self) -> None:
+        """A new database file is created 0600 in a 0700 directory.
+
+        SQLite gives the WAL and SHM files the database file's mode, so they are
+        private too.  An existing file keeps the mode its operator chose, with
+        a warning if others can read it.
+        """
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            if self.path.stat().st_mode & 0o077:
+                log.warning(
+                    "database readable by others",
+                    extra={"event": "loose_permissions", "path": str(self.path)},
+                )
+            return
+        os.close(descriptor)
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -164,12 +215,15 @@ class SqliteEngine:
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._readers.get()
+        started = time.perf_counter()
         try:
             return fn(conn)
         except sqlite3.Error as exc:
             raise StorageError(f"database read failed: {exc}") from exc
         finally:
             self._readers.put(conn)
+            if self._observer is not None:
+                self._observer.on_read(time.perf_counter() - started)
 
     def request_checkpoint(self) -> None:
         """Ask the writer to truncate the WAL soon (after a purge); do not wait."""
@@ -252,8 +306,8 @@ class SqliteEngine:
             return
         for job, result, error in outcomes:
             job.settle(result, error)
-        if self._on_commit is not None:
-            self._on_commit(len(jobs), time.perf_counter() - started)
+        if self._observer is not None:
+            self._observer.on_commit(len(jobs), time.perf_counter() - started)
 
     def _checkpoint(self, conn: sqlite3.Connection, attempts: int = 1) -> bool:
         """Copy the WAL into the database and truncate it; True when that succeeded.
@@ -268,6 +322,8 @@ class SqliteEngine:
                     "checkpoint failed", extra={"event": "checkpoint_failed", "error": str(exc)}
                 )
                 return False
+            if self._observer is not None:
+                self._observer.on_checkpoint(not busy)
             if not busy:
                 self._checkpoint_wanted.clear()
                 return True

@@ -68,9 +68,13 @@ class Relay:
 
 
 async def start_relay(tmp: Path, clock: Clock, **options: Any) -> Relay:
-    config = load_config(
-        env={}, flags={"data_dir": str(tmp), "port": 0, "purge_interval": "1h", **options}
-    )
+    """The relay on a free loopback port.
+
+    Every person in a test connects from 127.0.0.1, so the per-address limit
+    on logins is off unless a test sets it; the limits suite tests it.
+    """
+    defaults = {"purge_interval": "1h", "address_requests_per_minute": 0}
+    config = load_config(env={}, flags={"data_dir": str(tmp), "port": 0, **defaults, **options})
     app = create_app(config, clock=clock)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
     await runner.setup()

@@ -1356,12 +1356,16 @@ async def test_abandoned_websockets_are_released_and_the_relay_keeps_serving(
 ) -> None:
     alice, bob = people
     hub = alice.relay.services.hub
-    tokens = [alice.devices[0].token or "", bob.devices[0].token or ""]
+    for _ in range(9):  # ten devices each: a connection per device, and each device reconnects
+        await alice.add_device()
+        await bob.add_device()
+    tokens = [d.token or "" for p in people for d in p.devices]
     writers = []
     for index in range(200):
-        _, writer = await _handshake(alice.relay, tokens[index % 2])
+        _, writer = await _handshake(alice.relay, tokens[index % len(tokens)])
         writers.append(writer)
-    await eventually(lambda: hub.count == 200, "all 200 websockets registered")
+    # each device's newest connection replaced its older ones
+    await eventually(lambda: hub.count == len(tokens), "one websocket per device registered")
     await still_serving(alice, bob, "while 200 sockets hang open")
     for writer in writers:
         _abandon(writer)

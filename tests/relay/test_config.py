@@ -110,7 +110,7 @@ recalls_per_conversation_per_day = 5
 
 [retention]
 retention = "3d"
-tombstone_retention = 86400
+tombstone_retention = 864000
 purge_interval = "90s"
 
 [limits]
@@ -137,7 +137,7 @@ def test_values_from_a_toml_file(tmp_path: Path) -> None:
     assert config.only_while_unread is True
     assert config.recalls_per_conversation_per_day == 5
     assert config.retention == 3 * DAY
-    assert config.tombstone_retention == 86400 * SECOND  # a plain number is seconds
+    assert config.tombstone_retention == 10 * DAY  # a plain number is seconds
     assert config.purge_interval == 90 * SECOND
     assert config.max_message_size == 64 * KIB
     assert config.max_request_size == 10 * MIB

@@ -103,11 +103,25 @@ async def test_a_released_handle_is_free_for_another_identity(storage: Storage) 
 
 
 async def test_challenges_are_single_use_and_expire(storage: Storage) -> None:
-    await storage.put_challenge(b"c" * 32, T0 + 10)
+    assert await storage.put_challenge(b"c" * 32, T0 + 10, limit=10)
     assert await storage.take_challenge(b"c" * 32, T0)
     assert not await storage.take_challenge(b"c" * 32, T0)
-    await storage.put_challenge(b"d" * 32, T0 + 10)
+    assert await storage.put_challenge(b"d" * 32, T0 + 10, limit=10)
     assert not await storage.take_challenge(b"d" * 32, T0 + 11)
+
+
+async def test_outstanding_challenges_are_capped_and_expired_ones_forgotten(
+    storage: Storage,
+) -> None:
+    for index in range(3):
+        assert await storage.put_challenge(bytes([index]) * 32, T0 + 1 + index, limit=3)
+    assert not await storage.put_challenge(b"x" * 32, T0 + 100, limit=3)  # full
+    assert await storage.take_challenge(bytes([2]) * 32, T0)  # a used one leaves room
+    assert await storage.put_challenge(b"y" * 32, T0 + 100, limit=3)
+    assert await storage.forget_challenges(T0 + 2) == 1  # the one that expired at T0 + 1
+    assert await storage.forget_challenges(T0 + 2) == 0
+    assert not await storage.take_challenge(bytes([0]) * 32, T0)  # it is gone
+    assert await storage.take_challenge(bytes([1]) * 32, T0 + 2)  # expiring now: still valid
 
 
 async def test_sessions(storage: Storage) -> None:
@@ -212,12 +226,17 @@ async def test_events_are_ordered_per_device_and_acknowledged(storage: Storage) 
     assert [e.payload for e in events] == [bytes([i]) for i in range(5)]
     assert [e.seq for e in events] == sorted(e.seq for e in events)
     assert await storage.events_since(alice_device.device_id, 0, 10) == []
-    await storage.ack_events(bob_device.device_id, events[2].seq)
+    await storage.ack_events({bob_device.device_id: events[2].seq})
     rest = await storage.events_since(bob_device.device_id, 0, 10)
     assert [e.payload for e in rest] == [bytes([3]), bytes([4])]
     device = await storage.get_device(bob_device.device_id)
     assert device is not None
     assert device.acked_seq == events[2].seq
+    await storage.ack_events({bob_device.device_id: events[0].seq, alice_device.device_id: 7})
+    device = await storage.get_device(bob_device.device_id)
+    assert device is not None
+    assert device.acked_seq == events[2].seq  # an older ack never moves the cursor back
+    assert len(await storage.events_since(bob_device.device_id, 0, 10)) == 2
 
 
 async def test_retention_queries_and_forgetting(storage: Storage) -> None:

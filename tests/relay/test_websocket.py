@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 
 from e2e_recall import wire
+from relay.hub import REPLACED
 
 from driver import MINUTE, Person
 
@@ -100,13 +101,20 @@ async def test_the_sender_watches_the_report_change_live(people: tuple[Person, P
     assert seen == ["sealed", "opened", "pending"]
 
 
-async def test_two_connections_of_one_device_both_receive(people: tuple[Person, Person]) -> None:
+async def test_a_new_connection_of_a_device_replaces_the_old_one(
+    people: tuple[Person, Person],
+) -> None:
     alice, bob = people
-    async with bob.websocket() as first, bob.websocket() as second:
+    hub = alice.relay.services.hub
+    async with bob.websocket() as first:
         await _frames_until_caught_up(first)
-        await _frames_until_caught_up(second)
-        header = await alice.send(bob, "both")
-        got_first = await _frames_until_caught_up(first)
-        got_second = await _frames_until_caught_up(second)
-    assert [e["message_id"] for e in got_first] == [header.message_id]
-    assert [e["message_id"] for e in got_second] == [header.message_id]
+        async with bob.websocket() as second:
+            await _frames_until_caught_up(second)
+            closing = await asyncio.wait_for(first.receive(), timeout=5)
+            assert closing.type is aiohttp.WSMsgType.CLOSE, closing
+            assert closing.data == REPLACED
+            assert closing.extra == "replaced by a newer connection"
+            assert hub.count == 1
+            header = await alice.send(bob, "to the newest connection")
+            got = await _frames_until_caught_up(second)
+    assert [e["message_id"] for e in got] == [header.message_id]
