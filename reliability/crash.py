@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, value in findings.table():
             table.add_row(name, value)
         Console().print(table)
+        for refusal, count in sorted(findings.refusals.items()):
+            print(f"refused {count:5d}  {refusal}")
         for name, values in findings.problems().items():
             print(f"{name}: {values[:20]}", file=sys.stderr)
     return 1 if findings.problems() else 0

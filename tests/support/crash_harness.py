@@ -52,6 +52,11 @@ class Unknown(Exception):
     """No answer we can trust: the operation may or may not have happened."""
 
 
+def _route(path: str) -> str:
+    """A path without its ids, for counting (``/v1/messages/{id}/open``)."""
+    return "/".join("{id}" if len(part) == 32 else part for part in path.split("?")[0].split("/"))
+
+
 async def relay_id(http: aiohttp.ClientSession, url: str) -> bytes:
     """The relay's id, from the key it publishes (the same across restarts)."""
     async with http.get(url + "/.well-known/e2e-recall") as response:
@@ -79,6 +84,7 @@ class CrashRun(Reckoning):
             E2E_RECALL_RELAY_RECALLS_PER_CONVERSATION_PER_DAY="0",
         )
         self.done = 0
+        self.reckoning = False  # refusals while reading back are expected, not counted
         self.up = asyncio.Event()
         self.recall_acked = asyncio.Event()
 
@@ -122,6 +128,9 @@ class CrashRun(Reckoning):
                     await self._relogin(person, device)
                     continue
                 outcome, result = "failed", refused
+                if not self.reckoning:
+                    retried = " after an unknown attempt" if unknowns else ""
+                    self.findings.refusals[f"{method} {_route(path)}: {refused.code}{retried}"] += 1
                 break
             except Unknown:
                 unknowns += 1
@@ -158,6 +167,7 @@ class CrashRun(Reckoning):
             if not self.relay.running:
                 self.relay.restart()
                 self.findings.restarts += 1
+            self.reckoning = True
             await self._reckon()
         self.relay.kill()
         self._check_integrity("final")

@@ -75,6 +75,7 @@ class Findings:
     unresolved: list[str] = field(default_factory=list)
     integrity_failures: list[str] = field(default_factory=list)
     resolved_unknown: Counter[str] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)  # route and code of each 4xx
     checked_present: int = 0  # acknowledged messages whose envelope came back byte for byte
     checked_recalled: int = 0  # recalled messages no route would give back
     checked_notices: int = 0
