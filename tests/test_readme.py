@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,31 @@ def test_the_readme_library_example_runs(capsys: pytest.CaptureFixture[str]) -> 
     exec(compile(blocks[0], "README.md", "exec"), {})  # the example asserts its own result
     out = capsys.readouterr().out
     assert "possibly already read, copied or screenshotted" in out
+
+
+def test_the_library_example_runs_on_its_own() -> None:
+    """README points at examples/library_example.py; it must run as a plain script."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "library_example.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert re.fullmatch(r"safety number: (\d{5} ){11}\d{5}", lines[0])
+    assert re.fullmatch(r"envelope \d+ bytes, wrap 80 bytes", lines[1])
+    assert lines[2] == "Bob reads: the launch code is 1234"
+    states = [line.split(" -> ")[0].strip() for line in lines[3:7]]
+    assert states == ["fetched", "key_released", "recalled", "deletion_receipt"]
+    assert lines[4].split(" -> ")[1].startswith("Opened at ")
+    assert "possibly already read, copied or screenshotted" in lines[4]
+    assert lines[6].split(" -> ")[1].startswith("Deleted: the device signed a deletion receipt")
+    assert lines[6].endswith(
+        "(Attested by the device's signed receipt, and by the relay for the key.)"
+    )
+    assert lines[7] == "refused: The recall window closed at 2026-09-21 14:23:20 UTC."
+    assert len(lines) == 8

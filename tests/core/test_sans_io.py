@@ -1,9 +1,13 @@
 """The layering rules, checked on the source with ``ast``.
 
 ``e2e_recall`` is sans-IO: no network, event loop, database or clock reads,
-and it imports neither ``relay`` nor ``client``.  ``relay`` and ``client``
-never import each other.  The checker itself is tested on snippets so a
-broken checker cannot pass vacuously.
+and it imports neither ``relay`` nor ``client``.  Randomness comes in as an
+``rng=`` argument whose default lives in ``e2e_recall/randomness.py``; no
+other module reaches for ``os.urandom``, ``secrets``, ``random`` or
+libsodium's ``randombytes`` itself, so every output can be reproduced by
+passing a seeded source.  ``relay`` and ``client`` never import each other.
+The checkers themselves are tested on snippets so a broken checker cannot
+pass vacuously.
 """
 
 from __future__ import annotations
@@ -135,6 +139,59 @@ def clock_reads(source: str, path: Path) -> list[str]:
     return hits
 
 
+RANDOM_MODULES = frozenset({"random", "secrets", "nacl.utils"})
+RANDOM_NAMES = frozenset({"os.urandom", "os.getrandom", "nacl.utils.random"})
+RANDOM_PREFIXES = ("nacl.bindings.randombytes",)
+RANDOMNESS_MODULE = LIBRARY / "randomness.py"
+
+
+def _is_random_name(name: str) -> bool:
+    return (
+        name in RANDOM_NAMES
+        or name in RANDOM_MODULES
+        or name.split(".")[0] in RANDOM_MODULES
+        or name.rpartition(".")[0] in RANDOM_MODULES
+        or name.startswith(RANDOM_PREFIXES)
+    )
+
+
+def randomness_reads(source: str, path: Path) -> list[str]:
+    """Direct uses of an OS or library random source in ``source``, aliases resolved.
+
+    Imports of ``random``, ``secrets`` or ``nacl.utils`` count wherever they
+    are; so does naming ``os.urandom``, ``os.getrandom`` or libsodium's
+    ``randombytes*`` (a reference such as ``rng = os.urandom`` as much as a
+    call).  A local variable that happens to be called ``secrets`` does not.
+    """
+    tree = ast.parse(source, filename=str(path))
+    aliases: dict[str, str] = {}
+    hits: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                aliases[alias.asname or alias.name.split(".")[0]] = (
+                    alias.name if alias.asname else alias.name.split(".")[0]
+                )
+                if _is_random_name(alias.name):
+                    hits.append(f"{path.name}:{node.lineno} import {alias.name}")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                aliases[alias.asname or alias.name] = full
+                if _is_random_name(full):
+                    hits.append(f"{path.name}:{node.lineno} from {node.module} import {alias.name}")
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        name = _dotted(node)
+        if name is None:
+            continue
+        head, _, rest = name.partition(".")
+        if head in aliases and _is_random_name(f"{aliases[head]}.{rest}"):
+            hits.append(f"{path.name}:{node.lineno} {name}")
+    return hits
+
+
 def _top(module: str) -> str:
     return module.split(".")[0]
 
@@ -205,6 +262,45 @@ def test_checker_allows_pure_code(source: str) -> None:
     assert clock_reads(source, FAKE) == []
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import os\nos.urandom(16)",
+        "import os\nrng = os.urandom",
+        "import os as o\no.urandom(3)",
+        "import os\nos.getrandom(4)",
+        "from os import urandom\nurandom(2)",
+        "from os import getrandom as g",
+        "import secrets\nsecrets.token_bytes(16)",
+        "from secrets import token_bytes",
+        "import random\nrandom.randbytes(4)",
+        "from random import SystemRandom",
+        "def f():\n    import random\n",
+        "import nacl.utils\nnacl.utils.random(16)",
+        "import nacl.utils",
+        "from nacl.utils import random as r",
+        "import nacl.bindings as sodium\nsodium.randombytes(8)",
+        "from nacl.bindings import randombytes_buf_deterministic",
+    ],
+)
+def test_checker_sees_randomness_reads(source: str) -> None:
+    assert randomness_reads(source, FAKE)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import os\nos.path.join('a', 'b')",
+        "from .randomness import system_random\nsystem_random(16)",
+        "def f(secrets):\n    return secrets.device_id",
+        "import nacl.bindings as sodium\nsodium.crypto_sign(b'', b'')",
+        "import hashlib\nhashlib.sha256(b'').digest()",
+    ],
+)
+def test_checker_allows_passed_in_randomness(source: str) -> None:
+    assert randomness_reads(source, FAKE) == []
+
+
 def test_relative_imports_resolve_inside_the_package() -> None:
     modules = imported_modules("from .wire import decode\nfrom . import errors", FAKE)
     assert "e2e_recall.wire" in modules
@@ -243,6 +339,19 @@ def test_library_module_is_sans_io(path: Path) -> None:
     forbidden = sorted(m for m in imported_modules(source, path) if _top(m) in FORBIDDEN_IN_LIBRARY)
     assert forbidden == [], f"{path} imports {forbidden}"
     assert clock_reads(source, path) == [], f"{path} reads the clock"
+
+
+@pytest.mark.parametrize("path", library_files(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_library_module_takes_its_randomness_as_an_argument(path: Path) -> None:
+    if path == RANDOMNESS_MODULE:
+        return
+    hits = randomness_reads(path.read_text(encoding="utf-8"), path)
+    assert hits == [], f"{path} draws randomness itself instead of taking rng=: {hits}"
+
+
+def test_the_one_default_source_is_where_it_is_said_to_be() -> None:
+    """randomness.py is the exception above, and it does use the OS source."""
+    assert randomness_reads(RANDOMNESS_MODULE.read_text(encoding="utf-8"), RANDOMNESS_MODULE)
 
 
 # DESIGN.md lets the demo start a relay in-process through its public app
