@@ -235,7 +235,8 @@ OPTIONS: tuple[Option, ...] = (
         "websocket_idle_timeout",
         "limits",
         120_000,
-        "close a websocket that sends nothing (not even a ping) for this long",
+        "ping each websocket every half of this; one whose peer does not answer is closed "
+        "within this long",
     ),
     _count(
         "max_websockets",

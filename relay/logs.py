@@ -4,6 +4,12 @@ Every record is one JSON object per line.  Only fields on an allow-list are
 copied from a record's ``extra``; anything else is dropped, so a careless
 ``log.info(..., extra={"envelope": ...})`` cannot leak ciphertext, and byte
 strings are never printed whole (ids are shown as a short hex prefix).
+
+A logged exception (an internal error) carries its class and its stack, as
+a list of frames (file, line, function and the source line), for each
+exception in the chain.  Never its message and never local variables: both
+can hold whatever the failing code was handling, which may be a request
+body, a key or a token.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ import json
 import logging
 import sys
 import time
+import traceback
+from pathlib import PurePath
+from types import TracebackType
 from typing import Any
 
 __all__ = ["ALLOWED_FIELDS", "JsonFormatter", "configure_logging"]
@@ -43,6 +52,8 @@ ALLOWED_FIELDS = frozenset(
         "signal",
     }
 )
+_MAX_FRAMES = 40
+_MAX_CHAIN = 5
 
 
 def _safe(value: Any) -> Any:
@@ -67,7 +78,29 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = _safe(record.__dict__[key])
         if record.exc_info and record.exc_info[0] is not None:
             entry["exception"] = record.exc_info[0].__name__
+            entry["traceback"] = _stack(record.exc_info[1])
         return json.dumps(entry, separators=(",", ":"))
+
+
+def _frame(frame: traceback.FrameSummary) -> str:
+    parts = PurePath(frame.filename).parts
+    where = "/".join(parts[-2:])  # "relay/handlers.py", "aiohttp/web_protocol.py"
+    code = (frame.line or "").strip()[:160]
+    return f"{where}:{frame.lineno} in {frame.name}" + (f": {code}" if code else "")
+
+
+def _stack(exc: BaseException | None) -> list[dict[str, Any]]:
+    """The exception and its causes, outermost last, as class names and frames only."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain and len(chain) < _MAX_CHAIN:
+        chain.append(exc)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    stacks = []
+    for item in reversed(chain):
+        tb: TracebackType | None = item.__traceback__
+        frames = traceback.extract_tb(tb)[-_MAX_FRAMES:]
+        stacks.append({"exception": type(item).__name__, "frames": [_frame(f) for f in frames]})
+    return stacks
 
 
 def configure_logging(level: str = "info", stream: Any = None) -> None:

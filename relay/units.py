@@ -90,9 +90,11 @@ def format_bool(value: bool) -> str:
 
 
 def parse_networks(text: str | Iterable[Any]) -> tuple[Network, ...]:
-    """Addresses or CIDR blocks, from a TOML list or a comma-separated string."""
+    """Addresses or CIDR blocks, from a TOML list or a comma-separated string (or ``none``)."""
     if isinstance(text, bool | int):
         raise ValueError("a list of addresses such as 127.0.0.1, 10.0.0.0/8 is needed")
+    if isinstance(text, str) and text.strip().lower() == "none":
+        return ()
     items = text.split(",") if isinstance(text, str) else list(text)
     networks = []
     for item in items:

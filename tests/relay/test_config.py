@@ -6,12 +6,14 @@ with an explicit ``env`` so the developer's environment cannot leak in.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from e2e_recall.recall_rules import RecallPolicy
 from relay.config import OPTIONS, Config, ConfigError, load_config, parse_duration
+from relay.units import format_duration, format_size
 
 SECOND = 1000
 MINUTE = 60 * SECOND
@@ -590,3 +592,118 @@ def test_the_default_recall_policy() -> None:
 def test_zero_recalls_per_day_means_no_limit() -> None:
     policy = load_config(env={}, flags={"recalls_per_conversation_per_day": "0"}).policy
     assert policy.max_recalls_per_conversation_per_day is None
+
+
+# what records must outlive ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("flags", "longer"),
+    [
+        ({"tombstone_retention": "10d", "retention": "14d"}, "retention"),
+        ({"tombstone_retention": "20d"}, "max_sealed_window"),  # default window 30d
+        (
+            {
+                "tombstone_retention": "2h",
+                "retention": "1h",
+                "max_sealed_window": "1h",
+                "max_opened_window": "1h",
+            },
+            None,
+        ),
+    ],
+)
+def test_tombstones_outlive_retention_and_the_recall_windows(
+    flags: dict[str, str], longer: str | None
+) -> None:
+    if longer is None:
+        assert load_config(env={}, flags=flags).tombstone_retention == 2 * HOUR
+        return
+    message = _error(**flags)
+    assert message.startswith(f"tombstone_retention ({flags['tombstone_retention']}) must be")
+    assert f"at least {longer}" in message
+    assert "offline" in message
+
+
+def test_equal_retentions_are_accepted() -> None:
+    config = load_config(env={}, flags={"tombstone_retention": "30d", "retention": "30d"})
+    assert config.tombstone_retention == config.retention == config.max_sealed_window
+
+
+# shown as typed ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("ms", "shown"),
+    [
+        (10_000, "10s"),
+        (30 * DAY, "30d"),
+        (HOUR, "1h"),
+        (120_000, "2m"),
+        (250, "250ms"),
+        (90_000, "90s"),
+        (0, "0s"),
+        (1500, "1500ms"),
+    ],
+)
+def test_durations_are_shown_as_a_user_types_them(ms: int, shown: str) -> None:
+    assert format_duration(ms) == shown
+    assert parse_duration(shown) == ms
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [
+        (128 * KIB, "128KiB"),
+        (MIB, "1MiB"),
+        (256 * MIB, "256MiB"),
+        (1 << 30, "1GiB"),
+        (1000, "1000B"),
+        (1536, "1536B"),
+    ],
+)
+def test_sizes_are_shown_as_a_user_types_them(size: int, shown: str) -> None:
+    assert format_size(size) == shown
+    assert load_config(env={}, flags={"user_quota": shown}).user_quota == size
+
+
+def test_every_shown_default_reads_back_as_the_default() -> None:
+    for option in OPTIONS:
+        if option.default in (None, ""):
+            continue
+        assert option.parse(option.shown_default) == option.default, option.name
+        assert "000" not in option.shown_default or option.metavar == "N", option.name
+
+
+def _documented_defaults() -> dict[str, str]:
+    """The option table of docs/operators.md: option name -> the default it shows."""
+    text = (Path(__file__).parents[2] / "docs" / "operators.md").read_text()
+    table = {}
+    for line in text.splitlines():
+        cells = [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and re.match(r"--[a-z]", cells[2]):
+            table[cells[0]] = cells[4]
+    return table
+
+
+def test_the_operators_guide_documents_every_option_with_its_shown_default() -> None:
+    documented = _documented_defaults()
+    assert set(documented) == {option.name for option in OPTIONS}
+    for option in OPTIONS:
+        assert documented[option.name] == option.shown_default, option.name
+
+
+def test_trusted_proxies_from_toml_lists_and_comma_separated_text(tmp_path: Path) -> None:
+    file = _toml(tmp_path, '[server]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1"]\n')
+    from_file = load_config(file, env={}).trusted_proxies
+    from_env = load_config(
+        env={"E2E_RECALL_RELAY_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8,::1"}
+    ).trusted_proxies
+    assert from_file == from_env
+    assert [str(n) for n in from_file] == ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]
+    assert load_config(env={}).trusted_proxies == ()
+    message = _error(trusted_proxies="127.0.0.1, proxy.internal")
+    assert "trusted_proxies" in message
+    assert "proxy.internal" in message
+
+
+def test_a_missing_metrics_token_file_is_named(tmp_path: Path) -> None:
+    message = _error(metrics_token_file=str(tmp_path / "absent.token"))
+    assert "metrics_token_file" in message
+    assert "absent.token" in message

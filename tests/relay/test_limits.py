@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+import e2e_recall as er
 from relay.ratelimit import RateLimiter
 
-from driver import Clock, Person, Relay, RelayRefused, start_relay
+from driver import Clock, Person, Relay, RelayRefused, start_relay, states
 
 
 @pytest.fixture
@@ -93,3 +95,75 @@ async def test_concurrent_writes_share_commits(people: tuple[Person, Person]) ->
     jobs = next(s.value for s in after if s.name.endswith("_sum")) - jobs_before
     assert jobs >= 60
     assert batches < jobs  # some commits carried several sends: one fsync for many acknowledgements
+
+
+async def test_concurrent_sends_stop_exactly_at_the_quota(
+    limited: tuple[Relay, Person, Person],
+) -> None:
+    relay, alice, bob = limited
+    prepared = []
+    for index in range(10):
+        header, sealed = alice.seal(bob, f"{index:02d}" + "z" * 1000)
+        prepared.append((sealed.envelope, await alice.wraps_for(bob, header, sealed.message_key)))
+    size = len(prepared[0][0])
+    assert {len(envelope) for envelope, _ in prepared} == {size}
+
+    async def send(envelope: bytes, wraps: list[dict[str, bytes]]) -> str:
+        try:
+            await alice.call("POST", "/v1/messages", {"envelope": envelope, "wraps": wraps})
+        except RelayRefused as exc:
+            return f"{exc.status} {exc.code}"
+        return "stored"
+
+    outcomes = await asyncio.gather(*(send(e, w) for e, w in prepared))
+    fits = 4096 // size
+    assert outcomes.count("stored") == fits
+    assert outcomes.count("413 quota_exceeded") == len(prepared) - fits
+    assert await relay.services.storage.stored_bytes(alice.user_id) == fits * size
+
+
+async def test_a_replacement_is_stored_counted_and_held_to_the_quota(
+    limited: tuple[Relay, Person, Person],
+) -> None:
+    relay, alice, bob = limited
+    stored = relay.services.metrics.messages_stored
+    original = await alice.send(bob, "a" * 200)
+    sent = 1
+    while (outcome := await _outcome(alice.send(bob, "a" * 200))) == "stored":
+        sent += 1
+    assert outcome == "quota_exceeded"
+    assert 3 <= sent < 20
+    assert stored._value.get() == sent
+    held = await relay.services.storage.stored_bytes(alice.user_id)
+    relay.clock.advance(60_000)
+    with pytest.raises(RelayRefused) as refused:  # more than the recall frees plus the room left
+        await _recall_with(alice, bob, original, "c" * 1000)
+    assert (refused.value.status, refused.value.code) == (413, "quota_exceeded")
+    assert states(await alice.report(original.message_id)) == ["queued"]  # nothing was recalled
+    assert await relay.services.storage.stored_bytes(alice.user_id) == held
+    answer = await _recall_with(alice, bob, original, "d" * 200)  # fits in the freed room
+    assert answer["replacement_id"] is not None
+    assert stored._value.get() == sent + 1
+    size = answer["replacement_size"]
+    assert await relay.services.storage.stored_bytes(alice.user_id) == held - held // sent + size
+
+
+async def _outcome(call: Any) -> str:
+    try:
+        await call
+    except RelayRefused as exc:
+        return str(exc.code)
+    return "stored"
+
+
+async def _recall_with(
+    alice: Person, bob: Person, original: er.Header, text: str
+) -> dict[str, Any]:
+    header, sealed = alice.seal(bob, text, replaces=original.message_id)
+    wraps = await alice.wraps_for(bob, header, sealed.message_key)
+    answer = await alice.recall(
+        original,
+        replacement={"envelope": sealed.envelope, "wraps": wraps},
+        replacement_id=header.message_id,
+    )
+    return {**answer, "replacement_size": len(sealed.envelope)}

@@ -1,0 +1,69 @@
+"""What the relay creates on disk: private files in a private directory, and a log that says where.
+
+The database, its WAL and SHM, and the relay key are 0600 and the data
+directory 0700, whatever the umask (here a permissive 002), because anyone
+who can read them holds every wrap still in escrow.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from driver import Clock, Person, start_relay
+from relay_process import relay_process
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    old = os.umask(0o002)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.usefixtures("permissive_umask")
+async def test_database_wal_shm_and_key_are_private(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    relay = await start_relay(data, Clock())
+    try:
+        async with aiohttp.ClientSession() as http:
+            alice, bob = Person("alice", relay, http), Person("bob", relay, http)
+            await alice.add_device()
+            await bob.add_device()
+            await alice.send(bob, "written through the WAL")
+            names = {p.name for p in data.iterdir()}
+            assert {"relay.db", "relay.db-wal", "relay.db-shm", "relay.key"} <= names
+            for name in sorted(names):
+                assert _mode(data / name) == 0o600, f"{name} is {oct(_mode(data / name))}"
+    finally:
+        await relay.runner.cleanup()
+    assert _mode(data) == 0o700
+
+
+@pytest.mark.usefixtures("permissive_umask")
+async def test_a_database_elsewhere_gets_a_private_directory_too(tmp_path: Path) -> None:
+    db = tmp_path / "elsewhere" / "deep" / "relay.db"
+    relay = await start_relay(tmp_path / "data", Clock(), database_url=f"sqlite:///{db}")
+    await relay.runner.cleanup()
+    assert _mode(db) == 0o600
+    assert _mode(db.parent) == 0o700
+
+
+def test_the_started_line_names_the_database_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with relay_process(tmp_path, data) as relay:
+        assert relay.stop() == 0
+        entries = relay.log_entries()
+    started = [e for e in entries if e.get("event") == "started"]
+    assert [e["database"] for e in started] == [str(data / "relay.db")]
