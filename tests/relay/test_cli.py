@@ -109,6 +109,20 @@ def test_serve_help_documents_the_port_file_and_defaults(tmp_path: Path) -> None
     assert "--port-file" in text
     assert "127.0.0.1" in text
     assert "8765" in text
+    # defaults in the units a user types, never raw milliseconds or bytes
+    for shown in ("default: 10s;", "default: 30d;", "default: 1h;", "default: 2m;"):
+        assert shown in text, shown
+    for shown in ("default: 128KiB;", "default: 1MiB;", "default: 256MiB;", "default: false;"):
+        assert shown in text, shown
+    raw = re.findall(r"default:? (?:10000|2592000000|3600000|120000|131072|268435456)\b", text)
+    assert raw == []
+
+
+def test_top_level_help_shows_defaults_in_units(tmp_path: Path) -> None:
+    text = _run(tmp_path, "--help").stdout
+    assert "E2E_RECALL_RELAY_SHUTDOWN_TIMEOUT; default 10s" in text
+    assert "E2E_RECALL_RELAY_MAX_MESSAGE_SIZE; default 128KiB" in text
+    assert re.findall(r"default (?:10000|131072|120000)\b", text) == []
 
 
 def test_help_does_not_create_anything(tmp_path: Path) -> None:
