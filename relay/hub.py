@@ -125,8 +125,10 @@ class Hub:
             for c in conns
             if c.session.token_hash == token_hash
         ]
-        for ws in sockets:
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"logged out")
+        await asyncio.gather(  # together: one dead peer must not hold up the others
+            *(ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"logged out") for ws in sockets),
+            return_exceptions=True,
+        )
 
     async def _session_over(self, connection: _Connection) -> bool:
         """A connection lives no longer than its session; closing it if that has ended."""

@@ -1,9 +1,9 @@
 """The relay's services, built once per application and shared by every handler.
 
 Handlers reach the rules only through these objects (accounts, messaging,
-recalls, the inbox of each device, the hub of live connections); none of
-them touches storage directly.  Tests build the same object without HTTP to
-drive the rules.
+recalls, the inbox of each device, the hub of live connections); apart from
+the readiness ping of ``/healthz``, no handler touches storage directly.
+Tests build the same object without HTTP to drive the rules.
 """
 
 from __future__ import annotations
