@@ -39,7 +39,9 @@ def _wall_clock() -> int:
 
 
 def _storage_for(config: Config, clock: Callable[[], int], metrics: Metrics) -> Storage:
-    return SqliteStorage(config.database_path, clock, observer=metrics)
+    return SqliteStorage(
+        config.database_path, clock, observer=metrics, scrub_interval=config.scrub_interval / 1000
+    )
 
 
 def _metrics_token(path: Path | None) -> bytes | None:

@@ -6,6 +6,7 @@
     e2e-recall-relay migrate          bring the database schema up to date
     e2e-recall-relay check            integrity check of the database
     e2e-recall-relay key              show the relay's key and id (senders verify receipts with it)
+    e2e-recall-relay scrub            rewrite the database now (VACUUM): no purged fragment remains
     e2e-recall-relay release-handle H free handle H for a new identity (a user who lost their keys)
 
 Every command takes ``--config FILE`` and every option below; options also
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("migrate", "bring the schema up to date"),
         ("check", "check database integrity"),
         ("key", "show the relay key and id"),
+        ("scrub", "rewrite the database now so no fragment of purged content remains"),
     ):
         commands.add_parser(name, parents=[parent], help=text)
     release = commands.add_parser(
@@ -122,6 +124,9 @@ async def _with_storage(config: Config, command: str, handle: str = "") -> int:
     try:
         if command == "stats":
             print(json.dumps(await storage.stats(), indent=2, sort_keys=True))
+        elif command == "scrub":
+            seconds = await storage.scrub()
+            print(f"scrubbed in {seconds:.2f} s: every page rewritten, the WAL truncated")
         elif command == "migrate":
             print(f"schema version {SCHEMA_VERSION}: up to date")
         elif command == "check":

@@ -205,6 +205,21 @@ OPTIONS: tuple[Option, ...] = (
         "(at least retention and max_sealed_window)",
     ),
     _duration("purge_interval", "retention", 60_000, "how often the retention and purge job runs"),
+    _duration(
+        "open_grace",
+        "retention",
+        600_000,
+        "how long ciphertext and wraps stay after every device opened a message, so a device "
+        "whose answer was lost can open it again (0: delete at once)",
+    ),
+    _duration(
+        "scrub_interval",
+        "retention",
+        60_000,
+        "how soon after a recall or expiry the database is rewritten (VACUUM) so that no "
+        "fragment of purged ciphertext or wraps stays in its pages; at most once per interval "
+        "(0: never by itself; run e2e-recall-relay scrub)",
+    ),
     _size("max_message_size", "limits", 128 * 1024, "largest envelope accepted"),
     _size("max_request_size", "limits", 1 << 20, "largest request body accepted"),
     _size(

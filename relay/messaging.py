@@ -93,6 +93,17 @@ def _transition(delivery: DeliveryRecord, event: Event, at: int) -> DeliveryReco
     )
 
 
+def completion(
+    view: MessageView, message: MessageRecord, deliveries: list[DeliveryRecord]
+) -> Changes:
+    """Every recipient device has its key: drop ciphertext and wraps, keep the record."""
+    return Changes(
+        message=replace(message, envelope=None, state=MessageState.COMPLETE),
+        deliveries=[replace(d, wrap=None) for d in deliveries],
+        purge=True,
+    )
+
+
 class Messaging:
     """Send, fetch, open, receipt, report and sync."""
 
@@ -297,14 +308,11 @@ class Messaging:
                 first = now
             others = [d for d in view.deliveries if d.device_id != delivery.device_id]
             if all(d.key_released_at is not None for d in others):
-                # Every device has its key: nothing left to escrow.  Keep only the record.
-                changes.message = replace(
-                    message, envelope=None, state=MessageState.COMPLETE, first_opened_at=first
-                )
-                changes.deliveries = [replace(opened, wrap=None)] + [
-                    replace(d, wrap=None) for d in others
-                ]
-                changes.purge = True
+                # Every device has its key: nothing left to escrow.  Keep it only for
+                # open_grace, so that a device whose answer was lost can ask again.
+                changes.message = replace(message, first_opened_at=first, all_opened_at=now)
+                if self.config.open_grace <= 0:
+                    return completion(view, changes.message, [opened, *others]), wrap
             elif first != message.first_opened_at:
                 changes.message = replace(message, first_opened_at=first)
             return changes, wrap

@@ -58,6 +58,11 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.db_scrub_seconds = Histogram(
+            "relay_db_scrub_seconds",
+            "time to rewrite the database after purges (VACUUM), during which writes wait",
+            registry=self.registry,
+        )
         self.db_ping_seconds = Gauge(
             "relay_db_ping_seconds", "latency of the last readiness query", registry=self.registry
         )
@@ -88,3 +93,6 @@ class Metrics:
 
     def on_checkpoint(self, truncated: bool) -> None:
         self.db_checkpoints.labels("truncated" if truncated else "busy").inc()
+
+    def on_scrub(self, seconds: float) -> None:
+        self.db_scrub_seconds.observe(seconds)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from e2e_recall.report import Event
 
 from .config import Config
-from .messaging import Messaging, _merge, _transition
+from .messaging import Messaging, _merge, _transition, completion
 from .reports import report_events
 from .storage.base import Changes, MessageState, MessageView, Storage, StorageError
 
@@ -30,6 +30,7 @@ _BATCH = 500
 class RetentionResult:
     expired: int
     forgotten: int
+    completed: int = 0  # messages every device opened, whose grace is over
 
 
 class Retention:
@@ -50,6 +51,13 @@ class Retention:
                 expired += await self._expire(message_id, now)
             if len(ids) < _BATCH:
                 break
+        completed = 0
+        while True:
+            ids = await self.storage.messages_to_complete(now - self.config.open_grace, _BATCH)
+            for message_id in ids:
+                completed += await self._complete(message_id)
+            if len(ids) < _BATCH:
+                break
         forgotten = await self.storage.forget_tombstones(now - self.config.tombstone_retention)
         await self.storage.forget_challenges(now)
         try:
@@ -58,12 +66,27 @@ class Retention:
             log.warning(
                 "checkpoint deferred", extra={"event": "checkpoint_deferred", "error": str(exc)}
             )
-        if expired or forgotten:
+        if expired or forgotten or completed:
             log.info(
                 "retention",
-                extra={"event": "retention", "expired": expired, "forgotten": forgotten},
+                extra={
+                    "event": "retention",
+                    "expired": expired,
+                    "completed": completed,
+                    "forgotten": forgotten,
+                },
             )
-        return RetentionResult(expired, forgotten)
+        return RetentionResult(expired, forgotten, completed)
+
+    async def _complete(self, message_id: bytes) -> int:
+        """Drop what every device already has, once the grace for lost answers is over."""
+
+        def decide(view: MessageView) -> tuple[Changes, int]:
+            if view.message.state is not MessageState.LIVE or view.message.all_opened_at is None:
+                return Changes(), 0
+            return completion(view, view.message, list(view.deliveries)), 1
+
+        return await self.storage.change_message(message_id, decide)
 
     async def _expire(self, message_id: bytes, now: int) -> int:
         view = await self.storage.get_message(message_id)

@@ -122,6 +122,7 @@ class MessageRecord:
     recalled_at: int | None = None
     revocation: bytes | None = None
     purge_receipt: bytes | None = None
+    all_opened_at: int | None = None  # when the last recipient device got its key
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +268,9 @@ class MessageStore(Protocol):
 
     async def messages_to_expire(self, received_before: int, limit: int) -> list[bytes]: ...
 
+    async def messages_to_complete(self, opened_before: int, limit: int) -> list[bytes]:
+        """Live messages every recipient device opened before ``opened_before``."""
+
     async def forget_tombstones(self, before: int) -> int:
         """Delete content-free rows and events older than ``before``; return how many."""
 
@@ -298,6 +302,9 @@ class Storage(AccountStore, MessageStore, EventStore, Protocol):
         """Round-trip a trivial query; return its latency in seconds (for readiness)."""
 
     async def stats(self) -> dict[str, int]: ...
+
+    async def scrub(self) -> float:
+        """Rewrite the stored data so no fragment of purged content remains; seconds taken."""
 
     async def checkpoint(self) -> None:
         """Make destroyed bytes leave every file the backend keeps (WAL, journal)."""

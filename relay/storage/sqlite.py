@@ -44,9 +44,10 @@ class SqliteStorage:
         path: Path,
         clock: Callable[[], int] | None = None,
         observer: EngineObserver | None = None,
+        scrub_interval: float = 60.0,
     ) -> None:
         self.path = path
-        self._engine = SqliteEngine(path, observer)
+        self._engine = SqliteEngine(path, observer, scrub_interval)
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._listeners: list[Callable[[set[bytes]], None]] = []
 
@@ -65,6 +66,9 @@ class SqliteStorage:
 
     async def close(self) -> None:
         self._engine.stop()
+
+    async def scrub(self) -> float:
+        return await self._engine.scrub()
 
     async def check(self) -> list[str]:
         def run(conn: sqlite3.Connection) -> list[str]:
@@ -345,6 +349,17 @@ class SqliteStorage:
             found = conn.execute(
                 "SELECT message_id FROM messages WHERE state = 'live' AND received_at < ? LIMIT ?",
                 (received_before, limit),
+            )
+            return [row[0] for row in found]
+
+        return await self._engine.read(run)
+
+    async def messages_to_complete(self, opened_before: int, limit: int) -> list[bytes]:
+        def run(conn: sqlite3.Connection) -> list[bytes]:
+            found = conn.execute(
+                "SELECT message_id FROM messages WHERE state = 'live' "
+                "AND all_opened_at IS NOT NULL AND all_opened_at < ? LIMIT ?",
+                (opened_before, limit),
             )
             return [row[0] for row in found]
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from .base import SchemaTooNew, StorageError
+from .sqlite_scrub import Scrubber
 
 __all__ = ["SCHEMA_VERSION", "EngineObserver", "SqliteEngine"]
 
@@ -50,6 +51,8 @@ class EngineObserver(Protocol):
     def on_read(self, seconds: float) -> None: ...
 
     def on_checkpoint(self, truncated: bool) -> None: ...
+
+    def on_scrub(self, seconds: float) -> None: ...
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -140,9 +143,12 @@ class _Job:
 class SqliteEngine:
     """Runs reads in a reader pool and writes through the group-commit writer."""
 
-    def __init__(self, path: Path, observer: EngineObserver | None = None) -> None:
+    def __init__(
+        self, path: Path, observer: EngineObserver | None = None, scrub_interval: float = 60.0
+    ) -> None:
         self.path = path
         self._observer = observer
+        self._scrubber = Scrubber(scrub_interval)
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._reader_list: list[sqlite3.Connection] = []
@@ -226,9 +232,36 @@ class SqliteEngine:
                 self._observer.on_read(time.perf_counter() - started)
 
     def request_checkpoint(self) -> None:
-        """Ask the writer to truncate the WAL soon (after a purge); do not wait."""
+        """Ask the writer to truncate the WAL soon (after a purge), and to scrub; do not wait."""
         self._checkpoint_wanted.set()
+        self._scrubber.want()
         self._jobs.put(_CHECKPOINT)
+
+    async def scrub(self) -> float:
+        """VACUUM now, after every write queued before; the seconds it took."""
+        if self._thread is None:
+            raise StorageError("the database is closed")
+        job = _Job(_SCRUB_NOW, asyncio.get_running_loop())
+        self._jobs.put(job)
+        return await job.future  # type: ignore[no-any-return]
+
+    def _idle_timeout(self) -> float | None:
+        """How long the writer may wait for work before a checkpoint or scrub is due."""
+        waits = [self._scrubber.wait()]
+        if self._checkpoint_wanted.is_set():
+            waits.append(_CHECKPOINT_RETRY)
+        due = [w for w in waits if w is not None]
+        return min(due) if due else None
+
+    def _scrub(self, conn: sqlite3.Connection) -> float:
+        try:
+            seconds = self._scrubber.run(conn)
+        except sqlite3.Error as exc:
+            raise StorageError(f"the scrub failed: {exc}") from None
+        self._checkpoint_wanted.clear()
+        if self._observer is not None:
+            self._observer.on_scrub(seconds)
+        return seconds
 
     async def checkpoint(self) -> bool:
         """Truncate the WAL now, after every write queued before; True once it is empty."""
@@ -242,11 +275,9 @@ class SqliteEngine:
         try:
             while True:
                 try:
-                    first = self._jobs.get(
-                        timeout=_CHECKPOINT_RETRY if self._checkpoint_wanted.is_set() else None
-                    )
+                    first = self._jobs.get(timeout=self._idle_timeout())
                 except queue.Empty:
-                    self._checkpoint(conn)
+                    self._housekeeping(conn)
                     continue
                 if first is None:
                     break
@@ -260,16 +291,23 @@ class SqliteEngine:
                         self._jobs.put(None)
                         break
                     batch.append(item)
-                writes = [job for job in batch if job is not _CHECKPOINT and job.fn is not None]
-                waiting = [job for job in batch if job is not _CHECKPOINT and job.fn is None]
+                jobs = [job for job in batch if job is not _CHECKPOINT]
+                writes = [job for job in jobs if job.fn is not None and job.fn is not _SCRUB_NOW]
+                waiting = [job for job in jobs if job.fn is None]
+                scrubs = [job for job in jobs if job.fn is _SCRUB_NOW]
                 if writes:
                     self._commit(conn, writes)
+                for job in scrubs:
+                    try:
+                        job.settle(self._scrub(conn))
+                    except StorageError as exc:
+                        job.settle(error=exc)
                 if waiting:
                     done = self._checkpoint(conn, attempts=_CHECKPOINT_ATTEMPTS)
                     for job in waiting:
                         job.settle(done)
-                elif self._checkpoint_wanted.is_set():
-                    self._checkpoint(conn)
+                else:
+                    self._housekeeping(conn)
         finally:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -309,6 +347,14 @@ class SqliteEngine:
         if self._observer is not None:
             self._observer.on_commit(len(jobs), time.perf_counter() - started)
 
+    def _housekeeping(self, conn: sqlite3.Connection) -> None:
+        """Between batches: the scrub if it is due, else a wanted checkpoint."""
+        if self._scrubber.wait() == 0.0:
+            with contextlib.suppress(StorageError):  # logged; tried again after an interval
+                self._scrub(conn)
+        elif self._checkpoint_wanted.is_set():
+            self._checkpoint(conn)
+
     def _checkpoint(self, conn: sqlite3.Connection, attempts: int = 1) -> bool:
         """Copy the WAL into the database and truncate it; True when that succeeded.
 
@@ -340,3 +386,4 @@ def _storage_error(exc: Exception) -> BaseException:
 
 
 _CHECKPOINT: Any = object()  # a queue item that only wakes the writer to checkpoint
+_SCRUB_NOW: Any = object()  # a job function that means "VACUUM now"

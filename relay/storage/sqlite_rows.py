@@ -41,12 +41,13 @@ __all__ = [
 
 MESSAGE_COLUMNS = (
     "message_id, conversation_id, sender, sender_device, header, envelope, size, sent_at, "
-    "received_at, state, first_opened_at, recalled_at, revocation, purge_receipt"
+    "received_at, state, first_opened_at, recalled_at, revocation, purge_receipt, all_opened_at"
 )
 DELIVERY_COLUMNS = (
     "message_id, device_id, user_id, wrap, own_device, state, fetched_at, key_released_at, "
     "recalled_at, deleted_at, receipt"
 )
+_MESSAGE_PLACES = ", ".join("?" * len(MESSAGE_COLUMNS.split(",")))
 MESSAGE_UPDATE = ", ".join(f"{name.strip()} = ?" for name in MESSAGE_COLUMNS.split(",")[1:])
 DEVICE_COLUMNS = "device_id, user_id, certificate, signing_key, created_at, revoked_at, acked_seq"
 
@@ -67,6 +68,7 @@ def to_message(row: Sequence[Any]) -> MessageRecord:
         recalled_at=row[11],
         revocation=row[12],
         purge_receipt=row[13],
+        all_opened_at=row[14],
     )
 
 
@@ -86,6 +88,7 @@ def message_row(m: MessageRecord) -> tuple[Any, ...]:
         m.recalled_at,
         m.revocation,
         m.purge_receipt,
+        m.all_opened_at,
     )
 
 
@@ -139,7 +142,7 @@ def insert_message(
 ) -> None:
     charge(conn, message.sender, held(message), quota)
     conn.execute(
-        f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+        f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({_MESSAGE_PLACES})",
         message_row(message),
     )
     conn.executemany(

@@ -71,9 +71,11 @@ async def start_relay(tmp: Path, clock: Clock, **options: Any) -> Relay:
     """The relay on a free loopback port.
 
     Every person in a test connects from 127.0.0.1, so the per-address limit
-    on logins is off unless a test sets it; the limits suite tests it.
+    on logins is off unless a test sets it; the limits suite tests it.  A
+    message every device opened is completed at once (``open_grace`` 0)
+    unless a test sets a grace; test_open_grace.py tests it.
     """
-    defaults = {"purge_interval": "1h", "address_requests_per_minute": 0}
+    defaults = {"purge_interval": "1h", "address_requests_per_minute": 0, "open_grace": 0}
     config = load_config(env={}, flags={"data_dir": str(tmp), "port": 0, **defaults, **options})
     app = create_app(config, clock=clock)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)

@@ -255,19 +255,30 @@ async def test_only_the_sender_may_recall(world: World) -> None:
     assert view.message.envelope is not None
 
 
-async def test_opening_on_every_device_completes_the_message(world: World) -> None:
+async def test_opening_on_every_device_completes_the_message_after_the_grace(
+    world: World,
+) -> None:
     header, _ = await world.send(100)
-    bob, messaging = world.bob, world.services.messaging
+    bob, messaging, storage = world.bob, world.services.messaging, world.services.storage
     assert bob.session is not None
     await messaging.fetch(bob.session, header.message_id)
     wrap = await messaging.open(bob.session, header.message_id)
     assert len(wrap) > 0
-    view = await world.services.storage.get_message(header.message_id)
+    view = await storage.get_message(header.message_id)
+    assert view is not None
+    assert view.message.state is MessageState.LIVE  # kept, for a device whose answer was lost
+    assert view.message.all_opened_at == world.clock.now
+    assert await messaging.open(bob.session, header.message_id) == wrap
+    world.clock.advance(world.services.config.open_grace - 1)
+    assert (await world.services.retention.run_once()).completed == 0
+    world.clock.advance(2)
+    assert (await world.services.retention.run_once()).completed == 1
+    view = await storage.get_message(header.message_id)
     assert view is not None
     assert view.message.state is MessageState.COMPLETE
     assert view.message.envelope is None
     assert all(d.wrap is None for d in view.deliveries)
-    assert await world.services.storage.stored_bytes(world.alice.user_id) == 0
+    assert await storage.stored_bytes(world.alice.user_id) == 0
 
 
 async def test_the_inbox_pages_and_acknowledges(world: World) -> None:

@@ -79,6 +79,7 @@ class CrashRun(Reckoning):
             work / "data",
             port=free_port(),
             E2E_RECALL_RELAY_PURGE_INTERVAL="1s",
+            E2E_RECALL_RELAY_SCRUB_INTERVAL="1s",
             E2E_RECALL_RELAY_REQUESTS_PER_MINUTE="0",
             E2E_RECALL_RELAY_ADDRESS_REQUESTS_PER_MINUTE="0",
             E2E_RECALL_RELAY_RECALLS_PER_CONVERSATION_PER_DAY="0",

@@ -96,6 +96,7 @@ async def remanence_suite(work: Path, count: int, settle: float = 30.0) -> Reman
         work / "data",
         port=free_port(),
         E2E_RECALL_RELAY_PURGE_INTERVAL="1s",
+        E2E_RECALL_RELAY_SCRUB_INTERVAL="2s",
         E2E_RECALL_RELAY_REQUESTS_PER_MINUTE="0",
         E2E_RECALL_RELAY_ADDRESS_REQUESTS_PER_MINUTE="0",
         E2E_RECALL_RELAY_RECALLS_PER_CONVERSATION_PER_DAY="0",
