@@ -8,6 +8,7 @@ are listed in docs/relay-api.md.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -17,11 +18,12 @@ from e2e_recall.domains import FINGERPRINT_LEN, ID_LEN, KEY_LEN, SIGNATURE_LEN
 from e2e_recall.errors import DecodeError
 from e2e_recall.schema import Field, check_map
 
-from .errors import BadRequest, PayloadTooLarge
+from .errors import BadRequest, PayloadTooLarge, RequestTimeout
 
-__all__ = ["MSGPACK", "REQUESTS", "parse_hex_id", "read_request", "respond"]
+__all__ = ["BODY_TIMEOUT", "MSGPACK", "REQUESTS", "parse_hex_id", "read_request", "respond"]
 
 MSGPACK = "application/msgpack"
+BODY_TIMEOUT = web.AppKey("body_timeout", float)  # seconds a request body may take to arrive
 _CHALLENGE = Field("challenge", "bin", size=32)
 _WRAPS = Field(
     "wraps",
@@ -63,10 +65,17 @@ async def read_request(request: web.Request, kind: str) -> dict[str, Any]:
     """The request's body as a checked map, or a 4xx that says what is wrong."""
     if request.content_type != MSGPACK:
         raise BadRequest(f"Send the body as {MSGPACK}.", "bad_content_type")
+    limit = request.app[BODY_TIMEOUT]
     try:
-        body = await request.read()
+        body = await asyncio.wait_for(request.read(), timeout=limit)
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge("The request body is too large.", "too_large") from None
+    except TimeoutError:
+        # A client that trickles its body (or stops halfway) must not hold a
+        # connection and a handler for ever: nothing of it is kept.
+        raise RequestTimeout(
+            f"The request body did not arrive within {limit:g} seconds.", "request_timeout"
+        ) from None
     return parse_body(body, kind)
 
 

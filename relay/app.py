@@ -20,7 +20,7 @@ from aiohttp import web
 
 from e2e_recall.errors import ProtocolError
 
-from .api import respond
+from .api import BODY_TIMEOUT, respond
 from .config import Config, ConfigError
 from .errors import PayloadTooLarge, RelayError, ServiceUnavailable, from_protocol_error
 from .handlers import setup_routes
@@ -158,6 +158,7 @@ def create_app(config: Config, *, clock: Callable[[], int] | None = None) -> web
     """The relay as an aiohttp application (tests and the demo start it in-process)."""
     app = web.Application(middlewares=[_errors], client_max_size=config.max_request_size)
     app[IN_FLIGHT] = InFlight()
+    app[BODY_TIMEOUT] = config.body_timeout / 1000
     tick = clock or _wall_clock
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

@@ -140,6 +140,18 @@ OPTIONS: tuple[Option, ...] = (
     _duration(
         "shutdown_timeout", "server", 10_000, "how long to let in-flight requests finish on SIGTERM"
     ),
+    _duration(
+        "body_timeout",
+        "server",
+        30_000,
+        "how long a request body may take to arrive; slower ones are refused with 408",
+    ),
+    _duration(
+        "keepalive_timeout",
+        "server",
+        75_000,
+        "close a kept-alive HTTP connection that sends no new request for this long",
+    ),
     Option(
         "trusted_proxies",
         "server",

@@ -97,6 +97,11 @@ class Gone(RelayError):
     code = "gone"
 
 
+class RequestTimeout(RelayError):
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(RelayError):
     status = 413
     code = "too_large"

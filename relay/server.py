@@ -40,7 +40,11 @@ async def serve(config: Config, port_file: Path | None = None) -> None:
     """Serve until a termination signal arrives, then drain and stop."""
     app = create_app(config)
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=config.shutdown_timeout / 1000
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=config.shutdown_timeout / 1000,
+        keepalive_timeout=config.keepalive_timeout / 1000,
     )
     await runner.setup()
     site = web.TCPSite(

@@ -27,6 +27,7 @@ from driver import Person, RelayRefused
 from relay_process import RelayProcess, free_port
 
 QUIET = {
+    "E2E_RECALL_RELAY_BODY_TIMEOUT": "2s",
     "E2E_RECALL_RELAY_ADDRESS_REQUESTS_PER_MINUTE": "0",
     "E2E_RECALL_RELAY_RECALLS_PER_CONVERSATION_PER_DAY": "0",
 }
@@ -487,6 +488,23 @@ async def test_slowloris_connections_do_not_starve_others(scene: Scene) -> None:
     finally:
         for writer in writers:
             writer.close()
+
+
+async def test_a_slow_body_is_cut_off(scene: Scene, relay: RelayProcess) -> None:
+    host, port = scene.target.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    token = scene.mallory.devices[0].token
+    writer.write(
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/msgpack\r\n"
+        + f"Authorization: Bearer {token}\r\nContent-Length: 1000000\r\n\r\n".encode()
+        + b"\x82"
+    )
+    await writer.drain()
+    try:
+        answer = await asyncio.wait_for(reader.read(1024), 30)  # body_timeout is 2 s here
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+    finally:
+        writer.close()
 
 
 def test_the_catalogue_has_at_least_forty_attacks() -> None:
