@@ -154,8 +154,18 @@ def _error(exc: RelayError) -> web.Response:
     return response
 
 
-def create_app(config: Config, *, clock: Callable[[], int] | None = None) -> web.Application:
-    """The relay as an aiohttp application (tests and the demo start it in-process)."""
+def create_app(
+    config: Config,
+    *,
+    clock: Callable[[], int] | None = None,
+    storage: Storage | None = None,
+) -> web.Application:
+    """The relay as an aiohttp application (tests and the demo start it in-process).
+
+    ``storage`` replaces the one ``config`` names (the fault-injection suite
+    passes a database whose steps it can make fail); the app opens and
+    closes it either way.
+    """
     app = web.Application(middlewares=[_errors], client_max_size=config.max_request_size)
     app[IN_FLIGHT] = InFlight()
     app[BODY_TIMEOUT] = config.body_timeout / 1000
@@ -164,9 +174,9 @@ def create_app(config: Config, *, clock: Callable[[], int] | None = None) -> web
     async def resources(app: web.Application) -> AsyncIterator[None]:
         metrics = Metrics()
         token = _metrics_token(config.metrics_token_file)
-        storage = _storage_for(config, tick, metrics)
-        await storage.open()
-        services = Services(config, storage, tick, metrics)
+        store = storage if storage is not None else _storage_for(config, tick, metrics)
+        await store.open()
+        services = Services(config, store, tick, metrics)
         services.metrics_token = token
         app[SERVICES] = services
         jobs = [
@@ -183,7 +193,7 @@ def create_app(config: Config, *, clock: Callable[[], int] | None = None) -> web
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
             await services.inbox.drain()
-            await storage.close()
+            await store.close()
             log.info("stopped", extra={"event": "stopped"})
 
     async def close_websockets(app: web.Application) -> None:

@@ -30,6 +30,7 @@ from .base import (
     UserRecord,
 )
 from .sqlite_engine import EngineObserver, SqliteEngine
+from .sqlite_faults import Faults
 
 __all__ = ["SqliteStorage"]
 
@@ -45,9 +46,10 @@ class SqliteStorage:
         clock: Callable[[], int] | None = None,
         observer: EngineObserver | None = None,
         scrub_interval: float = 60.0,
+        faults: Faults | None = None,
     ) -> None:
         self.path = path
-        self._engine = SqliteEngine(path, observer, scrub_interval)
+        self._engine = SqliteEngine(path, observer, scrub_interval, faults)
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._listeners: list[Callable[[set[bytes]], None]] = []
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from .base import SchemaTooNew, StorageError
+from .sqlite_faults import Faults, faulty
 from .sqlite_scrub import Scrubber
 
 __all__ = ["SCHEMA_VERSION", "EngineObserver", "SqliteEngine"]
@@ -144,10 +145,15 @@ class SqliteEngine:
     """Runs reads in a reader pool and writes through the group-commit writer."""
 
     def __init__(
-        self, path: Path, observer: EngineObserver | None = None, scrub_interval: float = 60.0
+        self,
+        path: Path,
+        observer: EngineObserver | None = None,
+        scrub_interval: float = 60.0,
+        faults: Faults | None = None,
     ) -> None:
         self.path = path
         self._observer = observer
+        self._faults = faults  # only the fault-injection suite sets this
         self._scrubber = Scrubber(scrub_interval)
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
@@ -255,6 +261,8 @@ class SqliteEngine:
 
     def _scrub(self, conn: sqlite3.Connection) -> float:
         try:
+            if self._faults is not None:
+                self._faults.check("scrub", conn)
             seconds = self._scrubber.run(conn)
         except sqlite3.Error as exc:
             raise StorageError(f"the scrub failed: {exc}") from None
@@ -316,13 +324,17 @@ class SqliteEngine:
     def _commit(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
         started = time.perf_counter()
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        faults = self._faults
         try:
+            if faults is not None:
+                faults.check("begin", conn)
             conn.execute("BEGIN IMMEDIATE")
+            statements = faulty(conn, faults)
             for job in jobs:
                 assert job.fn is not None
                 conn.execute("SAVEPOINT job")
                 try:
-                    result = job.fn(conn)
+                    result = job.fn(statements)
                 except Exception as exc:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
@@ -330,6 +342,8 @@ class SqliteEngine:
                 else:
                     conn.execute("RELEASE job")
                     outcomes.append((job, result, None))
+            if faults is not None:
+                faults.check("commit", conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -362,6 +376,8 @@ class SqliteEngine:
         """
         for attempt in range(attempts):
             try:
+                if self._faults is not None:
+                    self._faults.check("checkpoint", conn)
                 busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             except sqlite3.Error as exc:
                 log.warning(

@@ -24,6 +24,7 @@ from e2e_recall.identity import fingerprint
 from relay.app import create_app
 from relay.config import load_config
 from relay.services import SERVICES, Services
+from relay.storage.base import Storage
 
 MSGPACK = "application/msgpack"
 T0 = 1_800_000_000_000
@@ -67,7 +68,9 @@ class Relay:
         return [p for p in self.data_dir.iterdir() if p.name.startswith("relay.db")]
 
 
-async def start_relay(tmp: Path, clock: Clock, **options: Any) -> Relay:
+async def start_relay(
+    tmp: Path, clock: Clock, storage: Storage | None = None, **options: Any
+) -> Relay:
     """The relay on a free loopback port.
 
     Every person in a test connects from 127.0.0.1, so the per-address limit
@@ -77,7 +80,7 @@ async def start_relay(tmp: Path, clock: Clock, **options: Any) -> Relay:
     """
     defaults = {"purge_interval": "1h", "address_requests_per_minute": 0, "open_grace": 0}
     config = load_config(env={}, flags={"data_dir": str(tmp), "port": 0, **defaults, **options})
-    app = create_app(config, clock=clock)
+    app = create_app(config, clock=clock, storage=storage)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
