@@ -22,21 +22,44 @@ E2E_RECALL_PASSPHRASE for scripts.
 
 Exit codes: 0 done; 1 refused or failed (the sentence says why); 2 bad
 usage, unknown contact or message, or no relay yet; 3 relay unreachable
-(anything sent is queued and retried later); 4 keystore problem or wrong
-passphrase; 5 trust problem (a changed identity or relay key); 130
-interrupted.
+(anything sent is queued and retried later); 4 keystore or profile problem,
+or wrong passphrase; 5 trust problem (a changed identity or relay key); 6
+another session of this device took over the live connection (watch,
+report --follow); 130 interrupted.
+
+JSON (--json) for scripts; these keys are stable, and one that does not
+apply is null:
+  whoami          {user_id, fingerprint, device_id, wrap_suite, handle, relay,
+                  profile}
+  contacts list   [{name, handle, user_id, verified, key_changed}]
+  send            {id, queued, problem}
+  inbox, history  [{id, contact, direction, sent_at, state, text, replaces,
+                  replaced_by, problem}] (text is null until opened)
+  open, read      {id, contact, direction, sent_at, state, text, replaces,
+                  replaced_by, problem}
+  report          {message_id, state, sent_at, recalled_at, relay_receipt,
+                  devices: [{person, device, state, sentence, attested_by,
+                  receipt}]} (with --follow, one line per change)
+  recall          {message_id, state, sent_at, recalled_at, relay_receipt,
+                  devices, already_recalled, replacement_id, local_only}
+                  (devices as in report)
+  sync            {updates: [{kind, id, contact, detail}], queued}
+  watch           {kind, id, contact, detail}, one line per update
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import sys
 
 from rich.console import Console
 
+from e2e_recall.errors import E2ERecallError
+
 from .commands import run_command
-from .errors import ClientError
+from .errors import ClientError, KeystoreError
 
 __all__ = ["build_parser", "main"]
 
@@ -175,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     out = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)  # a sentence stays one line
     try:
         return asyncio.run(run_command(args, out, err))
     except ClientError as exc:
@@ -184,6 +207,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         return 130
+    # The last line of defence: whatever slipped past the typed errors is still one sentence.
+    except E2ERecallError as exc:
+        err.print(f"error: {exc.sentence.rstrip('.')}.", markup=False)
+        return 1
+    except sqlite3.Error as exc:
+        err.print(f"error: The profile's database could not be used ({exc}).", markup=False)
+        return KeystoreError.exit_code
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        err.print(f"error: {exc.strerror or exc}{where}.", markup=False)
+        return 1
+    except Exception as exc:  # never a traceback; the type is enough to report it
+        err.print(f"error: e2e-recall failed unexpectedly ({type(exc).__name__}).", markup=False)
+        return 1
 
 
 if __name__ == "__main__":

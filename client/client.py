@@ -4,7 +4,11 @@ It owns a profile (keystore and local store) and a connection to the relay,
 and offers the whole life of a message: register, contacts, send, receive,
 open, recall (with or without a replacement), deletion receipts, and the
 report.  :meth:`Client.watch` keeps a WebSocket open, reconnecting with
-backoff and resuming from the stored cursor, so nothing is missed.
+backoff and resuming from the stored cursor, so nothing is missed; it stops
+when the relay says another session of this device took over (close code
+4409), since the relay keeps one live connection per device and two
+sessions reconnecting would only keep displacing each other.
+:meth:`Client.follow_report` follows one report through those updates.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,8 @@ __all__ = ["Client", "Entry"]
 _PAGE = 200
 _BACKOFF_START, _BACKOFF_MAX = 0.5, 30.0
 _FRAME_LIMITS = wire.Limits(max_size=8 << 20, max_bin=4 << 20)
+REPLACED_CLOSE = 4409  # the relay's close code: a newer connection of this device took over
+TAKEN_OVER = "another session of this device took over the live connection"
 
 
 @dataclass(frozen=True)
@@ -198,6 +204,39 @@ class Client:
         assert isinstance(report, dict)
         return build_report(self.core, report)
 
+    async def follow_report(
+        self,
+        message_id: bytes,
+        stop: asyncio.Event | None = None,
+        *,
+        since: ReportView | None = None,
+    ) -> AsyncGenerator[ReportView | Update, None]:
+        """Each new version of a report, until it is settled or ``stop`` is set.
+
+        ``since`` is the report the caller already shows (fetched now if not
+        given).  On every pushed change the relay is asked again rather than
+        the pushed snapshot trusted: events queued while nothing ran describe
+        the past and must not be shown as news.  The ``disconnected`` and
+        ``displaced`` updates of :meth:`watch` are passed on; after
+        ``displaced`` it ends.
+        """
+        shown = since if since is not None else await self.report(message_id)
+        if shown.settled:
+            return
+        async with contextlib.aclosing(self.watch(stop)) as updates:
+            async for update in updates:
+                if update.kind in ("disconnected", "displaced"):
+                    yield update
+                if update.kind != "report" or update.message_id != message_id:
+                    continue
+                view = await self.report(message_id)
+                if view == shown:
+                    continue
+                shown = view
+                yield view
+                if view.settled:
+                    return
+
     # listings -------------------------------------------------------------------------------------
     def find(self, short_id: str) -> StoredMessage:
         """A message by the hex prefix people type (at least 4 digits, unique)."""
@@ -293,8 +332,13 @@ class Client:
             if not answer.get("more"):
                 return updates
 
-    async def watch(self, stop: asyncio.Event | None = None) -> AsyncIterator[Update]:
-        """Live updates over the WebSocket, reconnecting with backoff until ``stop`` is set."""
+    async def watch(self, stop: asyncio.Event | None = None) -> AsyncGenerator[Update, None]:
+        """Live updates over the WebSocket, reconnecting with backoff until ``stop`` is set.
+
+        Connection changes come as updates too: ``connected``, ``caught_up``,
+        ``disconnected`` (it reconnects) and, last, ``displaced`` when another
+        session of this device took over the connection (it does not).
+        """
         stop = stop or asyncio.Event()
         delay = _BACKOFF_START
         while not stop.is_set():
@@ -308,6 +352,9 @@ class Client:
                     async for update in self._frames(ws, stop):
                         yield update
                     if stop.is_set():
+                        return
+                    if ws.close_code == REPLACED_CLOSE:  # reconnecting would push it off in turn
+                        yield Update("displaced", b"", "", TAKEN_OVER)
                         return
                     if ws.close_code == 1008:  # the session ended: log in again
                         self.core.relay.token = None

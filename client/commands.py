@@ -23,8 +23,8 @@ from rich.console import Console
 
 from e2e_recall import format_fingerprint
 
-from .client import Client
-from .errors import RecallNotAccepted, RelayUnreachable, UsageProblem
+from .client import TAKEN_OVER, Client
+from .errors import RecallNotAccepted, RelayUnreachable, SessionReplaced, UsageProblem
 from .paths import resolve_profile_dir
 from .render import (
     entry_json,
@@ -36,6 +36,7 @@ from .render import (
     short,
     update_json,
 )
+from .reporting import ReportView
 
 __all__ = ["parse_duration", "run_command"]
 
@@ -324,22 +325,20 @@ async def _recall(client: Client, args: argparse.Namespace, out: Console, err: C
             markup=False,
         )
         return exc.exit_code
-    if outcome.local_only:
-        if args.json:
-            print_json(out, {"id": row.message_id.hex(), "local_only": True})
-        else:
-            out.print("Recalled before it left this device: no one received it.")
-        return 0
     view = await client.report(row.message_id, refresh=False)
-    if args.json:
+    if args.json:  # one shape, whether or not the message had left this device
         print_json(
             out,
             {
                 **view.to_json(),
                 "already_recalled": outcome.already_recalled,
                 "replacement_id": outcome.replacement_id.hex() if outcome.replacement_id else None,
+                "local_only": outcome.local_only,
             },
         )
+        return 0
+    if outcome.local_only:
+        out.print("Recalled before it left this device: no one received it.")
         return 0
     if outcome.already_recalled:
         out.print("It was already recalled; here is the report as it stands.")
@@ -358,41 +357,45 @@ async def _report(client: Client, args: argparse.Namespace, out: Console) -> int
         print_json(out, view.to_json())
     else:
         print_report(out, view, peer)
-    if not args.follow or view.settled:
+    if not args.follow:
         return 0
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     if args.timeout:
-        loop.call_later(args.timeout, stop.set)
-    shown = view
-    async for update in client.watch(stop):
-        if update.kind == "report" and update.message_id == row.message_id:
-            # Ask the relay rather than trust the pushed snapshot: events queued while
-            # this command was not running describe the past, and must not be shown as news.
-            view = await client.report(row.message_id)
-            if view == shown:
-                continue
-            shown = view
-            if args.json:
-                print_json(out, view.to_json())
-            else:
-                out.rule()
-                print_report(out, view, peer)
-            if view.settled:
-                break
-        elif update.kind == "disconnected" and not args.json:
-            print_update(out, update)
+        asyncio.get_running_loop().call_later(args.timeout, stop.set)
+    changes = client.follow_report(row.message_id, stop, since=view)
+    async with contextlib.aclosing(changes):
+        async for change in changes:
+            if isinstance(change, ReportView):
+                if args.json:
+                    print_json(out, change.to_json())
+                else:
+                    out.rule()
+                    print_report(out, change, peer)
+            elif change.kind == "displaced":
+                raise _taken_over()
+            elif not args.json:
+                print_update(out, change)
     return 0
+
+
+def _taken_over() -> SessionReplaced:
+    return SessionReplaced(
+        f"Stopped: {TAKEN_OVER}, and the relay keeps only one per device.", "session_replaced"
+    )
 
 
 async def _watch(client: Client, args: argparse.Namespace, out: Console) -> int:
     stop = asyncio.Event()
     if args.timeout:
         asyncio.get_running_loop().call_later(args.timeout, stop.set)
-    async for update in client.watch(stop):
-        if args.json:
-            if update.kind not in ("caught_up",):
-                print(json.dumps(update_json(update), sort_keys=True), flush=True)
-        else:
-            print_update(out, update)
+    updates = client.watch(stop)
+    async with contextlib.aclosing(updates):
+        async for update in updates:
+            if args.json:
+                if update.kind != "caught_up":
+                    print(json.dumps(update_json(update), sort_keys=True), flush=True)
+            else:
+                print_update(out, update)
+            if update.kind == "displaced":
+                raise _taken_over()
     return 0

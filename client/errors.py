@@ -19,6 +19,7 @@ __all__ = [
     "RelayKeyChanged",
     "RelayRefused",
     "RelayUnreachable",
+    "SessionReplaced",
     "UsageProblem",
     "WrongPassphrase",
 ]
@@ -94,3 +95,14 @@ class IdentityChanged(ClientError):
     """A contact's identity key differs from the pinned one; sending is refused."""
 
     exit_code = 5
+
+
+class SessionReplaced(ClientError):
+    """Another session of this device took over the live connection (WebSocket close 4409).
+
+    The relay keeps one live connection per device and closes the older one
+    when a newer one arrives; reconnecting would only push the newer one off
+    in turn, so the older session stops instead.
+    """
+
+    exit_code = 6

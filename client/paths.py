@@ -13,6 +13,8 @@ from pathlib import Path
 
 import platformdirs
 
+from .errors import KeystoreError
+
 __all__ = ["PROFILE_ENV", "Profile", "default_profile_dir", "resolve_profile_dir"]
 
 PROFILE_ENV = "E2E_RECALL_PROFILE"
@@ -53,8 +55,14 @@ class Profile:
 
     def ensure(self) -> None:
         """Create the directory, readable by its owner only."""
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.files.mkdir(exist_ok=True, mode=0o700)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.files.mkdir(exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise KeystoreError(
+                f"Cannot create the profile directory {self.root} ({exc.strerror}).",
+                "profile_unusable",
+            ) from None
 
     def exists(self) -> bool:
         return self.keystore.is_file()

@@ -53,7 +53,9 @@ _ENVELOPE_LIMITS = _PAYLOAD_LIMITS
 class Update:
     """Something a person should be told about, without any content."""
 
-    kind: str  # message | recalled | replaced | withdrawn | dropped | report
+    # message | recalled | replaced | withdrawn | dropped | report; from Client.watch also
+    # connected | caught_up | disconnected | displaced (another session took over: it stops)
+    kind: str
     message_id: bytes
     peer: str
     detail: str = ""

@@ -210,6 +210,7 @@ _UPDATE_TEXT = {
     "connected": "Connected to {detail}; waiting for messages (Ctrl-C to stop).",
     "disconnected": "Disconnected ({detail}); reconnecting…",
     "caught_up": "",
+    "displaced": "",  # said once, as the closing error of the command that stops
 }
 
 

@@ -154,8 +154,14 @@ class LocalStore:
     def __init__(self, path: Path, storage_key: bytes) -> None:
         self.path = path
         self._box = nacl.secret.SecretBox(storage_key)
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        try:
+            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError:
+            raise KeystoreError(
+                f"The local database {path} is damaged or is not an e2e-recall database.",
+                "store_damaged",
+            ) from None
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA secure_delete=ON")
         self._db.execute("PRAGMA foreign_keys=ON")

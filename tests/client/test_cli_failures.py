@@ -115,3 +115,29 @@ def test_registering_with_a_relay_that_is_not_there(tmp_path: Path) -> None:
     assert refused.err.startswith("error: ")
     assert "reach" in refused.err.lower()
     assert "not a relay URL" in carol.run("register", "ftp://example", expect=2).err
+
+
+def _one_sentence(result_err: str) -> str:
+    (line,) = result_err.strip().splitlines()
+    assert line.startswith("error: ")
+    return line
+
+
+def test_an_unusable_profile_place_is_one_sentence(tmp_path: Path) -> None:
+    blocker = tmp_path / "people" / "frank"
+    blocker.parent.mkdir()
+    blocker.write_text("a file where the profile should go\n", encoding="utf-8")
+    frank = Person(tmp_path / "people", "frank")
+    said = _one_sentence(frank.run("init", "--kdf", "interactive", expect=4).err)
+    assert "Cannot create the profile directory" in said
+    assert str(blocker) in said
+    assert blocker.read_text(encoding="utf-8").startswith("a file")  # left as it was
+
+
+def test_a_damaged_local_database_is_one_sentence(alice: Person) -> None:
+    database = alice.profile / "client.db"
+    for leftover in alice.profile.glob("client.db-*"):  # the WAL and its index
+        leftover.unlink()
+    database.write_bytes(b"this is not an sqlite database, it was overwritten" * 100)
+    said = _one_sentence(alice.run("whoami", expect=4).err)
+    assert "is damaged or is not an e2e-recall database" in said

@@ -83,3 +83,60 @@ def test_report_follow_prints_plain_reports_for_people(pair: tuple[Person, Perso
         assert follow.wait() == 0
     finally:
         follow.kill()
+
+
+TAKEN_OVER = (
+    "error: Stopped: another session of this device took over the live connection, "
+    "and the relay keeps only one per device."
+)
+
+
+def test_a_second_watch_of_one_profile_takes_over_and_the_first_stops(
+    pair: tuple[Person, Person],
+) -> None:
+    alice, bob = pair
+    first = bob.start("watch", "--json", "--timeout", "60")
+    second = None
+    try:
+        first.expect_json("connected")
+        second = bob.start("watch", "--timeout", "60")
+        second.expect(lambda line: line.startswith("Connected to"))
+        # The relay closes the older connection with 4409; the first watch stops for good.
+        assert first.expect_json("displaced")["detail"] == (
+            "another session of this device took over the live connection"
+        )
+        assert first.wait() == 6
+        assert first.stderr().strip() == TAKEN_OVER  # one sentence, nothing else
+        # The second one was not pushed off in turn: it still gets what arrives.
+        sent = alice.run("send", "bob", "for whoever watches", "--json").json()["id"]
+        arrived = second.expect(lambda line: line.startswith("New sealed message"))
+        assert sent[:8] in arrived
+        assert second.interrupt() == 130
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+
+
+def test_report_follow_also_stops_when_another_session_takes_over(
+    pair: tuple[Person, Person],
+) -> None:
+    alice, bob = pair
+    sent = alice.run("send", "bob", "still sealed", "--json").json()["id"]
+    follow = alice.start("report", sent[:8], "--follow", "--json", "--timeout", "60")
+    try:
+        first = json.loads(follow.expect(lambda line: line.startswith("{")))
+        assert [d["state"] for d in first["devices"]] == ["queued"]
+        bob.run("sync")  # Bob's device fetches the ciphertext: a change pushed to the follower
+        changed = json.loads(follow.expect(lambda line: line.startswith("{")))
+        assert [d["state"] for d in changed["devices"]] == ["sealed"]
+        # The follower is live; a watch of the same profile now takes the connection over.
+        watch = alice.start("watch", "--json", "--timeout", "60")
+        try:
+            watch.expect_json("connected")
+            assert follow.wait() == 6
+            assert follow.stderr().strip() == TAKEN_OVER
+        finally:
+            watch.kill()
+    finally:
+        follow.kill()

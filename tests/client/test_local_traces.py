@@ -118,3 +118,17 @@ async def test_an_early_recall_by_someone_else_does_not_hide_a_message(
         assert [e.message_id for e in bob.inbox()] == [sent.message_id]
     finally:
         await mallory.close()
+
+
+async def test_a_recall_of_a_sealed_message_removes_its_notification(
+    clients: tuple[Client, Client],
+) -> None:
+    alice, bob = clients
+    sent = await alice.send("bob", "sealed, then recalled")
+    kept = await alice.send("bob", "sealed, and kept")
+    await bob.sync()
+    assert {n[0] for n in bob.core.store.notifications()} == {sent.message_id, kept.message_id}
+    await alice.recall(sent.message_id)
+    await bob.sync()
+    assert [n[0] for n in bob.core.store.notifications()] == [kept.message_id]
+    assert [e.state for e in bob.history("alice")] == ["recalled", "sealed"]

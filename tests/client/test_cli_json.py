@@ -1,0 +1,151 @@
+"""Every ``--json`` output has exactly the keys ``e2e-recall --help`` documents for it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from functools import cache
+from typing import Any
+
+from cli_harness import Person, console_script
+from relay_process import RelayProcess
+
+
+def _bracketed(text: str) -> str:
+    """The leading ``{...}`` or ``[...]`` of ``text`` (what follows it is prose)."""
+    depth = 0
+    for index, char in enumerate(text):
+        depth += char in "{["
+        depth -= char in "}]"
+        if depth == 0:
+            return text[: index + 1]
+    raise AssertionError(f"unbalanced: {text!r}")
+
+
+def _shape(spec: str) -> Any:
+    """``{a, b: [{c}]}`` as ``{"a": None, "b": [{"c": None}]}``."""
+    quoted = re.sub(r"([a-z_]+)\s*:", r'"\1":', spec)
+    quoted = re.sub(r"([{,]\s*)([a-z_]+)(?=\s*[,}])", r'\1"\2": null', quoted)
+    return json.loads(quoted)
+
+
+@cache
+def documented() -> dict[str, Any]:
+    """Command name -> documented shape, from the JSON section of ``--help``."""
+    listing = subprocess.run(
+        [str(console_script()), "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    section = listing.split("JSON (--json)", 1)[1].split("\n\n", 1)[0]
+    entries: list[list[str]] = []
+    for line in section.splitlines():
+        entry = re.match(r"^  (\S.*?)  +(\S.*)$", line)
+        if entry and not line.startswith("    "):
+            entries.append([entry[1], entry[2]])
+        elif entries and line.startswith("    "):
+            entries[-1][1] += " " + line.strip()
+    shapes = {}
+    for names, spec in entries:
+        for name in names.split(","):
+            shapes[name.strip()] = _shape(_bracketed(spec))
+    return shapes
+
+
+def _check(shape: Any, value: Any, where: str) -> None:
+    """``value`` has the documented keys, no more and no fewer, nested where documented."""
+    if shape is None:
+        return
+    if isinstance(shape, list):
+        assert isinstance(value, list), where
+        for item in value:
+            _check(shape[0], item, where + "[]")
+        return
+    assert isinstance(value, dict), where
+    assert sorted(value) == sorted(shape), where
+    for key, inner in shape.items():
+        _check(inner, value[key], f"{where}.{key}")
+
+
+def conforms(command: str, value: Any) -> None:
+    _check(documented()[command], value, command)
+
+
+def test_help_documents_every_json_command() -> None:
+    assert set(documented()) == {
+        "whoami",
+        "contacts list",
+        "send",
+        "inbox",
+        "history",
+        "open",
+        "read",
+        "report",
+        "recall",
+        "sync",
+        "watch",
+    }
+
+
+def test_every_json_output_has_the_documented_keys(pair: tuple[Person, Person]) -> None:
+    alice, bob = pair
+    conforms("whoami", alice.run("whoami", "--json").json())
+    contacts = alice.run("contacts", "list", "--json").json()
+    assert len(contacts) == 1
+    conforms("contacts list", contacts)
+
+    watch = bob.start("watch", "--json", "--timeout", "60")
+    try:
+        conforms("watch", watch.expect_json("connected"))
+        sent = alice.run("send", "bob", "keys only", "--json").json()
+        conforms("send", sent)
+        conforms("watch", watch.expect_json("message"))
+        assert watch.interrupt() == 130
+    finally:
+        watch.kill()
+
+    inbox = bob.run("inbox", "--json").json()
+    assert [m["text"] for m in inbox] == [None]  # sealed: no preview, but the key is there
+    conforms("inbox", inbox)
+    opened = bob.run("open", sent["id"][:8], "--json").json()
+    assert opened["text"] == "keys only"
+    conforms("open", opened)
+    conforms("read", bob.run("read", sent["id"][:8], "--json").json())
+
+    report = alice.run("report", sent["id"][:8], "--json").json()
+    assert len(report["devices"]) == 1
+    conforms("report", report)
+    recalled = alice.run("recall", sent["id"][:8], "--replace", "other keys", "--json").json()
+    assert recalled["local_only"] is False
+    assert recalled["replacement_id"] is not None
+    conforms("recall", recalled)
+    assert len(recalled["devices"]) == 1
+    _check(documented()["report"]["devices"], recalled["devices"], "recall.devices")
+
+    synced = bob.run("sync", "--json").json()
+    assert {u["kind"] for u in synced["updates"]} >= {"recalled", "replaced"}
+    conforms("sync", synced)
+    history = bob.run("history", "alice", "--json").json()
+    assert len(history) == 2
+    conforms("history", history)
+
+
+def test_a_recall_before_the_message_left_has_the_same_shape_and_reaches_no_one(
+    relay: RelayProcess, pair: tuple[Person, Person]
+) -> None:
+    alice, bob = pair
+    relay.kill()
+    queued = alice.run("send", "bob", "never leaves this laptop", "--json", expect=3).json()
+    assert queued["queued"] is True
+    recalled = alice.run("recall", queued["id"][:8], "--json").json()  # no relay needed
+    conforms("recall", recalled)
+    assert recalled["local_only"] is True
+    assert recalled["state"] == "recalled"
+    assert recalled["devices"] == []
+    relay.restart()
+    assert alice.run("sync", "--json").json()["queued"] == 0  # nothing left to send
+    assert bob.run("sync", "--json").json()["updates"] == []
+    assert bob.run("history", "alice", "--json").json() == []
+    (mine,) = alice.run("history", "bob", "--json").json()
+    assert (mine["state"], mine["text"]) == ("recalled", None)
+    said = alice.run("report", queued["id"][:8])
+    assert "No device has been told about it." in said.out
