@@ -239,6 +239,22 @@ class Person:
         )
         return header, er.seal_message(header, er.Body(text), self.identity)
 
+    def wraps_to(self, to: Person, header: er.Header, key: bytes) -> list[dict[str, bytes]]:
+        """Wraps for every device ``to`` has, from what the test knows (no directory lookup)."""
+        return [
+            {
+                "device_id": device.secrets.device_id,
+                "wrap": er.wrap_message_key(
+                    key,
+                    device.secrets.wrap_key.public_key,
+                    message_id=header.message_id,
+                    conversation_id=header.conversation_id,
+                    device_id=device.secrets.device_id,
+                ),
+            }
+            for device in to.devices
+        ]
+
     async def wraps_for(self, to: Person, header: er.Header, key: bytes) -> list[dict[str, bytes]]:
         return [
             {
@@ -324,10 +340,13 @@ class Person:
             dev.cursor = events[-1]["seq"]
         return [{**e, "payload": wire.decode(e["payload"])} for e in events]
 
-    async def delete_and_receipt(
+    def receipt_for(
         self, sender: Person, revocation: bytes, device: int = 0, opened_at: int | None = None
-    ) -> dict[str, Any]:
-        """What a recipient client does with a revocation: verify, delete, sign a receipt."""
+    ) -> tuple[bytes, bytes]:
+        """Verify ``sender``'s revocation and sign this device's deletion receipt for it.
+
+        Returns the message id and the signed receipt.
+        """
         checked = er.verify_revocation(revocation, sender.identity.public_key)
         secrets = self.devices[device].secrets
         receipt = er.sign_deletion_receipt(
@@ -340,11 +359,15 @@ class Person:
             opened_at=opened_at,
             revocation=checked.digest,
         )
+        return checked.message_id, receipt.signed
+
+    async def delete_and_receipt(
+        self, sender: Person, revocation: bytes, device: int = 0, opened_at: int | None = None
+    ) -> dict[str, Any]:
+        """What a recipient client does with a revocation: verify, delete, sign a receipt."""
+        message_id, receipt = self.receipt_for(sender, revocation, device, opened_at)
         return await self.call(
-            "POST",
-            f"/v1/messages/{checked.message_id.hex()}/receipt",
-            {"receipt": receipt.signed},
-            device=device,
+            "POST", f"/v1/messages/{message_id.hex()}/receipt", {"receipt": receipt}, device=device
         )
 
 

@@ -40,7 +40,7 @@ import aiohttp
 import e2e_recall as er
 from e2e_recall import wire
 
-from crash_model import CrashConfig, Findings, Sent, Target, WallClock
+from crash_model import CrashConfig, Findings, Sent, Target
 from crash_reckoning import Reckoning
 from driver import Person, RelayRefused
 from relay_process import RelayProcess, free_port, relay_cli
@@ -242,19 +242,7 @@ class CrashRun(Reckoning):
     async def _prepare(self, sender: Person, recipient: Person, replaces: bytes | None) -> Sent:
         text = f"{sender.name}->{recipient.name} {os.urandom(12).hex()}"
         header, sealed = sender.seal(recipient, text, replaces=replaces)
-        wraps = [
-            {
-                "device_id": device.secrets.device_id,
-                "wrap": er.wrap_message_key(
-                    sealed.message_key,
-                    device.secrets.wrap_key.public_key,
-                    message_id=header.message_id,
-                    conversation_id=header.conversation_id,
-                    device_id=device.secrets.device_id,
-                ),
-            }
-            for device in recipient.devices
-        ]
+        wraps = sender.wraps_to(recipient, header, sealed.message_key)
         body = {"envelope": sealed.envelope, "wraps": wraps}
         return Sent(sender, recipient, header, body, text)
 
@@ -339,23 +327,12 @@ class CrashRun(Reckoning):
             [i for i in range(len(sent.recipient.devices)) if i not in sent.receipts]
         )
         assert sent.recall_body is not None
-        checked = er.verify_revocation(
-            sent.recall_body["revocation"], sent.sender.identity.public_key
+        message_id, receipt = sent.recipient.receipt_for(
+            sent.sender, sent.recall_body["revocation"], device
         )
-        secrets = sent.recipient.devices[device].secrets
-        receipt = er.sign_deletion_receipt(
-            secrets.signing_key,
-            user=sent.recipient.user_id,
-            device_id=secrets.device_id,
-            message_id=checked.message_id,
-            conversation_id=checked.conversation_id,
-            deleted_at=WallClock().now,
-            opened_at=None,
-            revocation=checked.digest,
-        )
-        path = f"/v1/messages/{checked.message_id.hex()}/receipt"
+        path = f"/v1/messages/{message_id.hex()}/receipt"
         outcome, _ = await self.until_known(
-            sent.recipient, "POST", path, {"receipt": receipt.signed}, device
+            sent.recipient, "POST", path, {"receipt": receipt}, device
         )
         if outcome == "ok":
             sent.receipts.add(device)

@@ -167,19 +167,7 @@ class LoadRun:
             header, sealed = person.seal(recipient, os.urandom(64).hex())
             record = _Sent(person, recipient, header)
             self.sent[header.message_id] = record
-            wraps = [
-                {
-                    "device_id": device.secrets.device_id,
-                    "wrap": er.wrap_message_key(
-                        sealed.message_key,
-                        device.secrets.wrap_key.public_key,
-                        message_id=header.message_id,
-                        conversation_id=header.conversation_id,
-                        device_id=device.secrets.device_id,
-                    ),
-                }
-                for device in recipient.devices
-            ]
+            wraps = person.wraps_to(recipient, header, sealed.message_key)
             try:
                 await self._call(
                     person, "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps}
@@ -254,24 +242,10 @@ class LoadRun:
 
     async def _delete(self, person: Person, record: _Sent, frame: dict[str, Any]) -> None:
         payload = wire.decode(frame["payload"], limits=_FRAMES)
-        checked = er.verify_revocation(payload["revocation"], record.sender.identity.public_key)
-        secrets = person.devices[0].secrets
-        receipt = er.sign_deletion_receipt(
-            secrets.signing_key,
-            user=person.user_id,
-            device_id=secrets.device_id,
-            message_id=checked.message_id,
-            conversation_id=checked.conversation_id,
-            deleted_at=person.relay.clock.now,
-            opened_at=None,
-            revocation=checked.digest,
-        )
+        message_id, receipt = person.receipt_for(record.sender, payload["revocation"])
         try:
             await self._call(
-                person,
-                "POST",
-                f"/v1/messages/{checked.message_id.hex()}/receipt",
-                {"receipt": receipt.signed},
+                person, "POST", f"/v1/messages/{message_id.hex()}/receipt", {"receipt": receipt}
             )
         except RelayRefused as refused:
             self.findings.operations[f"receipt refused: {refused.code}"] += 1
