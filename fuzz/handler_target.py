@@ -17,7 +17,6 @@ import asyncio
 import atexit
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,8 @@ from relay.app import create_app
 from relay.config import load_config
 from relay.services import SERVICES
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "relay"))
+_TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path[:0] = [str(_TESTS / "relay"), str(_TESTS / "support")]
 
 ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/v1/challenge"),
@@ -92,7 +92,9 @@ class RelayUnderFuzz:
         self.url = f"http://127.0.0.1:{port}"
         self.http = aiohttp.ClientSession()
         services = self.app[SERVICES]
-        target = _Target(self.url, fingerprint(services.relay_key.public_key))
+        from relay_process import Target  # the tests' own description of a relay to talk to
+
+        target = Target(self.url, fingerprint(services.relay_key.public_key))
         self.alice = Person("alice", target, self.http)  # type: ignore[arg-type]
         self.bob = Person("bob", target, self.http)  # type: ignore[arg-type]
         await self.alice.add_device(handle="alice")
@@ -137,19 +139,6 @@ class RelayUnderFuzz:
                 raise HandlerCrash(f"{method} {path} -> {status} with no msgpack map") from None
             if not (isinstance(answer, dict) and answer.get("error") and answer.get("message")):
                 raise HandlerCrash(f"{method} {path} -> {status} without a code and a sentence")
-
-
-class _Target:
-    def __init__(self, url: str, relay_id: bytes) -> None:
-        self.url = url
-        self.relay_id = relay_id
-        self.clock = _WallClock()
-
-
-class _WallClock:
-    @property
-    def now(self) -> int:
-        return int(time.time() * 1000)
 
 
 _RELAY: RelayUnderFuzz | None = None

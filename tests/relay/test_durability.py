@@ -12,7 +12,6 @@ happened or not; nothing here depends on which.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,37 +20,13 @@ import aiohttp
 import pytest
 
 import e2e_recall as er
-from e2e_recall import wire
 
 from driver import Person, RelayRefused
-from relay_process import RelayProcess, free_port, relay_cli
+from relay_process import RelayProcess, free_port, relay_cli, target
 
 SENDERS = 4
 PER_SENDER = 120
 KILL_AFTER = 80  # acknowledged sends before the kill
-
-
-class WallClock:
-    """The relay process reads real time, so the people do too."""
-
-    @property
-    def now(self) -> int:
-        return int(time.time() * 1000)
-
-
-@dataclass
-class ProcessRelay:
-    """What driver.Person needs of a relay: its URL, its id and a clock."""
-
-    url: str
-    relay_id: bytes
-    clock: WallClock
-
-
-async def _relay_id(http: aiohttp.ClientSession, url: str) -> bytes:
-    async with http.get(url + "/.well-known/e2e-recall") as response:
-        known = wire.decode(await response.read())
-    return er.fingerprint(er.VerifyKey(known["relay_key"]))
 
 
 @dataclass
@@ -95,7 +70,7 @@ async def test_kill_9_mid_stream_loses_nothing_acknowledged(tmp_path: Path) -> N
     process.start()
     try:
         async with aiohttp.ClientSession() as http:
-            relay = ProcessRelay(process.url(), await _relay_id(http, process.url()), WallClock())
+            relay = await target(http, process.url())
             alice, bob = Person("alice", relay, http), Person("bob", relay, http)  # type: ignore[arg-type]
             await alice.add_device()
             await bob.add_device()

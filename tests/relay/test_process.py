@@ -20,7 +20,6 @@ import signal
 import ssl
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,27 +35,10 @@ from e2e_recall import wire
 from e2e_recall.identity import fingerprint
 
 from driver import Person, RelayRefused
-from relay_process import EXIT_TIMEOUT, relay_cli, relay_process
+from relay_process import EXIT_TIMEOUT, Target, relay_cli, relay_process
 
 MSGPACK = "application/msgpack"
 BIG = wire.Limits(max_size=1 << 22, max_bin=1 << 21)
-
-
-class WallClock:
-    """The subprocess relay uses real time, so the people do too."""
-
-    @property
-    def now(self) -> int:
-        return int(time.time() * 1000)
-
-
-@dataclass
-class ProcessRelay:
-    """What driver.Person needs of a relay: its URL, its id and a clock."""
-
-    url: str
-    relay_id: bytes
-    clock: WallClock
 
 
 _cli = relay_cli
@@ -80,9 +62,9 @@ async def _well_known(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
 
 async def _people(
     http: aiohttp.ClientSession, url: str, scheme_url: str | None = None
-) -> tuple[ProcessRelay, Person, Person]:
+) -> tuple[Target, Person, Person]:
     known = await _well_known(http, url)
-    relay = ProcessRelay(scheme_url or url, known["relay_id"], WallClock())
+    relay = Target(scheme_url or url, known["relay_id"])
     alice, bob = Person("alice", relay, http), Person("bob", relay, http)  # type: ignore[arg-type]
     await alice.add_device(handle="alice")
     await bob.add_device(handle="bob")

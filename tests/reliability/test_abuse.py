@@ -21,10 +21,8 @@ from e2e_recall import wire
 from e2e_recall.keyfile import load_signing_key
 
 from abuse_scene import ROUTE_NAMES, Scene, build_scene, every_route, flip_token
-from crash_harness import relay_id
-from crash_model import Target
 from driver import Person, RelayRefused
-from relay_process import RelayProcess, free_port
+from relay_process import RelayProcess, free_port, target
 
 QUIET = {
     "E2E_RECALL_RELAY_BODY_TIMEOUT": "2s",
@@ -46,8 +44,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
 @pytest.fixture
 async def scene(relay: RelayProcess) -> AsyncIterator[Scene]:
     async with aiohttp.ClientSession() as http:
-        target = Target(relay.url(), await relay_id(http, relay.url()))
-        built = await build_scene(target, http)
+        built = await build_scene(await target(http, relay.url()), http)
         yield built
         await built.still_intact()
         async with http.get(relay.url() + "/healthz") as health:
@@ -112,8 +109,7 @@ def short_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayPr
 @pytest.mark.parametrize("name", ROUTE_NAMES)
 async def test_expired_token(short_sessions: RelayProcess, name: str) -> None:
     async with aiohttp.ClientSession() as http:
-        target = Target(short_sessions.url(), await relay_id(http, short_sessions.url()))
-        scene = await build_scene(target, http)
+        scene = await build_scene(await target(http, short_sessions.url()), http)
         stale = scene.mallory.devices[0].token
         await asyncio.sleep(1.2)
         await _refused_with(scene, name, stale)

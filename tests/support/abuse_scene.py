@@ -22,8 +22,8 @@ import pytest
 import e2e_recall as er
 from e2e_recall import wire
 
-from crash_model import Target
 from driver import Person, RelayRefused
+from relay_process import Target
 
 MSGPACK = "application/msgpack"
 

@@ -38,14 +38,11 @@ from typing import Any
 import aiohttp
 
 import e2e_recall as er
-from e2e_recall import wire
 
-from crash_model import CrashConfig, Findings, Sent, Target
+from crash_model import CrashConfig, Findings, Sent
 from crash_reckoning import Reckoning
 from driver import Person, RelayRefused
-from relay_process import RelayProcess, free_port, relay_cli
-
-_ANSWER_LIMITS = wire.Limits(max_size=1 << 22, max_bin=1 << 21, max_array=100_000)
+from relay_process import RelayProcess, Target, free_port, relay_cli, target
 
 
 class Unknown(Exception):
@@ -55,13 +52,6 @@ class Unknown(Exception):
 def _route(path: str) -> str:
     """A path without its ids, for counting (``/v1/messages/{id}/open``)."""
     return "/".join("{id}" if len(part) == 32 else part for part in path.split("?")[0].split("/"))
-
-
-async def relay_id(http: aiohttp.ClientSession, url: str) -> bytes:
-    """The relay's id, from the key it publishes (the same across restarts)."""
-    async with http.get(url + "/.well-known/e2e-recall") as response:
-        answer = wire.decode(await response.read(), limits=_ANSWER_LIMITS)
-    return er.fingerprint(er.VerifyKey(answer["relay_key"]))
 
 
 class CrashRun(Reckoning):
@@ -157,8 +147,7 @@ class CrashRun(Reckoning):
         self.up.set()
         timeout = aiohttp.ClientTimeout(total=self.config.request_timeout)
         async with aiohttp.ClientSession(timeout=timeout) as http:
-            target = Target(self.relay.url(), await relay_id(http, self.relay.url()))
-            await self._setup_people(target, http)
+            await self._setup_people(await target(http, self.relay.url()), http)
             workers = [asyncio.create_task(self._worker(i)) for i in range(self.config.workers)]
             killer = asyncio.create_task(self._killer())
             await asyncio.gather(*workers)
@@ -175,9 +164,9 @@ class CrashRun(Reckoning):
         self.findings.seconds = time.monotonic() - started
         return self.findings
 
-    async def _setup_people(self, target: Target, http: aiohttp.ClientSession) -> None:
+    async def _setup_people(self, relay: Target, http: aiohttp.ClientSession) -> None:
         for index in range(self.config.people):
-            person = Person(f"p{index}", target, http)  # type: ignore[arg-type]
+            person = Person(f"p{index}", relay, http)  # type: ignore[arg-type]
             for _ in range(self.config.devices_per_person):
                 await person.add_device()
             self.people.append(person)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,23 +9,6 @@ from typing import Any
 import e2e_recall as er
 
 from driver import Person
-
-
-class WallClock:
-    """The relay process keeps real time, so the people do too."""
-
-    @property
-    def now(self) -> int:
-        return int(time.time() * 1000)
-
-
-@dataclass
-class Target:
-    """What a :class:`Person` needs of a relay: its URL, its id and a clock."""
-
-    url: str
-    relay_id: bytes
-    clock: WallClock = field(default_factory=WallClock)
 
 
 @dataclass

@@ -31,10 +31,8 @@ import aiohttp
 import e2e_recall as er
 from e2e_recall import wire
 
-from crash_harness import relay_id
-from crash_model import Target
 from driver import Person, RelayRefused
-from relay_process import RelayProcess, free_port
+from relay_process import RelayProcess, Target, free_port, target
 
 _FRAMES = wire.Limits(max_size=1 << 21, max_bin=1 << 20)
 
@@ -116,8 +114,7 @@ class LoadRun:
             connector = aiohttp.TCPConnector(limit=0)
             timeout = aiohttp.ClientTimeout(total=30)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-                target = Target(self.relay.url(), await relay_id(http, self.relay.url()))
-                await self._register(target, http)
+                await self._register(await target(http, self.relay.url()), http)
                 sockets = [asyncio.create_task(self._listen(p)) for p in self.people]
                 while self.findings.connected < len(self.people):
                     await asyncio.sleep(0.05)
@@ -139,9 +136,9 @@ class LoadRun:
         self._reckon()
         return self.findings
 
-    async def _register(self, target: Target, http: aiohttp.ClientSession) -> None:
+    async def _register(self, relay: Target, http: aiohttp.ClientSession) -> None:
         async def one(index: int) -> Person:
-            person = Person(f"p{index}", target, http)  # type: ignore[arg-type]
+            person = Person(f"p{index}", relay, http)  # type: ignore[arg-type]
             await person.add_device()
             return person
 

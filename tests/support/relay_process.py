@@ -18,11 +18,46 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+import e2e_recall as er
+from e2e_recall import wire
+
 STARTUP_TIMEOUT = 15.0
 EXIT_TIMEOUT = 15.0
+
+
+class WallClock:
+    """A relay process keeps real time, so the people talking to it do too."""
+
+    @property
+    def now(self) -> int:
+        return int(time.time() * 1000)
+
+
+@dataclass
+class Target:
+    """What the test driver's ``Person`` needs of a relay: its URL, its id and a clock."""
+
+    url: str
+    relay_id: bytes
+    clock: WallClock = field(default_factory=WallClock)
+
+
+async def relay_id(http: aiohttp.ClientSession, url: str) -> bytes:
+    """The relay's id, from the key it publishes (the same across restarts)."""
+    async with http.get(url + "/.well-known/e2e-recall") as response:
+        answer = wire.decode(await response.read(), limits=wire.Limits(max_bin=1 << 20))
+    assert isinstance(answer, dict)
+    return er.fingerprint(er.VerifyKey(answer["relay_key"]))
+
+
+async def target(http: aiohttp.ClientSession, url: str) -> Target:
+    return Target(url, await relay_id(http, url))
 
 
 def free_port() -> int:

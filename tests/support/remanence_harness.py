@@ -24,10 +24,8 @@ import aiohttp
 
 from e2e_recall import wire
 
-from crash_harness import relay_id
-from crash_model import Target
 from driver import Person
-from relay_process import RelayProcess, free_port
+from relay_process import RelayProcess, free_port, target
 
 WINDOW = 16
 
@@ -105,9 +103,9 @@ async def remanence_suite(work: Path, count: int, settle: float = 30.0) -> Reman
     relay.start()
     try:
         async with aiohttp.ClientSession() as http:
-            target = Target(relay.url(), await relay_id(http, relay.url()))
-            alice = Person("alice", target, http)  # type: ignore[arg-type]
-            bob = Person("bob", target, http)  # type: ignore[arg-type]
+            relay_target = await target(http, relay.url())
+            alice = Person("alice", relay_target, http)  # type: ignore[arg-type]
+            bob = Person("bob", relay_target, http)  # type: ignore[arg-type]
             await alice.add_device()
             await bob.add_device()
             await bob.add_device()
