@@ -20,7 +20,16 @@ from e2e_recall.schema import Field, check_map
 
 from .errors import BadRequest, PayloadTooLarge, RequestTimeout
 
-__all__ = ["BODY_TIMEOUT", "MSGPACK", "REQUESTS", "parse_hex_id", "read_request", "respond"]
+__all__ = [
+    "BODY_TIMEOUT",
+    "MSGPACK",
+    "REQUESTS",
+    "check_body",
+    "parse_body",
+    "parse_hex_id",
+    "read_request",
+    "respond",
+]
 
 MSGPACK = "application/msgpack"
 BODY_TIMEOUT = web.AppKey("body_timeout", float)  # seconds a request body may take to arrive
@@ -81,7 +90,18 @@ async def read_request(request: web.Request, kind: str) -> dict[str, Any]:
 
 def parse_body(body: bytes, kind: str) -> dict[str, Any]:
     try:
-        return check_map(wire.decode(body, limits=_LIMITS), REQUESTS[kind], kind)
+        value = wire.decode(body, limits=_LIMITS)
+    except DecodeError as exc:
+        raise BadRequest(
+            f"The {kind} request is malformed: {exc.detail or exc.reason}.", exc.reason
+        ) from None
+    return check_body(value, kind)
+
+
+def check_body(value: Any, kind: str) -> dict[str, Any]:
+    """An already decoded body (a WebSocket request's), checked like an HTTP one."""
+    try:
+        return check_map(value, REQUESTS[kind], kind)
     except DecodeError as exc:
         raise BadRequest(
             f"The {kind} request is malformed: {exc.detail or exc.reason}.", exc.reason

@@ -14,15 +14,15 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from e2e_recall import wire
 from e2e_recall.identity import fingerprint
 
+from . import operations
 from .accounts import Session
 from .addresses import client_address, rate_key
-from .api import parse_body, parse_hex_id, read_request, respond
+from .api import parse_hex_id, read_request, respond
 from .errors import BadRequest, RateLimited, Unauthorized
-from .messaging import Wrap
 from .services import SERVICES, Services
+from .ws_requests import RequestRunner
 
 __all__ = ["setup_routes"]
 
@@ -65,10 +65,6 @@ def _anonymous(request: web.Request) -> None:
 
 def _message_id(request: web.Request) -> bytes:
     return parse_hex_id(request.match_info["message_id"], what="message id")
-
-
-def _wraps(items: list[dict[str, bytes]]) -> list[Wrap]:
-    return [Wrap(item["device_id"], item["wrap"]) for item in items]
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -181,68 +177,46 @@ async def handle(request: web.Request) -> web.Response:
 async def send(request: web.Request) -> web.Response:
     session = await _session(request)
     body = await read_request(request, "send")
-    services = _services(request)
-    stored, created = await services.messaging.send(
-        session, body["envelope"], _wraps(body["wraps"])
-    )
-    if created:
-        services.metrics.messages_stored.inc()
-    return respond(
-        {"message_id": stored.message_id, "received_at": stored.received_at, "created": created},
-        status=201 if created else 200,
-    )
+    status, answer = await operations.send(_services(request), session, None, body)
+    return respond(answer, status=status)
 
 
 async def fetch(request: web.Request) -> web.Response:
     session = await _session(request)
-    envelope = await _services(request).messaging.fetch(session, _message_id(request))
-    return respond({"envelope": envelope})
+    status, answer = await operations.fetch(_services(request), session, _message_id(request), None)
+    return respond(answer, status=status)
 
 
 async def open_message(request: web.Request) -> web.Response:
     session = await _session(request)
-    await read_request(request, "open")
-    wrap = await _services(request).messaging.open(session, _message_id(request))
-    return respond({"wrap": wrap})
+    body = await read_request(request, "open")
+    services, message_id = _services(request), _message_id(request)
+    status, answer = await operations.open_message(services, session, message_id, body)
+    return respond(answer, status=status)
 
 
 async def receipt(request: web.Request) -> web.Response:
     session = await _session(request)
     body = await read_request(request, "receipt")
-    await _services(request).messaging.receipt(session, _message_id(request), body["receipt"])
-    return respond({"accepted": True})
+    services, message_id = _services(request), _message_id(request)
+    status, answer = await operations.receipt(services, session, message_id, body)
+    return respond(answer, status=status)
 
 
 async def recall(request: web.Request) -> web.Response:
     session = await _session(request)
     body = await read_request(request, "recall")
-    services = _services(request)
-    replacement = None
-    if body["replacement"] is not None:
-        fields = parse_body(wire.encode(body["replacement"]), "replacement")
-        replacement = (fields["envelope"], _wraps(fields["wraps"]))
-    try:
-        outcome = await services.recalls.recall(
-            session, _message_id(request), body["revocation"], replacement
-        )
-    except Exception as exc:
-        services.metrics.recalls.labels(getattr(exc, "code", "error")).inc()
-        raise
-    services.metrics.recalls.labels("repeat" if outcome.already_recalled else "accepted").inc()
-    if not outcome.already_recalled and outcome.replacement_id is not None:
-        services.metrics.messages_stored.inc()  # the replacement was stored with the recall
-    return respond(
-        {
-            "already_recalled": outcome.already_recalled,
-            "report": outcome.report,
-            "replacement_id": outcome.replacement_id,
-        }
-    )
+    services, message_id = _services(request), _message_id(request)
+    status, answer = await operations.recall(services, session, message_id, body)
+    return respond(answer, status=status)
 
 
 async def report(request: web.Request) -> web.Response:
     session = await _session(request)
-    return respond(await _services(request).messaging.report(session, _message_id(request)))
+    status, answer = await operations.report(
+        _services(request), session, _message_id(request), None
+    )
+    return respond(answer, status=status)
 
 
 def _int_query(request: web.Request, name: str, default: int, maximum: int) -> int:
@@ -289,9 +263,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     services.hub.admit(session)
     heartbeat = services.config.websocket_idle_timeout / 2000
     # A peer that does not answer our close frame within the timeout is disconnected.
-    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=64 * 1024, timeout=5.0)
+    frame_limit = services.config.max_request_size + 4096  # a request frame carries a body
+    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=frame_limit, timeout=5.0)
     await ws.prepare(request)
-    await services.hub.serve(ws, session, cursor)
+    await services.hub.serve(
+        ws, session, cursor, lambda reply: RequestRunner(services, session, reply)
+    )
     return ws
 
 

@@ -30,7 +30,8 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -38,7 +39,7 @@ from e2e_recall import wire
 from e2e_recall.errors import DecodeError
 
 from .accounts import Session
-from .api import parse_body
+from .api import check_body
 from .errors import RateLimited, RelayError, ServiceUnavailable
 from .inbox import Inbox
 from .metrics import Metrics
@@ -47,7 +48,19 @@ __all__ = ["REPLACED", "Hub"]
 
 log = logging.getLogger("relay.hub")
 _PAGE = 256
+# A request frame carries at most a request body (an envelope and its wraps).
+_FRAME_LIMITS = wire.Limits(max_size=2 << 20, max_bin=1 << 20, max_array=4096, max_depth=6)
 REPLACED = 4409  # close code: a newer connection of the same device took over
+
+
+class Requests(Protocol):
+    """What the hub needs of the runner of a connection's requests (``ws_requests``)."""
+
+    def check(self, frame: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def submit(self, request: dict[str, Any]) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class _Connection:
@@ -59,6 +72,11 @@ class _Connection:
         self.wake = asyncio.Event()
         self.wake.set()  # first, catch up
         self.attached = False
+        self.sending = asyncio.Lock()  # events and answers to requests share the socket
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        async with self.sending:
+            await self.ws.send_bytes(wire.encode(frame))
 
 
 class Hub:
@@ -164,9 +182,20 @@ class Hub:
         self._count -= 1
         self.metrics.websockets.set(self._count)
 
-    async def serve(self, ws: web.WebSocketResponse, session: Session, cursor: int) -> None:
-        """Run one device's connection until either side closes it."""
+    async def serve(
+        self,
+        ws: web.WebSocketResponse,
+        session: Session,
+        cursor: int,
+        requests: Callable[[Callable[[dict[str, Any]], Awaitable[None]]], Requests] | None = None,
+    ) -> None:
+        """Run one device's connection until either side closes it.
+
+        ``requests`` builds the runner of the connection's request frames from
+        the function that sends a frame back; without it, only acks are taken.
+        """
         connection = _Connection(ws, session, cursor)
+        runner = requests(connection.send) if requests is not None else None
         for previous in self._attach(connection):
             # In the background: a peer that is gone would hold up this connection
             # for the whole close timeout.
@@ -181,7 +210,7 @@ class Hub:
         try:
             async for message in ws:
                 if message.type is WSMsgType.BINARY:
-                    await self._receive(connection, message.data)
+                    await self._receive(connection, message.data, runner)
                 elif message.type is WSMsgType.TEXT:
                     await ws.close(
                         code=WSCloseCode.UNSUPPORTED_DATA, message=b"frames are binary msgpack"
@@ -193,20 +222,32 @@ class Hub:
             pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pusher
+            if runner is not None:
+                await runner.stop()
             self._detach(connection)
 
-    async def _receive(self, connection: _Connection, data: bytes) -> None:
+    async def _receive(self, connection: _Connection, data: bytes, runner: Requests | None) -> None:
         try:
-            frame = wire.decode(data)
-            if not isinstance(frame, dict) or frame.get("type") != "ack":
-                raise DecodeError("unknown_frame", "only ack frames are accepted")
-            body = parse_body(wire.encode({k: v for k, v in frame.items() if k != "type"}), "ack")
+            frame = wire.decode(data, limits=_FRAME_LIMITS)
+            kind = frame.get("type") if isinstance(frame, dict) else None
+            if kind == "request" and runner is not None:
+                assert isinstance(frame, dict)
+                request = runner.check(frame)
+            elif kind == "ack":
+                assert isinstance(frame, dict)
+                ack = check_body({k: v for k, v in frame.items() if k != "type"}, "ack")
+            else:
+                raise DecodeError("unknown_frame", "only ack and request frames are accepted")
         except (DecodeError, RelayError):
             await connection.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"malformed frame")
             return
         if await self._session_over(connection):
             return
-        self.inbox.ack_later(connection.device_id, body["seq"])
+        if kind == "request":
+            assert runner is not None
+            await runner.submit(request)
+        else:
+            self.inbox.ack_later(connection.device_id, ack["seq"])
 
     async def _push(self, connection: _Connection) -> None:
         ws = connection.ws
@@ -219,21 +260,19 @@ class Hub:
                 while True:
                     page = await self.inbox.page(connection.device_id, connection.cursor, _PAGE)
                     for event in page.events:
-                        await ws.send_bytes(
-                            wire.encode(
-                                {
-                                    "type": "event",
-                                    "seq": event.seq,
-                                    "kind": str(event.kind),
-                                    "message_id": event.message_id,
-                                    "payload": event.payload,
-                                }
-                            )
+                        await connection.send(
+                            {
+                                "type": "event",
+                                "seq": event.seq,
+                                "kind": str(event.kind),
+                                "message_id": event.message_id,
+                                "payload": event.payload,
+                            }
                         )
                         connection.cursor = event.seq
                     if not page.more:
                         break
-                await ws.send_bytes(wire.encode({"type": "caught_up", "seq": connection.cursor}))
+                await connection.send({"type": "caught_up", "seq": connection.cursor})
         except (ConnectionResetError, RuntimeError):
             return  # the peer went away mid-send; it resumes from its cursor
         except Exception:

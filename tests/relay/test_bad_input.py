@@ -1424,7 +1424,8 @@ FRAMES: dict[str, tuple[Callable[[aiohttp.ClientWebSocketResponse], Awaitable[No
     "depth_bomb": (lambda ws: ws.send_bytes(b"\x91" * 60_000), 1008),
     # 1009; or 1006 when the relay's close frame is lost to the TCP reset that closing a
     # socket with the unread rest of the oversized frame causes (the kernel's doing)
-    "too_big": (lambda ws: ws.send_bytes(b"\x00" * (64 * 1024 + 1)), 1009),
+    # larger than any request body the relay accepts (max_request_size, 1 MiB) and its frame
+    "too_big": (lambda ws: ws.send_bytes(b"\x00" * ((1 << 20) + 4096 + 1)), 1009),
 }
 
 

@@ -1,0 +1,105 @@
+"""The message operations, once, for both transports: HTTP routes and WebSocket requests.
+
+Each takes the session, the message id (where there is one) and the checked
+body, calls the services, counts what the metrics count, and returns the
+status and answer map.  ``handlers`` puts them behind HTTP routes;
+``ws_requests`` behind ``request`` frames on a device's WebSocket, the hot
+path for clients that keep one open.  The rules themselves are in the
+services; nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from e2e_recall import wire
+
+from .accounts import Session
+from .api import parse_body
+from .messaging import Wrap
+from .services import Services
+
+__all__ = ["OPERATIONS", "fetch", "open_message", "recall", "receipt", "report", "send"]
+
+Answer = tuple[int, dict[str, Any]]
+
+
+def _wraps(items: list[dict[str, bytes]]) -> list[Wrap]:
+    return [Wrap(item["device_id"], item["wrap"]) for item in items]
+
+
+async def send(
+    services: Services, session: Session, _: bytes | None, body: dict[str, Any]
+) -> Answer:
+    stored, created = await services.messaging.send(
+        session, body["envelope"], _wraps(body["wraps"])
+    )
+    if created:
+        services.metrics.messages_stored.inc()
+    answer = {
+        "message_id": stored.message_id,
+        "received_at": stored.received_at,
+        "created": created,
+    }
+    return (201 if created else 200), answer
+
+
+async def fetch(services: Services, session: Session, message_id: bytes | None, _: Any) -> Answer:
+    assert message_id is not None
+    return 200, {"envelope": await services.messaging.fetch(session, message_id)}
+
+
+async def open_message(
+    services: Services, session: Session, message_id: bytes | None, _: Any
+) -> Answer:
+    assert message_id is not None
+    return 200, {"wrap": await services.messaging.open(session, message_id)}
+
+
+async def receipt(
+    services: Services, session: Session, message_id: bytes | None, body: dict[str, Any]
+) -> Answer:
+    assert message_id is not None
+    await services.messaging.receipt(session, message_id, body["receipt"])
+    return 200, {"accepted": True}
+
+
+async def recall(
+    services: Services, session: Session, message_id: bytes | None, body: dict[str, Any]
+) -> Answer:
+    assert message_id is not None
+    replacement = None
+    if body["replacement"] is not None:
+        fields = parse_body(wire.encode(body["replacement"]), "replacement")
+        replacement = (fields["envelope"], _wraps(fields["wraps"]))
+    try:
+        outcome = await services.recalls.recall(
+            session, message_id, body["revocation"], replacement
+        )
+    except Exception as exc:
+        services.metrics.recalls.labels(getattr(exc, "code", "error")).inc()
+        raise
+    services.metrics.recalls.labels("repeat" if outcome.already_recalled else "accepted").inc()
+    if not outcome.already_recalled and outcome.replacement_id is not None:
+        services.metrics.messages_stored.inc()  # the replacement was stored with the recall
+    return 200, {
+        "already_recalled": outcome.already_recalled,
+        "report": outcome.report,
+        "replacement_id": outcome.replacement_id,
+    }
+
+
+async def report(services: Services, session: Session, message_id: bytes | None, _: Any) -> Answer:
+    assert message_id is not None
+    return 200, await services.messaging.report(session, message_id)
+
+
+OPERATIONS = {
+    # name: (function, request schema in api.REQUESTS or None for no body, needs a message id)
+    "send": (send, "send", False),
+    "fetch": (fetch, None, True),
+    "open": (open_message, "open", True),
+    "receipt": (receipt, "receipt", True),
+    "recall": (recall, "recall", True),
+    "report": (report, None, True),
+}
