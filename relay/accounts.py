@@ -23,6 +23,7 @@ from e2e_recall.errors import ProtocolError
 from e2e_recall.identity import fingerprint
 from e2e_recall.signing import SigningKey, VerifyKey
 
+from .directory import DirectoryCache
 from .errors import (
     BadRequest,
     Conflict,
@@ -86,6 +87,7 @@ class Accounts:
         self.session_ttl_ms = session_ttl_ms
         self.rng = rng
         self._certificates: dict[bytes, DeviceCertificate] = {}
+        self.cache = DirectoryCache(storage)
 
     async def challenge(self) -> tuple[bytes, int]:
         """A fresh challenge, unless too many are outstanding (each one is a stored row)."""
@@ -144,6 +146,7 @@ class Accounts:
             )
         device = DeviceRecord(cert.device_id, cert.user, certificate, cert.signing_key.raw, now)
         await self.storage.add_device(user, device)
+        self.cache.forget(cert.user, (cert.device_id,))
         self._certificates[cert.device_id] = cert
         return device
 
@@ -152,12 +155,10 @@ class Accounts:
         cached = self._certificates.get(device.device_id)
         if cached is not None:
             return cached
-        user = await self.storage.get_user(user_id=device.user_id)
-        if user is None:
+        identity = await self.cache.identity(device.user_id)
+        if identity is None:
             raise NotFound("No such device.")
-        cert = verify_device_certificate(
-            device.certificate, VerifyKey(user.identity_key), now=device.created_at
-        )
+        cert = verify_device_certificate(device.certificate, identity, now=device.created_at)
         self._certificates[device.device_id] = cert
         return cert
 
@@ -216,7 +217,7 @@ class Accounts:
         """The user's devices whose certificates are valid now (not revoked, not expired)."""
         now = self.clock()
         current = []
-        for device in await self.storage.get_devices(user_id):
+        for device in await self.cache.devices(user_id):
             if device.revoked_at is None and (await self.certificate(device)).is_valid_at(now):
                 current.append(device)
         return current

@@ -116,10 +116,10 @@ class Messaging:
         self.clock = clock
 
     async def _identity(self, user_id: bytes) -> VerifyKey:
-        user = await self.storage.get_user(user_id=user_id)
-        if user is None:
+        identity = await self.accounts.cache.identity(user_id)
+        if identity is None:
             raise NotFound("No such user.")
-        return VerifyKey(user.identity_key)
+        return identity
 
     async def prepare(
         self, session: Session, envelope: bytes, wraps: list[Wrap]
@@ -173,7 +173,7 @@ class Messaging:
             raise BadRequest("A device appears twice among the wraps.", "duplicate_device")
         devices = {}
         for item in wraps:
-            device = await self.storage.get_device(item.device_id)
+            device = await self.accounts.cache.device(item.device_id)
             if device is None or device.revoked_at is not None:
                 raise BadRequest(
                     "A wrap is addressed to a device that is not registered.", "unknown_device"
@@ -242,7 +242,9 @@ class Messaging:
 
     async def sender_devices(self, user_id: bytes) -> list[bytes]:
         return [
-            d.device_id for d in await self.storage.get_devices(user_id) if d.revoked_at is None
+            d.device_id
+            for d in await self.accounts.cache.devices(user_id)
+            if d.revoked_at is None
         ]
 
     async def _change(

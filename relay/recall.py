@@ -22,7 +22,7 @@ from e2e_recall.recall_rules import MessageFacts, decide_recall
 from e2e_recall.receipts import PurgedDevice, sign_purge_receipt
 from e2e_recall.report import DeviceState, Event
 from e2e_recall.revocation import Revocation, verify_revocation
-from e2e_recall.signing import SigningKey, VerifyKey
+from e2e_recall.signing import SigningKey
 
 from .accounts import Session
 from .config import Config
@@ -76,11 +76,11 @@ class Recalls:
         view = await self.storage.get_message(message_id)
         if view is None or not _involved(view, session.user_id):
             raise NotFound("No such message.")  # the same answer whether it exists or not
-        user = await self.storage.get_user(user_id=session.user_id)
-        if user is None:
+        identity = await self.messaging.accounts.cache.identity(session.user_id)
+        if identity is None:
             raise NotFound("No such message.")
         try:
-            revocation = verify_revocation(revocation_wire, VerifyKey(user.identity_key))
+            revocation = verify_revocation(revocation_wire, identity)
         except ProtocolError as exc:
             raise from_protocol_error(exc) from None
         if revocation.message_id != message_id:
