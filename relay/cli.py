@@ -8,9 +8,11 @@
     e2e-recall-relay key              show the relay's key and id (senders verify receipts with it)
     e2e-recall-relay scrub            rewrite the database now (VACUUM): no purged fragment remains
     e2e-recall-relay release-handle H free handle H for a new identity (a user who lost their keys)
+    e2e-recall-relay bench            measure a relay: throughput, latency, recall propagation
 
-Every command takes ``--config FILE`` and every option below; options also
-come from ``E2E_RECALL_RELAY_*`` environment variables and the TOML file.
+Every command but ``bench`` takes ``--config FILE`` and every option below;
+options also come from ``E2E_RECALL_RELAY_*`` environment variables and the
+TOML file (``e2e-recall-relay bench --help`` lists the bench's own options).
 Exit codes: 0 success, 1 the command failed (for ``check``: problems found),
 2 bad configuration or usage.
 """
@@ -28,6 +30,7 @@ from typing import Any
 
 from e2e_recall.identity import fingerprint
 
+from .bench import cli as bench_cli
 from .config import OPTIONS, Config, ConfigError, load_config
 from .logs import configure_logging
 from .metrics import Metrics
@@ -111,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="free a handle for a new identity (its contacts will see a changed key)",
     )
     release.add_argument("handle", help="the handle to detach from the account holding it")
+    bench_cli.add_parser(commands)
     return parser
 
 
@@ -155,6 +159,8 @@ async def _with_storage(config: Config, command: str, handle: str = "") -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "bench":  # a client of a relay, not a relay: no relay configuration
+        return bench_cli.run(args)
     flags: dict[str, Any] = {option.name: getattr(args, option.name, None) for option in OPTIONS}
     try:
         config = load_config(args.config, flags=flags)

@@ -1,0 +1,344 @@
+"""One bench run: start what is needed, run each phase in worker processes, gather the figures.
+
+Phases run one after another, never side by side, so each has the machine
+to itself: the relay run (against the relay the bench started, or
+``--url``), then with ``--baseline`` the bare HTTP endpoint and the bare
+WebSocket echo (a fresh server process, started after the relay stopped).
+In each phase every worker sets up (registers, connects, seals ahead),
+says it is ready, and all start together at one moment; the server's CPU
+time is read at that moment and again when the last worker is done.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue as queues
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import e2e_recall as er
+
+from .errors import BenchFailed
+from .options import BenchOptions, prepared_per_worker
+from .plan import Mode, WorkerPlan, WorkerResult
+from .processes import ServerProcess, machine_cpu_seconds, relay_command
+from .progress import Display
+from .protocol import BenchDevice, BenchUser, seal_send
+from .samples import Samples
+from .worker import worker_main
+
+__all__ = ["Phase", "run_bench"]
+
+POLL = 0.2
+START_DELAY = 0.2
+
+
+@dataclass
+class Phase:
+    """One phase's workers added up, and what its server cost (None when it is not ours)."""
+
+    mode: Mode
+    seconds: float
+    result: WorkerResult = field(default_factory=WorkerResult)
+    samples: dict[str, Samples] = field(default_factory=dict)
+    server_cpu_seconds: float | None = None
+    server_peak_rss: int | None = None
+    server_pid: int | None = None
+    machine_cpu_seconds: float = 0.0
+
+    def add(self, part: WorkerResult) -> None:
+        total = self.result
+        for kind, n in part.counts.items():
+            total.counts[kind] = total.counts.get(kind, 0) + n
+        for kind, n in part.starved.items():
+            total.starved[kind] = total.starved.get(kind, 0) + n
+        for kind, codes in part.errors.items():
+            mine = total.errors.setdefault(kind, {})
+            for code, n in codes.items():
+                mine[code] = mine.get(code, 0) + n
+        for kind, data in part.samples.items():
+            self.samples.setdefault(kind, Samples()).extend(Samples.from_wire(data))
+        total.propagation_pending += part.propagation_pending
+        total.cpu_seconds += part.cpu_seconds
+        total.sealed_ahead += part.sealed_ahead
+        total.sealed_live += part.sealed_live
+        total.behind_schedule_ms = max(total.behind_schedule_ms, part.behind_schedule_ms)
+        total.websockets += part.websockets
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` whole shares differing by at most one."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def request_size(options: BenchOptions) -> int:
+    """Bytes of one send request at these settings: what the baseline posts and echoes."""
+    alice, bob = BenchUser(0, er.SigningKey.generate()), BenchUser(1, er.SigningKey.generate())
+    for user in (alice, bob):
+        for _ in range(options.devices):
+            user.devices.append(BenchDevice(user, er.DeviceSecrets.generate(), b""))
+    extra = tuple(alice.devices[1 : 1 + options.recipients - options.devices])
+    sample = seal_send(alice.devices[0], (*bob.devices, *extra), "x" * options.size)
+    return len(sample.request)
+
+
+def plans(options: BenchOptions, mode: Mode, url: str, seconds: float) -> list[WorkerPlan]:
+    users = _shares(options.users, options.workers)
+    concurrency = _shares(options.concurrency, options.workers)
+    rate = None if options.rate is None or mode != "relay" else options.rate / options.workers
+    body = request_size(options) if mode != "relay" else 0
+    return [
+        WorkerPlan(
+            index=i,
+            mode=mode,
+            url=url,
+            users=users[i],
+            devices=options.devices,
+            recipients=options.recipients,
+            mix=options.mix,
+            size=options.size,
+            rate=rate,
+            concurrency=concurrency[i],
+            duration_s=seconds,
+            transport=options.transport,
+            fetch=options.fetch,
+            prepare=prepared_per_worker(options) if mode == "relay" else 0,
+            drain_s=options.drain_ms / 1000,
+            seed=options.seed,
+            body_size=body,
+        )
+        for i in range(options.workers)
+    ]
+
+
+class _Workers:
+    """The worker processes of one phase and the messages they send back."""
+
+    def __init__(self, work: list[WorkerPlan], server: ServerProcess | None) -> None:
+        self.context = multiprocessing.get_context("spawn")
+        self.queue = self.context.Queue()
+        self.go = self.context.Event()
+        self.abort = self.context.Event()
+        self.start = self.context.Value("d", 0.0)
+        self.server = server
+        self.drain_s = work[0].drain_s
+        self.processes = [
+            self.context.Process(
+                target=worker_main,
+                args=(plan, self.queue, self.go, self.start, self.abort),
+                daemon=True,
+            )
+            for plan in work
+        ]
+        self.reported: set[int] = set()
+
+    def launch(self) -> None:
+        for process in self.processes:
+            process.start()
+
+    def next(self, deadline: float) -> tuple[str, int, Any]:
+        """The next message; a dead worker, a dead server or the deadline is a failure."""
+        while True:
+            try:
+                kind, index, data = self.queue.get(timeout=POLL)
+            except queues.Empty:
+                self._check(deadline)
+                continue
+            if kind == "failed":
+                raise BenchFailed(str(data))
+            if kind == "done":
+                self.reported.add(index)
+            return kind, index, data
+
+    def _check(self, deadline: float) -> None:
+        for index, process in enumerate(self.processes):
+            if process.exitcode is not None and index not in self.reported:
+                raise BenchFailed(
+                    f"A load generator process exited with code {process.exitcode} before "
+                    "it reported."
+                )
+        if self.server is not None and not self.server.alive():
+            raise BenchFailed(
+                f"The {self.server.name} exited during the run: {self.server.last_error()}"
+            )
+        if time.monotonic() > deadline:
+            raise BenchFailed("The load generators did not finish in time.")
+
+    def close(self) -> None:
+        self.abort.set()
+        for process in self.processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+
+
+def _collect(workers: _Workers, phase: Phase, start: float, count: int, display: Display) -> None:
+    """Add up the workers' results as they finish, showing their progress meanwhile."""
+    latest: dict[int, dict[str, int]] = {}
+    deadline = start + phase.seconds + workers.drain_s + 60
+    while len(workers.reported) < count:
+        kind, index, data = workers.next(deadline)
+        if kind == "progress":
+            latest[index] = data
+        elif kind == "done":
+            phase.add(data)
+            latest[index] = dict(data.counts)
+        totals: dict[str, int] = {}
+        for counts in latest.values():
+            for name, n in counts.items():
+                totals[name] = totals.get(name, 0) + n
+        display.update(time.monotonic() - start, totals)
+
+
+def run_phase(
+    mode: Mode,
+    label: str,
+    work: list[WorkerPlan],
+    server: ServerProcess | None,
+    display: Display,
+) -> Phase:
+    seconds = work[0].duration_s
+    phase = Phase(mode, seconds)
+    workers = _Workers(work, server)
+    workers.launch()
+    try:
+        setup_deadline = time.monotonic() + 120 + sum(p.users * p.devices for p in work) * 0.05
+        ready = 0
+        while ready < len(work):
+            kind, _, _ = workers.next(setup_deadline)
+            ready += kind == "ready"
+        workers.start.value = start = time.monotonic() + START_DELAY
+        workers.go.set()
+        meter = _Meter(server, start, seconds)
+        display.begin(label, seconds)
+        try:
+            _collect(workers, phase, start, len(work), display)
+        except BaseException:
+            meter.cancel()
+            raise
+        finally:
+            display.end()
+        meter.record(phase)
+    finally:
+        workers.close()
+    return phase
+
+
+class _Meter:
+    """The server's CPU time over exactly the window, read by timers at its start and end.
+
+    The drain after the window is left out: its idle seconds would lower the
+    cores the relay was seen to use while it was under load.
+    """
+
+    def __init__(self, server: ServerProcess | None, start: float, seconds: float) -> None:
+        self.cost = server.cost if server is not None else None
+        self.readings: list[tuple[float, float]] = []
+        self.timers = [
+            threading.Timer(max(0.0, at - time.monotonic()), self._read)
+            for at in (start, start + seconds)
+        ]
+        for timer in self.timers:
+            timer.start()
+
+    def _read(self) -> None:
+        server = self.cost.cpu_seconds() if self.cost is not None else 0.0
+        self.readings.append((server, machine_cpu_seconds()))
+
+    def cancel(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+
+    def record(self, phase: Phase) -> None:
+        """Wait for the reading at the window's end (due by now, but on its own thread)."""
+        for timer in self.timers:
+            timer.join()
+        if len(self.readings) < 2:
+            return
+        (server_before, machine_before), (server_after, machine_after) = self.readings
+        phase.machine_cpu_seconds = machine_after - machine_before
+        if self.cost is None:
+            return
+        phase.server_cpu_seconds = server_after - server_before
+        phase.server_peak_rss = self.cost.peak_rss_bytes()
+        phase.server_pid = self.cost.pid
+
+
+@dataclass
+class BenchRun:
+    """Everything measured: the relay phase and, with --baseline, the two ceilings."""
+
+    relay: Phase
+    relay_url: str
+    started_relay: bool
+    http: Phase | None = None
+    websocket: Phase | None = None
+
+
+def _relay_phase(options: BenchOptions, work: Path, display: Display) -> tuple[Phase, str]:
+    seconds = options.duration_ms / 1000
+    label = f"relay, rate {'max' if options.rate is None else f'{options.rate:g}/s'}"
+    if options.url is not None:
+        display.step(f"measuring the relay at {options.url}")
+        return run_phase(
+            "relay", label, plans(options, "relay", options.url, seconds), None, display
+        ), options.url
+    display.step("starting a relay on 127.0.0.1 with a temporary data directory")
+    command = relay_command(
+        work / "relay.port", work / "data", options.devices, options.relay_config
+    )
+    relay = ServerProcess("relay", command, work, work / "relay.port").start()
+    try:
+        display.step(
+            f"registering {options.users} users with {options.devices} device(s) each and "
+            "opening their WebSockets"
+        )
+        phase = run_phase(
+            "relay", label, plans(options, "relay", relay.url, seconds), relay, display
+        )
+    finally:
+        relay.stop()
+    return phase, relay.url
+
+
+def _baseline(options: BenchOptions, work: Path, display: Display) -> tuple[Phase, Phase]:
+    seconds = options.baseline_duration_ms / 1000
+    display.step("starting the bare aiohttp server for the baseline")
+    port_file = work / "baseline.port"
+    command = [sys.executable, "-m", "relay.bench.baseline_server", "--port-file", str(port_file)]
+    server = ServerProcess("baseline server", command, work, port_file).start()
+    try:
+        http = run_phase(
+            "http-echo",
+            "bare HTTP",
+            plans(options, "http-echo", server.url, seconds),
+            server,
+            display,
+        )
+        ws = run_phase(
+            "ws-echo",
+            "bare WebSocket",
+            plans(options, "ws-echo", server.url, seconds),
+            server,
+            display,
+        )
+    finally:
+        server.stop()
+    return http, ws
+
+
+def run_bench(options: BenchOptions, display: Display) -> BenchRun:
+    """The whole run; servers and workers are stopped whatever happens."""
+    with tempfile.TemporaryDirectory(prefix="e2e-recall-bench-") as tmp:
+        work = Path(tmp)
+        relay, url = _relay_phase(options, work, display)
+        run = BenchRun(relay, url, options.url is None)
+        if options.baseline:
+            run.http, run.websocket = _baseline(options, work, display)
+    return run
