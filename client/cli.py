@@ -15,6 +15,7 @@
     e2e-recall delete MSG                delete on this device only
     e2e-recall sync                      send what is queued and fetch what is waiting
     e2e-recall demo                      the whole story, with a relay of its own
+    e2e-recall bench [--runs N]          the client's crypto cost against the bare primitives
 
 Profiles: --profile DIR or E2E_RECALL_PROFILE (default: the platform's user
 data directory).  Passphrase: prompted, or --passphrase-file FILE, or
@@ -45,6 +46,12 @@ apply is null:
                   (devices as in report)
   sync            {updates: [{kind, id, contact, detail}], queued}
   watch           {kind, id, contact, detail}, one line per update
+  bench           {runs, body_bytes, machine: {cpu, cores, python, cryptography,
+                  pynacl, msgpack}, results: [{suite, path, devices, client:
+                  {median_us, p90_us, runs, batch}, bare: {median_us, p90_us,
+                  runs, batch}, ratio, target, met}], primitives: [{name,
+                  median_us, p90_us, runs, batch}]} (path: send, receive, group
+                  or group_cold; ratio is client/bare of the medians)
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from rich.console import Console
 
 from e2e_recall.errors import E2ERecallError
 
+from .bench import SUITES
 from .commands import run_command
 from .errors import ClientError, KeystoreError
 
@@ -191,6 +199,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait between scenes (default 0)",
     )
+    bench = sub.add_parser(
+        "bench",
+        help="time the client's send and receive cryptography against the bare primitives",
+        description="Time the client's send path, receive path and group sends (2, 16, 64 "
+        "and 256 devices) against the bare primitive calls, in the same run. Local work "
+        "only: no relay is started or contacted, and no profile is used.",
+    )
+    bench.add_argument(
+        "--runs",
+        type=int,
+        default=100,
+        metavar="N",
+        help="timed batches per figure (default 100); the median and p90 are over these",
+    )
+    bench.add_argument(
+        "--suite",
+        choices=tuple(SUITES),
+        help="only this wrapping suite (default: both x25519 and xwing)",
+    )
+    _json(bench)
     return parser
 
 

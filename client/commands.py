@@ -92,6 +92,10 @@ def _waiting(console: Console, what: str) -> Iterator[None]:
 
 
 async def run_command(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if args.command == "bench":
+        from .bench import run_bench
+
+        return run_bench(args.runs, args.suite, as_json=args.json, out=out, err=err)
     if args.command == "demo":
         from .demo import run_demo
 

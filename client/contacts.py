@@ -75,13 +75,26 @@ async def _directory(core: Core, who: str) -> dict[str, Any]:
 def _verified_certificates(
     core: Core, identity: VerifyKey, signed: list[Any]
 ) -> list[DeviceCertificate]:
-    """The certificates that verify against ``identity`` now; forged ones are dropped."""
+    """The certificates that verify against ``identity`` now; forged ones are dropped.
+
+    A certificate whose exact bytes this session already verified under the
+    same identity is not verified again: only its validity at ``now``, the one
+    part of the check that changes, is.
+    """
     good = []
+    now = core.clock()
     for data in signed:
+        known = core.verified_certificate(identity, data)
+        if known is not None:
+            if known.is_valid_at(now):
+                good.append(known)
+            continue
         try:
-            good.append(verify_device_certificate(data, identity, now=core.clock()))
+            certificate = verify_device_certificate(data, identity, now=now)
         except (E2ERecallError, TypeError):
             continue
+        core.remember_certificate(identity, data, certificate)
+        good.append(certificate)
     return good
 
 
@@ -162,7 +175,7 @@ def cached_devices(core: Core, who: Contact) -> list[DeviceCertificate]:
     if who.devices is None:
         return []
     signed = wire.decode(who.devices, limits=wire.Limits(max_size=1 << 22, max_array=4096))
-    return _verified_certificates(core, VerifyKey(who.identity_key), list(signed))
+    return _verified_certificates(core, core.verify_key(who.identity_key), list(signed))
 
 
 def check_not_changed(who: Contact) -> None:
@@ -204,7 +217,7 @@ async def refresh_devices(core: Core, who: Contact) -> list[DeviceCertificate]:
             core.store.save_contact(who)
         check_not_changed(who)
     certificates = _verified_certificates(
-        core, VerifyKey(who.identity_key), entry.get("devices") or []
+        core, core.verify_key(who.identity_key), entry.get("devices") or []
     )
     with core.store.transaction():
         who.devices = wire.encode([c.signed for c in certificates])

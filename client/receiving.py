@@ -19,30 +19,33 @@ from dataclasses import dataclass
 from typing import Any
 
 from e2e_recall import (
+    Header,
     MessageKind,
-    VerifyKey,
-    direct_conversation_id,
     open_envelope,
     sign_deletion_receipt,
     unwrap_message_key,
     verify_revocation,
     wire,
 )
+from e2e_recall.body import decrypt_body
 from e2e_recall.errors import E2ERecallError
 
 from .account import authed
 from .contacts import contact_for_sender
 from .core import Core
-from .errors import NotFound, RelayRefused, RelayUnreachable, UsageProblem
+from .errors import KeystoreError, NotFound, RelayRefused, RelayUnreachable, UsageProblem
 from .reporting import is_news
-from .store import OutboxItem, StoredMessage
+from .store import Contact, OutboxItem, StoredMessage
 
 __all__ = [
     "Update",
+    "decrypt_opened",
     "delete_for_me",
     "deliver_receipt",
+    "event_body",
     "open_message",
     "process_event",
+    "verify_fetched",
 ]
 
 _PAYLOAD_LIMITS = wire.Limits(max_size=8 << 20, max_bin=4 << 20, max_array=10_000)
@@ -61,10 +64,16 @@ class Update:
     detail: str = ""
 
 
+def event_body(payload: bytes) -> dict[str, Any] | None:
+    """A relay event's payload as a map, or None for anything else."""
+    body = wire.decode(payload, limits=_PAYLOAD_LIMITS)
+    return body if isinstance(body, dict) else None
+
+
 async def process_event(core: Core, kind: str, message_id: bytes, payload: bytes) -> Update | None:
     """Apply one relay event; safe to repeat (events may come again after a crash)."""
-    body = wire.decode(payload, limits=_PAYLOAD_LIMITS)
-    if not isinstance(body, dict):
+    body = event_body(payload)
+    if body is None:
         return None
     if kind == "message":
         return await _on_notice(core, message_id, body)
@@ -81,6 +90,44 @@ def _wipe(core: Core, row: StoredMessage) -> None:
     row.body = None
     core.store.clear_notification(row.message_id)
     shutil.rmtree(core.profile.files / row.message_id.hex(), ignore_errors=True)
+
+
+def verify_fetched(
+    core: Core, who: Contact, message_id: bytes, envelope: bytes
+) -> tuple[Header, StoredMessage]:
+    """Verify a fetched envelope against ``who``'s pinned key; the sealed row to keep.
+
+    The signature is checked before any header field is read; the header must
+    name this message, its sender and our conversation with them; then the
+    envelope is sealed under the storage key, which is what lets
+    :func:`decrypt_opened` use it later without verifying the same bytes again.
+    """
+    verified = open_envelope(envelope, core.verify_key(who.identity_key))
+    header = verified.header
+    if (
+        header.message_id != message_id
+        or header.sender != who.user_id
+        or header.conversation_id != core.conversation_with(who.user_id)
+    ):
+        raise UsageProblem("mismatched header", "mismatch")
+    row = StoredMessage(
+        message_id=message_id,
+        conversation_id=header.conversation_id,
+        peer=who.user_id,
+        outgoing=0,
+        sender_device=header.sender_device,
+        sent_at=header.sent_at,
+        received_at=core.clock(),
+        state="sealed",
+        kind=str(header.kind),
+        envelope=core.store.seal(envelope),
+        body=None,
+        replaces=header.replaces,
+        replaced_by=None,
+        recall_sealed_until=header.recall_sealed_until,
+        recall_opened_until=header.recall_opened_until,
+    )
+    return header, row
 
 
 async def _on_notice(core: Core, message_id: bytes, notice: dict[str, Any]) -> Update | None:
@@ -100,14 +147,7 @@ async def _on_notice(core: Core, message_id: bytes, notice: dict[str, Any]) -> U
             return None
         raise
     try:
-        verified = open_envelope(fetched["envelope"], VerifyKey(who.identity_key))
-        header = verified.header
-        if (
-            header.message_id != message_id
-            or header.sender != who.user_id
-            or header.conversation_id != direct_conversation_id(core.user_id, who.user_id)
-        ):
-            raise UsageProblem("mismatched header", "mismatch")
+        header, row = verify_fetched(core, who, message_id, fetched["envelope"])
     except (E2ERecallError, UsageProblem, KeyError, TypeError):
         return Update(
             "dropped",
@@ -115,23 +155,6 @@ async def _on_notice(core: Core, message_id: bytes, notice: dict[str, Any]) -> U
             who.name,
             "A message claiming to be from this contact failed verification and was dropped.",
         )
-    row = StoredMessage(
-        message_id=message_id,
-        conversation_id=header.conversation_id,
-        peer=who.user_id,
-        outgoing=0,
-        sender_device=header.sender_device,
-        sent_at=header.sent_at,
-        received_at=core.clock(),
-        state="sealed",
-        kind=str(header.kind),
-        envelope=core.store.seal(fetched["envelope"]),
-        body=None,
-        replaces=header.replaces,
-        replaced_by=None,
-        recall_sealed_until=header.recall_sealed_until,
-        recall_opened_until=header.recall_opened_until,
-    )
     with core.store.transaction():
         core.store.save_message(row)
         core.store.notify(message_id, who.user_id, row.received_at)
@@ -152,7 +175,7 @@ async def _on_revocation(core: Core, message_id: bytes, event: dict[str, Any]) -
         return None
     who = await contact_for_sender(core, sender)
     try:
-        revocation = verify_revocation(signed, VerifyKey(who.identity_key))
+        revocation = verify_revocation(signed, core.verify_key(who.identity_key))
     except E2ERecallError:
         return Update("dropped", message_id, who.name, "A recall that did not verify was ignored.")
     if revocation.message_id != message_id or revocation.sender != who.user_id:
@@ -233,6 +256,32 @@ def _on_report(core: Core, message_id: bytes, report: dict[str, Any]) -> Update 
     return Update("report", message_id, peer.name if peer else row.peer.hex()[:8])
 
 
+def decrypt_opened(core: Core, row: StoredMessage, wrap: bytes) -> str:
+    """Unwrap this device's copy of the key and decrypt the envelope kept since it came.
+
+    That envelope was verified against the sender's pinned key before it was
+    stored (:func:`verify_fetched`) and has been sealed under the storage key
+    since, so these are the verified bytes and the signature is not checked a
+    second time.  The body is authenticated by its own AEAD, with the signed
+    header as associated data, under a key that unwraps only for this message,
+    conversation and device.
+    """
+    assert row.envelope is not None
+    parts = wire.decode(core.store.unseal(row.envelope), limits=_ENVELOPE_LIMITS)
+    if not isinstance(parts, dict) or any(
+        type(parts.get(name)) is not bytes for name in ("header", "nonce", "ciphertext")
+    ):
+        raise KeystoreError("A stored message is damaged.", "store_damaged")
+    key = unwrap_message_key(
+        wrap,
+        core.keys.device.wrap_key,
+        message_id=row.message_id,
+        conversation_id=row.conversation_id,
+        device_id=core.device_id,
+    )
+    return decrypt_body(parts["nonce"], parts["ciphertext"], key, parts["header"]).text
+
+
 async def open_message(core: Core, message_id: bytes) -> StoredMessage:
     """Release this device's key at the relay, decrypt, and keep the text sealed at rest."""
     row = core.store.message(message_id)
@@ -261,16 +310,7 @@ async def open_message(core: Core, message_id: bytes) -> StoredMessage:
                 exc.code,
             ) from None
         raise
-    envelope = core.store.unseal(row.envelope)
-    verified = open_envelope(envelope, VerifyKey(who.identity_key))
-    key = unwrap_message_key(
-        answer["wrap"],
-        core.keys.device.wrap_key,
-        message_id=message_id,
-        conversation_id=row.conversation_id,
-        device_id=core.device_id,
-    )
-    text = verified.decrypt(key).text
+    text = decrypt_opened(core, row, answer["wrap"])
     with core.store.transaction():
         row.body = core.store.seal(text.encode("utf-8"))
         row.envelope = None

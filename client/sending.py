@@ -23,7 +23,6 @@ from e2e_recall import (
     DeviceCertificate,
     Header,
     MessageKind,
-    direct_conversation_id,
     seal_message,
     sign_revocation,
     wire,
@@ -46,9 +45,12 @@ from .store import OutboxItem, StoredMessage
 __all__ = [
     "DEFAULT_OPENED_WINDOW",
     "DEFAULT_SEALED_WINDOW",
+    "PreparedSend",
     "RecallOutcome",
     "SendOutcome",
     "flush_outbox",
+    "post_body",
+    "prepare_send",
     "recall",
     "send_text",
 ]
@@ -146,7 +148,7 @@ def _seal(
     now = core.clock()
     header = Header(
         message_id=os.urandom(16),
-        conversation_id=direct_conversation_id(core.user_id, peer),
+        conversation_id=core.conversation_with(peer),
         sender=core.user_id,
         sender_device=core.device_id,
         sent_at=now,
@@ -179,6 +181,45 @@ def _local_copy(core: Core, header: Header, text: str, peer: bytes) -> StoredMes
     )
 
 
+@dataclass(frozen=True)
+class PreparedSend:
+    """A sealed message with everything the outbox and the relay need, before any I/O."""
+
+    header: Header
+    request: dict[str, Any]  # {"envelope", "wraps", "key"}: what the outbox keeps
+    item: OutboxItem  # the request sealed under the storage key
+    local_copy: StoredMessage
+
+
+def prepare_send(
+    core: Core,
+    peer: bytes,
+    text: str,
+    devices: list[DeviceCertificate],
+    *,
+    sealed_window: int,
+    opened_window: int,
+) -> PreparedSend:
+    """Seal ``text`` once, wrap its key to every verified device, seal it for the outbox.
+
+    This is all the cryptography of a send (``e2e-recall bench`` times this very
+    function); the caller does the database write and the delivery.
+    """
+    header, envelope, key = _seal(
+        core, peer, text, sealed_window=sealed_window, opened_window=opened_window
+    )
+    request = {"envelope": envelope, "wraps": _wraps(key, header, devices), "key": key}
+    item = OutboxItem(
+        header.message_id, "send", core.store.seal(wire.encode(request)), core.clock()
+    )
+    return PreparedSend(header, request, item, _local_copy(core, header, text, peer))
+
+
+def post_body(request: dict[str, Any]) -> dict[str, Any]:
+    """The body of ``POST /v1/messages`` for an outbox request (the key stays here)."""
+    return {"envelope": request["envelope"], "wraps": request["wraps"]}
+
+
 async def send_text(
     core: Core,
     name: str,
@@ -191,22 +232,22 @@ async def send_text(
     _check_text(text)
     who = contact(core, name)
     devices = await _devices(core, name)
-    header, envelope, key = _seal(
-        core, who.user_id, text, sealed_window=sealed_window, opened_window=opened_window
-    )
-    request = {"envelope": envelope, "wraps": _wraps(key, header, devices), "key": key}
-    item = OutboxItem(
-        header.message_id, "send", core.store.seal(wire.encode(request)), core.clock()
+    prepared = prepare_send(
+        core, who.user_id, text, devices, sealed_window=sealed_window, opened_window=opened_window
     )
     with core.store.transaction():
-        core.store.save_message(_local_copy(core, header, text, who.user_id))
-        core.store.save_outbox(item)
-    return await _deliver_send(core, item)
+        core.store.save_message(prepared.local_copy)
+        core.store.save_outbox(prepared.item)
+    # The request is still in memory: no need to unseal and decode what was just sealed.
+    return await _deliver_send(core, prepared.item, prepared.request)
 
 
-async def _deliver_send(core: Core, item: OutboxItem) -> SendOutcome:
-    request = wire.decode(core.store.unseal(item.sealed), limits=_OUTBOX_LIMITS)
-    assert isinstance(request, dict)
+async def _deliver_send(
+    core: Core, item: OutboxItem, request: dict[str, Any] | None = None
+) -> SendOutcome:
+    if request is None:  # a retry: the request as the outbox kept it
+        request = wire.decode(core.store.unseal(item.sealed), limits=_OUTBOX_LIMITS)
+        assert isinstance(request, dict)
     row = core.store.message(item.message_id)
     if row is None:  # deleted locally before it left: nothing to send
         with core.store.transaction():
@@ -218,7 +259,7 @@ async def _deliver_send(core: Core, item: OutboxItem) -> SendOutcome:
                 core,
                 "POST",
                 "/v1/messages",
-                {"envelope": request["envelope"], "wraps": request["wraps"]},
+                post_body(request),
             )
             break
         except RelayUnreachable as exc:

@@ -20,12 +20,16 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.secret
+import nacl.utils
 
 from .errors import KeystoreError
 
 __all__ = ["Contact", "LocalStore", "OutboxItem", "StoredMessage"]
+
+_NONCE_LEN = nacl.secret.SecretBox.NONCE_SIZE
 
 _SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -153,7 +157,7 @@ class LocalStore:
 
     def __init__(self, path: Path, storage_key: bytes) -> None:
         self.path = path
-        self._box = nacl.secret.SecretBox(storage_key)
+        self._key = bytes(nacl.secret.SecretBox(storage_key))  # checks the key as it always did
         try:
             self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -198,12 +202,19 @@ class LocalStore:
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # sealing ------------------------------------------------------------------------------------
+    # SecretBox's own format, nonce || MAC || ciphertext, straight from the bindings it
+    # calls: several items are sealed for every message sent or received.
     def seal(self, plain: bytes) -> bytes:
-        return bytes(self._box.encrypt(plain))
+        nonce = nacl.utils.random(_NONCE_LEN)
+        return nonce + nacl.bindings.crypto_secretbox_easy(plain, nonce, self._key)
 
     def unseal(self, sealed: bytes) -> bytes:
+        if len(sealed) < _NONCE_LEN:
+            raise nacl.exceptions.ValueError(f"The nonce must be exactly {_NONCE_LEN} bytes long")
         try:
-            return bytes(self._box.decrypt(sealed))
+            return nacl.bindings.crypto_secretbox_open_easy(
+                sealed[_NONCE_LEN:], sealed[:_NONCE_LEN], self._key
+            )
         except nacl.exceptions.CryptoError:
             raise KeystoreError(
                 "A stored item does not decrypt with this profile's key; the database "

@@ -17,12 +17,17 @@ from e2e_recall.errors import E2ERecallError
 
 from .errors import RelayRefused, RelayUnreachable, UsageProblem
 
-__all__ = ["MSGPACK", "Transport", "check_relay_url"]
+__all__ = ["MSGPACK", "Transport", "check_relay_url", "encode_body"]
 
 MSGPACK = "application/msgpack"
 # Answers carry at most one envelope (<= the relay's max_message_size) or a page of events.
 _ANSWER_LIMITS = wire.Limits(max_size=8 << 20, max_bin=4 << 20, max_array=10_000)
 _TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    """A request body as it goes on the wire (canonical msgpack)."""
+    return wire.encode(body)
 
 
 def check_relay_url(url: str) -> str:
@@ -86,7 +91,7 @@ class Transport:
         data = None
         if body is not None:
             headers["Content-Type"] = MSGPACK
-            data = wire.encode(body)
+            data = encode_body(body)
         try:
             async with self.http.request(
                 method, self.url + path, data=data, headers=headers

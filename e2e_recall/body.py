@@ -104,14 +104,20 @@ def decrypt_body(nonce: bytes, ciphertext: bytes, message_key: bytes, header_byt
     """Decrypt and decode a body, or raise a :class:`ProtocolError`."""
     # Types first: a None or str from a caller's parsing must not surface as
     # a TypeError from len() or from libsodium.
-    for name, value in (
-        ("nonce", nonce),
-        ("ciphertext", ciphertext),
-        ("message_key", message_key),
-        ("header_bytes", header_bytes),
+    if not (
+        type(nonce) is bytes
+        and type(ciphertext) is bytes
+        and type(message_key) is bytes
+        and type(header_bytes) is bytes
     ):
-        if type(value) is not bytes:
-            raise DecodeError("bad_type", f"the body {name} must be a byte string")
+        for name, value in (
+            ("nonce", nonce),
+            ("ciphertext", ciphertext),
+            ("message_key", message_key),
+            ("header_bytes", header_bytes),
+        ):
+            if type(value) is not bytes:
+                raise DecodeError("bad_type", f"the body {name} must be a byte string")
     if len(message_key) != KEY_LEN:
         raise DecodeError("bad_length", "a per-message key is 32 bytes")
     if len(nonce) != NONCE_LEN:

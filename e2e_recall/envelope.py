@@ -203,7 +203,7 @@ def seal_message(
     nonce, ciphertext = encrypt_body(body, key, header_bytes, rng)
     signature = identity.sign(SIG_ENVELOPE, _signed_payload(header_bytes, nonce, ciphertext))
     envelope = wire.encode(
-        {"header": header_bytes, "nonce": nonce, "ciphertext": ciphertext, "signature": signature}
+        {"ciphertext": ciphertext, "header": header_bytes, "nonce": nonce, "signature": signature}
     )
     return SealedMessage(header=header, envelope=envelope, message_key=key)
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import hashes
+import hashlib
 
 __all__ = ["digest"]
 
 
 def digest(label: bytes, data: bytes) -> bytes:
     """SHA-256(label || data): ``label`` comes from :mod:`e2e_recall.domains`."""
-    h = hashes.Hash(hashes.SHA256())
-    h.update(label)
+    h = hashlib.sha256(label)
     h.update(data)
-    return h.finalize()
+    return h.digest()

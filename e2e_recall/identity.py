@@ -34,8 +34,15 @@ _DIGITS_PER_PARTY = 30
 
 
 def fingerprint(identity: VerifyKey) -> bytes:
-    """The user id: SHA-256(HASH_FINGERPRINT || identity public key)."""
-    return digest(HASH_FINGERPRINT, identity.raw)
+    """The user id: SHA-256(HASH_FINGERPRINT || identity public key).
+
+    Computed once per key object (a key is immutable), since every envelope,
+    revocation and certificate checks its signer's fingerprint.
+    """
+    known = identity._fingerprint
+    if known is None:
+        known = identity._fingerprint = digest(HASH_FINGERPRINT, identity.raw)
+    return known
 
 
 def format_fingerprint(user_id: bytes) -> str:

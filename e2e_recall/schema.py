@@ -55,55 +55,62 @@ def check_map(obj: object, fields: tuple[Field, ...], what: str) -> dict[str, An
     if not isinstance(obj, dict):
         raise DecodeError("wrong_type", f"{what} must be a map")
     names = {field.name for field in fields}
-    for key in obj:
-        if key not in names:
-            raise DecodeError("unknown_field", f"{what} has an unknown field {key!r}")
+    if not names.issuperset(obj):
+        for key in obj:  # the first unknown key, in the map's order
+            if key not in names:
+                raise DecodeError("unknown_field", f"{what} has an unknown field {key!r}")
     for field in fields:
-        if field.name not in obj:
-            raise DecodeError("missing_field", f"{what} lacks {field.name!r}")
-        _check_value(obj[field.name], field, f"{what}.{field.name}")
+        name = field.name
+        if name not in obj:
+            raise DecodeError("missing_field", f"{what} lacks {name!r}")
+        _check_value(obj[name], field, what)
     return obj
 
 
-def _check_value(value: object, field: Field, where: str) -> None:
+def _check_value(value: object, field: Field, what: str) -> None:
+    """Check one field; the place named in an error, ``what.name``, is only built for one."""
     if value is None:
         if field.optional:
             return
-        raise DecodeError("wrong_type", f"{where} must not be nil")
+        raise DecodeError("wrong_type", f"{what}.{field.name} must not be nil")
     kind = field.kind
     if kind == "bin":
         if type(value) is not bytes:
-            raise DecodeError("wrong_type", f"{where} must be a byte string")
-        _check_length(len(value), field, where)
-    elif kind == "str":
-        if type(value) is not str:
-            raise DecodeError("wrong_type", f"{where} must be a string")
-        _check_length(len(value.encode("utf-8")), field, where)
-        if field.choices is not None and value not in field.choices:
-            raise DecodeError("unknown_value", f"{where} has an unknown value")
+            raise DecodeError("wrong_type", f"{what}.{field.name} must be a byte string")
+        if len(value) != field.size or field.max_len is not None or field.min_len:
+            _check_length(len(value), field, what)  # else exactly its size: nothing to refuse
     elif kind == "uint":
         if type(value) is not int or value < 0:
-            raise DecodeError("wrong_type", f"{where} must be an unsigned integer")
+            raise DecodeError("wrong_type", f"{what}.{field.name} must be an unsigned integer")
         if value > field.max_value:
-            raise DecodeError("out_of_range", f"{where} is out of range")
+            raise DecodeError("out_of_range", f"{what}.{field.name} is out of range")
+    elif kind == "str":
+        if type(value) is not str:
+            raise DecodeError("wrong_type", f"{what}.{field.name} must be a string")
+        _check_length(len(value.encode("utf-8")), field, what)
+        if field.choices is not None and value not in field.choices:
+            raise DecodeError("unknown_value", f"{what}.{field.name} has an unknown value")
     elif kind == "bool":
         if type(value) is not bool:
-            raise DecodeError("wrong_type", f"{where} must be a boolean")
+            raise DecodeError("wrong_type", f"{what}.{field.name} must be a boolean")
     elif kind == "list":
+        where = f"{what}.{field.name}"
         if type(value) is not list:
             raise DecodeError("wrong_type", f"{where} must be an array")
-        _check_length(len(value), field, where)
+        _check_length(len(value), field, what)
         if field.item is not None:
             for index, element in enumerate(value):
                 check_map(element, field.item, f"{where}[{index}]")
     elif kind == "map" and type(value) is not dict:
-        raise DecodeError("wrong_type", f"{where} must be a map")
+        raise DecodeError("wrong_type", f"{what}.{field.name} must be a map")
 
 
-def _check_length(length: int, field: Field, where: str) -> None:
+def _check_length(length: int, field: Field, what: str) -> None:
     if field.size is not None and length != field.size:
-        raise DecodeError("bad_length", f"{where} must be {field.size} bytes, not {length}")
+        raise DecodeError(
+            "bad_length", f"{what}.{field.name} must be {field.size} bytes, not {length}"
+        )
     if field.max_len is not None and length > field.max_len:
-        raise DecodeError("bad_length", f"{where} is longer than {field.max_len}")
+        raise DecodeError("bad_length", f"{what}.{field.name} is longer than {field.max_len}")
     if length < field.min_len:
-        raise DecodeError("bad_length", f"{where} is shorter than {field.min_len}")
+        raise DecodeError("bad_length", f"{what}.{field.name} is shorter than {field.min_len}")

@@ -26,7 +26,7 @@ __all__ = ["SigningKey", "VerifyKey"]
 class VerifyKey:
     """A validated Ed25519 public key."""
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_fingerprint", "_raw")
 
     def __init__(self, raw: bytes) -> None:
         if type(raw) is not bytes or len(raw) != KEY_LEN:
@@ -34,6 +34,7 @@ class VerifyKey:
         if not sodium.crypto_core_ed25519_is_valid_point(raw):
             raise InvalidKey("weak_key", "not a canonical, prime-order Ed25519 point")
         self._raw = raw
+        self._fingerprint: bytes | None = None  # identity.fingerprint() keeps it here
 
     @property
     def raw(self) -> bytes:

@@ -26,6 +26,10 @@ WireValue = Any
 
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
+# Decoded values of these exact types can never be refused.
+_LEAVES = frozenset({str, bytes, int, bool, type(None)})
+# Values of these exact types are encoded as they are, with no check (ints have a range).
+_PLAIN = frozenset({str, bytes, bool, type(None)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +49,13 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+_MAX_ENCODE_DEPTH = DEFAULT_LIMITS.max_depth  # encode() makes nothing decode() would refuse
 
 
 def encode(value: WireValue) -> bytes:
     """Encode ``value`` canonically (map keys sorted, shortest forms)."""
-    _check_encodable(value, 1)
     try:
-        return msgpack.packb(_sorted(value), use_bin_type=True)
+        return msgpack.packb(_canonical(value, 1), use_bin_type=True)
     except UnicodeEncodeError:
         raise UsageError("invalid_utf8", "a string cannot be encoded as UTF-8") from None
 
@@ -65,19 +69,42 @@ def decode(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> WireValue:
         raise DecodeError("too_large", f"{len(data)} bytes exceeds the limit of {limits.max_size}")
     if not data:
         raise DecodeError("truncated", "empty input")
+    if limits.max_depth <= _MAX_ENCODE_DEPTH:
+        # The usual case, canonical input, in one pass of msgpack with no Python call
+        # per map.  Its value holds only the types the codec allows, with integers in
+        # range, nested no deeper than encode() allows; so when every map has its keys
+        # in order, encode() would return what msgpack packs from it as it is.  Any
+        # other input -- a duplicated key among them, whose value cannot re-encode to
+        # the input -- goes through the strict decoding below, which names what is
+        # wrong exactly as it always has.
+        try:
+            value = _unpack(data, limits, None)
+            fast = _check_decoded(value, limits) and msgpack.packb(value, use_bin_type=True) == data
+        except Exception:
+            fast = False
+        if fast:
+            return value
+    return _decode_strictly(data, limits)
+
+
+def _unpack(data: bytes, limits: Limits, hook: Any) -> WireValue:
+    return msgpack.unpackb(
+        data,
+        raw=False,
+        strict_map_key=True,
+        use_list=True,
+        object_pairs_hook=hook,
+        max_str_len=limits.max_str,
+        max_bin_len=limits.max_bin,
+        max_array_len=limits.max_array,
+        max_map_len=limits.max_map,
+        max_ext_len=0,
+    )
+
+
+def _decode_strictly(data: bytes, limits: Limits) -> WireValue:
     try:
-        value = msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            use_list=True,
-            object_pairs_hook=_pairs_to_dict,
-            max_str_len=limits.max_str,
-            max_bin_len=limits.max_bin,
-            max_array_len=limits.max_array,
-            max_map_len=limits.max_map,
-            max_ext_len=0,
-        )
+        value = _unpack(data, limits, _pairs_to_dict)
     except _DuplicateKey as exc:
         raise DecodeError("duplicate_key", f"map key {exc.key!r} appears twice") from None
     except msgpack.ExtraData:
@@ -123,56 +150,94 @@ def _classify_value_error(exc: ValueError) -> tuple[str, str]:
     return "malformed", "not valid msgpack"
 
 
-def _check_decoded(value: WireValue, limits: Limits) -> None:
-    """Walk the decoded value iteratively: depth, types, key types."""
+def _check_decoded(value: WireValue, limits: Limits) -> bool:
+    """Walk the decoded value iteratively: depth, types, key types.
+
+    Returns whether every map's keys are in sorted order.  msgpack
+    builds values of the exact built-in types only.  The children that can
+    never be refused (strings, byte strings, integers, booleans, nil) are
+    passed over where they are found rather than stacked; everything else is
+    visited in the same order as ever, so the first problem found is the same.
+    """
+    in_order = True
+    max_depth = limits.max_depth
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, list):
-            if depth > limits.max_depth:
-                raise DecodeError("depth_exceeded", f"nesting deeper than {limits.max_depth}")
-            stack.extend((child, depth + 1) for child in item)
-        elif isinstance(item, dict):
-            if depth > limits.max_depth:
-                raise DecodeError("depth_exceeded", f"nesting deeper than {limits.max_depth}")
-            for key, child in item.items():
-                if not isinstance(key, str):
-                    raise DecodeError("non_string_key", "map keys must be strings")
-                stack.append((child, depth + 1))
-        elif item is None or isinstance(item, bool | int | str | bytes):
+        kind = type(item)
+        if kind is dict or kind is list:
+            if depth > max_depth:
+                raise DecodeError("depth_exceeded", f"nesting deeper than {max_depth}")
+            if kind is dict:
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        raise DecodeError("non_string_key", "map keys must be strings")
+                    if type(child) not in _LEAVES:
+                        stack.append((child, depth + 1))
+                if in_order:
+                    keys = list(item)
+                    in_order = keys == sorted(keys)
+            else:
+                stack.extend((child, depth + 1) for child in item if type(child) not in _LEAVES)
+        elif kind in _LEAVES:
             continue
         elif isinstance(item, float):
             raise DecodeError("float", "floating-point values are not allowed")
         else:
             raise DecodeError("ext_type", "extension types are not allowed")
+    return in_order
 
 
-def _check_encodable(value: WireValue, depth: int) -> None:
-    """Refuse what no decoder would accept; ``depth`` counts as :func:`_check_decoded` does."""
-    if isinstance(value, list | tuple | dict) and depth > DEFAULT_LIMITS.max_depth:
+def _canonical(value: WireValue, depth: int) -> WireValue:
+    """``value`` with every map's keys sorted, refusing what no decoder would accept.
+
+    One pass, depth first in the value's own order, so the first problem found
+    is the one reported; ``depth`` counts as :func:`_check_decoded` does.  The
+    exact built-in types take the short way; subclasses follow the same rules.
+    """
+    kind = type(value)
+    if kind is bytes or kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise UsageError("int_range", "integer out of msgpack range")
+        return value
+    if kind is dict:
+        if depth > _MAX_ENCODE_DEPTH:
+            raise UsageError("depth_exceeded", "value nests too deeply to encode")
+        return _canonical_map(value, depth)
+    if kind is list or kind is tuple:
+        if depth > _MAX_ENCODE_DEPTH:
+            raise UsageError("depth_exceeded", "value nests too deeply to encode")
+        return [child if type(child) in _PLAIN else _canonical(child, depth + 1) for child in value]
+    return _canonical_other(value, depth)
+
+
+def _canonical_map(value: dict[Any, Any], depth: int) -> dict[str, Any]:
+    children = {}
+    for key, child in value.items():
+        if type(key) is not str and not isinstance(key, str):
+            raise UsageError("non_string_key", "map keys must be strings")
+        # A leaf that needs no check is kept as _canonical would return it, without the call.
+        children[key] = child if type(child) in _PLAIN else _canonical(child, depth + 1)
+    keys = sorted(children)
+    if keys == list(children):
+        return children
+    return {key: children[key] for key in keys}
+
+
+def _canonical_other(value: WireValue, depth: int) -> WireValue:
+    """Subclasses of the allowed types (a StrEnum, an IntEnum, an OrderedDict), or a refusal."""
+    if isinstance(value, list | tuple | dict) and depth > _MAX_ENCODE_DEPTH:
         raise UsageError("depth_exceeded", "value nests too deeply to encode")
-    if value is None or isinstance(value, bool | str | bytes):
-        return
+    if isinstance(value, bool | str | bytes):
+        return value
     if isinstance(value, int):
         if not _INT_MIN <= value <= _INT_MAX:
             raise UsageError("int_range", "integer out of msgpack range")
-        return
+        return value
     if isinstance(value, list | tuple):
-        for child in value:
-            _check_encodable(child, depth + 1)
-        return
+        return [_canonical(child, depth + 1) for child in value]
     if isinstance(value, dict):
-        for key, child in value.items():
-            if not isinstance(key, str):
-                raise UsageError("non_string_key", "map keys must be strings")
-            _check_encodable(child, depth + 1)
-        return
+        return _canonical_map(value, depth)
     raise UsageError("unencodable", f"cannot encode {type(value).__name__}")
-
-
-def _sorted(value: WireValue) -> WireValue:
-    if isinstance(value, dict):
-        return {key: _sorted(value[key]) for key in sorted(value)}
-    if isinstance(value, list | tuple):
-        return [_sorted(child) for child in value]
-    return value

@@ -255,9 +255,18 @@ def unwrap_message_key(
     suite = private.suite
     if type(wrap) is not bytes or len(wrap) != wrap_length(suite):
         raise DecodeError("bad_length", f"a {suite.name} wrap is {wrap_length(suite)} bytes")
-    private._check_ephemeral(wrap[: _ENC_LEN[suite]])
-    info = wrap_info(message_id, conversation_id, device_id, private.public_key.key_id)
+    try:
+        info = wrap_info(message_id, conversation_id, device_id, private.public_key.key_id)
+    except UsageError:
+        private._check_ephemeral(wrap[: _ENC_LEN[suite]])  # reported first, as it always was
+        raise
     try:
         return _HPKE[suite].decrypt(wrap, private._hpke_key, info=info)
     except (InvalidTag, ValueError):
-        raise AuthenticationFailure("wrap_failed", "the wrap does not open with this key") from None
+        pass
+    # cryptography's HPKE refuses an all-zero X25519 result itself, in both suites
+    # (OpenSSL's X25519 does; tests/core/test_wrapping.py holds it to that), so a
+    # wrap that opened had none, and the X25519 exchange that names the case is
+    # only needed, and only paid for, when the wrap did not open.
+    private._check_ephemeral(wrap[: _ENC_LEN[suite]])
+    raise AuthenticationFailure("wrap_failed", "the wrap does not open with this key")

@@ -25,8 +25,8 @@ def _bracketed(text: str) -> str:
 
 def _shape(spec: str) -> Any:
     """``{a, b: [{c}]}`` as ``{"a": None, "b": [{"c": None}]}``."""
-    quoted = re.sub(r"([a-z_]+)\s*:", r'"\1":', spec)
-    quoted = re.sub(r"([{,]\s*)([a-z_]+)(?=\s*[,}])", r'\1"\2": null', quoted)
+    quoted = re.sub(r"([a-z_][a-z0-9_]*)\s*:", r'"\1":', spec)
+    quoted = re.sub(r"([{,]\s*)([a-z_][a-z0-9_]*)(?=\s*[,}])", r'\1"\2": null', quoted)
     return json.loads(quoted)
 
 
@@ -83,6 +83,7 @@ def test_help_documents_every_json_command() -> None:
         "recall",
         "sync",
         "watch",
+        "bench",
     }
 
 

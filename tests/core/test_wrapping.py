@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import struct
 
+import nacl.bindings as sodium
 import pytest
-from cryptography.hazmat.primitives.asymmetric import x25519
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
 from e2e_recall import (
@@ -19,6 +21,7 @@ from e2e_recall import (
 )
 from e2e_recall.domains import HASH_WRAP_KEY_ID, HPKE_WRAP_INFO
 from e2e_recall.errors import AuthenticationFailure, DecodeError, InvalidKey, UsageError
+from e2e_recall.vectors import reference_hpke
 from e2e_recall.wrapping import suite_from_wire, wrap_info, wrap_length
 
 P = 2**255 - 19
@@ -159,6 +162,79 @@ def test_small_order_ephemeral_is_refused(
     with pytest.raises(InvalidKey) as info:
         unwrap_message_key(bytes(wrap), private, **ids.kwargs())
     assert info.value.reason == "zero_shared_secret"
+
+
+def _wrap_from_a_zero_secret(private: WrapPrivateKey, u: bytes, info: bytes, key: bytes) -> bytes:
+    """A wrap whose X25519 share ``u`` gives the all-zero secret, otherwise well formed.
+
+    Its AEAD key follows from that zero secret, so it would open if HPKE took
+    an all-zero X25519 result as a shared secret.
+    """
+    zero = bytes(32)
+    if private.suite is WrapSuite.X25519:
+        shared = reference_hpke._dhkem_shared_secret(zero, u, private.public_key.raw)
+        enc = u
+    else:
+        public = private.public_key.raw
+        pq_secret, pq_ciphertext = mlkem.MLKEM768PublicKey.from_public_bytes(
+            public[:1184]
+        ).encapsulate()
+        shared = reference_hpke._xwing_combiner(pq_secret, zero, u, public[1184:])
+        enc = pq_ciphertext + u
+    kem = (
+        reference_hpke.KEM_X25519 if private.suite is WrapSuite.X25519 else reference_hpke.KEM_XWING
+    )
+    aead_key, nonce = reference_hpke._key_schedule(kem, shared, info)
+    return enc + sodium.crypto_aead_chacha20poly1305_ietf_encrypt(key, b"", nonce, aead_key)
+
+
+@pytest.mark.parametrize("suite", SUITES)
+@pytest.mark.parametrize("u", SMALL_ORDER_U, ids=lambda u: u.hex()[:8] + ".." + u.hex()[-4:])
+def test_hpke_itself_refuses_an_all_zero_x25519_secret(
+    keys: dict[WrapSuite, WrapPrivateKey], ids: Ids, suite: WrapSuite, u: bytes
+) -> None:
+    """unwrap_message_key names this case only after the wrap failed to open, so the
+    library must refuse it on its own: a wrap sealed under the zero secret never opens."""
+    private = keys[suite]
+    info = wrap_info(ids.message_id, ids.conversation_id, ids.device_id, private.public_key.key_id)
+    wrap = _wrap_from_a_zero_secret(private, u, info, ids.key)
+    assert len(wrap) == wrap_length(suite)
+    hpke = Suite(
+        KEM.X25519 if suite is WrapSuite.X25519 else KEM.MLKEM768_X25519,
+        KDF.HKDF_SHA256,
+        AEAD.CHACHA20_POLY1305,
+    )
+    with pytest.raises((InvalidTag, ValueError)):
+        hpke.decrypt(wrap, private._hpke_key, info=info)
+    with pytest.raises(InvalidKey) as refused:
+        unwrap_message_key(wrap, private, **ids.kwargs())
+    assert refused.value.reason == "zero_shared_secret"
+
+
+def test_the_zero_secret_wraps_are_well_formed(
+    keys: dict[WrapSuite, WrapPrivateKey], ids: Ids
+) -> None:
+    """The construction above, with a real X25519 share, gives a wrap that opens."""
+    for suite, private in keys.items():
+        scalar = bytes(range(32))
+        share = sodium.crypto_scalarmult_base(scalar)
+        x_public = private.public_key.raw[-32:]
+        secret = sodium.crypto_scalarmult(scalar, x_public)
+        info = wrap_info(
+            ids.message_id, ids.conversation_id, ids.device_id, private.public_key.key_id
+        )
+        if suite is WrapSuite.X25519:
+            shared = reference_hpke._dhkem_shared_secret(secret, share, x_public)
+            enc, kem = share, reference_hpke.KEM_X25519
+        else:
+            pq_secret, pq_ciphertext = mlkem.MLKEM768PublicKey.from_public_bytes(
+                private.public_key.raw[:1184]
+            ).encapsulate()
+            shared = reference_hpke._xwing_combiner(pq_secret, secret, share, x_public)
+            enc, kem = pq_ciphertext + share, reference_hpke.KEM_XWING
+        aead_key, nonce = reference_hpke._key_schedule(kem, shared, info)
+        wrap = enc + sodium.crypto_aead_chacha20poly1305_ietf_encrypt(ids.key, b"", nonce, aead_key)
+        assert unwrap_message_key(wrap, private, **ids.kwargs()) == ids.key
 
 
 def test_all_zero_wrap_is_refused(keys: dict[WrapSuite, WrapPrivateKey], ids: Ids) -> None:
