@@ -170,7 +170,7 @@ def _check_decoded(value: WireValue, limits: Limits) -> bool:
                 raise DecodeError("depth_exceeded", f"nesting deeper than {max_depth}")
             if kind is dict:
                 for key, child in item.items():
-                    if not isinstance(key, str):
+                    if type(key) is not str:  # msgpack gives a str or a bytes key
                         raise DecodeError("non_string_key", "map keys must be strings")
                     if type(child) not in _LEAVES:
                         stack.append((child, depth + 1))
@@ -215,15 +215,21 @@ def _canonical(value: WireValue, depth: int) -> WireValue:
 
 def _canonical_map(value: dict[Any, Any], depth: int) -> dict[str, Any]:
     children = {}
+    same = True  # every child is its own canonical form
     for key, child in value.items():
         if type(key) is not str and not isinstance(key, str):
             raise UsageError("non_string_key", "map keys must be strings")
         # A leaf that needs no check is kept as _canonical would return it, without the call.
-        children[key] = child if type(child) in _PLAIN else _canonical(child, depth + 1)
-    keys = sorted(children)
-    if keys == list(children):
-        return children
-    return {key: children[key] for key in keys}
+        if type(child) in _PLAIN:
+            children[key] = child
+        else:
+            canonical = children[key] = _canonical(child, depth + 1)
+            same = same and canonical is child
+    keys = list(children)
+    ordered = sorted(keys)
+    if ordered == keys:
+        return value if same and type(value) is dict else children
+    return {key: children[key] for key in ordered}
 
 
 def _canonical_other(value: WireValue, depth: int) -> WireValue:
