@@ -182,7 +182,6 @@ def measure(ops: dict[str, Op], runs: int, *, setup: Op | None = None) -> dict[s
     samples: dict[str, list[float]] = {name: [] for name in names}
     for run in range(runs):
         for name in names if run % 2 == 0 else reversed(names):
-            gc.collect()
             if setup is not None:
                 setup()
             samples[name].append(_time_batch(ops[name], batch))
