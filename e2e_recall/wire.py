@@ -161,7 +161,21 @@ def _check_decoded(value: WireValue, limits: Limits) -> bool:
     """
     in_order = True
     max_depth = limits.max_depth
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    if type(value) is dict and max_depth >= 1:
+        # The usual value, a map, is walked here first without the stack: only
+        # its children that are containers (or refusable) are stacked, as below.
+        stack: list[tuple[Any, int]] = []
+        for key, child in value.items():
+            if type(key) is not str:
+                raise DecodeError("non_string_key", "map keys must be strings")
+            if type(child) not in _LEAVES:
+                stack.append((child, 2))
+        keys = list(value)
+        in_order = keys == sorted(keys)
+        if not stack:
+            return in_order
+    else:
+        stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         kind = type(item)
