@@ -268,9 +268,10 @@ def decrypt_opened(core: Core, row: StoredMessage, wrap: bytes) -> str:
     """
     assert row.envelope is not None
     parts = wire.decode(core.store.unseal(row.envelope), limits=_ENVELOPE_LIMITS)
-    if not isinstance(parts, dict) or any(
-        type(parts.get(name)) is not bytes for name in ("header", "nonce", "ciphertext")
-    ):
+    if not isinstance(parts, dict):
+        raise KeystoreError("A stored message is damaged.", "store_damaged")
+    header, nonce, ciphertext = parts.get("header"), parts.get("nonce"), parts.get("ciphertext")
+    if type(header) is not bytes or type(nonce) is not bytes or type(ciphertext) is not bytes:
         raise KeystoreError("A stored message is damaged.", "store_damaged")
     key = unwrap_message_key(
         wrap,
@@ -279,7 +280,7 @@ def decrypt_opened(core: Core, row: StoredMessage, wrap: bytes) -> str:
         conversation_id=row.conversation_id,
         device_id=core.device_id,
     )
-    return decrypt_body(parts["nonce"], parts["ciphertext"], key, parts["header"]).text
+    return decrypt_body(nonce, ciphertext, key, header).text
 
 
 async def open_message(core: Core, message_id: bytes) -> StoredMessage:
