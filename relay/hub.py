@@ -29,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -43,6 +43,7 @@ from .api import check_body
 from .errors import RateLimited, RelayError, ServiceUnavailable
 from .inbox import Inbox
 from .metrics import Metrics
+from .storage.base import EventRecord
 
 __all__ = ["REPLACED", "Hub"]
 
@@ -73,6 +74,12 @@ class _Connection:
         self.wake.set()  # first, catch up
         self.attached = False
         self.sending = asyncio.Lock()  # events and answers to requests share the socket
+        # Events committed since the last read of the queue, as this process wrote them:
+        # pushed from here without reading them back.  ``must_read`` when only the
+        # queue itself can tell (the first catch-up, events another process wrote, or
+        # more announced than is worth holding).
+        self.announced: deque[EventRecord] = deque()
+        self.must_read = True
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self.sending:
@@ -129,10 +136,21 @@ class Hub:
                 retry_after=30,
             )
 
-    def notify(self, device_ids: Iterable[bytes]) -> None:
-        """Wake the connections of these devices: their queues have new events."""
-        for device_id in set(device_ids):
+    def notify(self, device_ids: set[bytes], events: list[EventRecord] | None = None) -> None:
+        """Wake the connections of these devices: their queues have new events.
+
+        With ``events`` (what this process just committed, in commit order),
+        a connection is handed the ones for its device to push as they are.
+        """
+        for device_id in device_ids:
             for connection in self._by_device.get(device_id, ()):
+                if events is None or connection.must_read:
+                    connection.must_read = True
+                else:
+                    connection.announced.extend(e for e in events if e.device_id == device_id)
+                    if len(connection.announced) > _PAGE:  # a slow reader: read instead
+                        connection.announced.clear()
+                        connection.must_read = True
                 connection.wake.set()
 
     async def end_session(self, token_hash: bytes) -> None:
@@ -257,27 +275,40 @@ class Hub:
                 connection.wake.clear()
                 if await self._session_over(connection):
                     return
-                while True:
-                    page = await self.inbox.page(connection.device_id, connection.cursor, _PAGE)
-                    for event in page.events:
-                        await connection.send(
-                            {
-                                "type": "event",
-                                "seq": event.seq,
-                                "kind": str(event.kind),
-                                "message_id": event.message_id,
-                                "payload": event.payload,
-                            }
-                        )
-                        connection.cursor = event.seq
-                    if not page.more:
-                        break
+                if connection.must_read:
+                    # What is announced from now on was committed after the read below
+                    # starts, so it follows everything the read finds.
+                    connection.must_read = False
+                    connection.announced.clear()
+                    while True:
+                        page = await self.inbox.page(connection.device_id, connection.cursor, _PAGE)
+                        for event in page.events:
+                            await self._send_event(connection, event)
+                        if not page.more:
+                            break
+                while connection.announced and not connection.must_read:
+                    event = connection.announced.popleft()
+                    if event.seq > connection.cursor:  # else the read above already sent it
+                        await self._send_event(connection, event)
                 await connection.send({"type": "caught_up", "seq": connection.cursor})
         except (ConnectionResetError, RuntimeError):
             return  # the peer went away mid-send; it resumes from its cursor
         except Exception:
             log.exception("push failed", extra={"event": "push_failed"})
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"relay error")
+
+    @staticmethod
+    async def _send_event(connection: _Connection, event: EventRecord) -> None:
+        await connection.send(
+            {
+                "type": "event",
+                "seq": event.seq,
+                "kind": str(event.kind),
+                "message_id": event.message_id,
+                "payload": event.payload,
+            }
+        )
+        connection.cursor = event.seq
 
     async def close_all(self) -> None:
         """Close every websocket with 'going away' (1001), for a graceful shutdown."""

@@ -285,11 +285,21 @@ class EventStore(Protocol):
         """For each device, drop its events up to the sequence number given, in one write."""
 
 
+EventListener = Callable[[set[bytes], "list[EventRecord] | None"], None]
+
+
 class Storage(AccountStore, MessageStore, EventStore, Protocol):
     """A whole backend: the three stores and their lifecycle."""
 
-    def on_events(self, listener: Callable[[set[bytes]], None]) -> None:
-        """Call ``listener`` with the devices that have new events, after each commit."""
+    def on_events(self, listener: EventListener) -> None:
+        """Call ``listener`` after each commit that queued events.
+
+        With the committed events themselves (their sequence numbers
+        included) when this process wrote them, so live connections can
+        push them without reading them back; with ``None`` when only the
+        devices are known (events another process committed), and the
+        listener reads their queues.
+        """
 
     async def open(self) -> None: ...
 

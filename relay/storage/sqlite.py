@@ -21,6 +21,7 @@ from .base import (
     DeliveryRecord,
     DeviceRecord,
     EventKind,
+    EventListener,
     EventRecord,
     MessageRecord,
     MessageView,
@@ -51,16 +52,17 @@ class SqliteStorage:
         self.path = path
         self._engine = SqliteEngine(path, observer, scrub_interval, faults)
         self._clock = clock or (lambda: int(time.time() * 1000))
-        self._listeners: list[Callable[[set[bytes]], None]] = []
+        self._listeners: list[EventListener] = []
 
-    def on_events(self, listener: Callable[[set[bytes]], None]) -> None:
+    def on_events(self, listener: EventListener) -> None:
         self._listeners.append(listener)
 
-    def _announce(self, events: list[NewEvent]) -> None:
+    def _announce(self, events: list[EventRecord]) -> None:
+        """After a commit: the events it queued, with their sequence numbers."""
         devices = {event.device_id for event in events}
         if devices:
             for listener in self._listeners:
-                listener(devices)
+                listener(devices, events)
 
     # lifecycle ------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -275,7 +277,10 @@ class SqliteStorage:
     ) -> MessageRecord:
         now = self._clock()
 
+        written: list[EventRecord] = []
+
         def run(conn: sqlite3.Connection) -> MessageRecord:
+            nonlocal written
             row = conn.execute(
                 f"SELECT {rows.MESSAGE_COLUMNS} FROM messages WHERE message_id = ?",
                 (message.message_id,),
@@ -283,12 +288,12 @@ class SqliteStorage:
             if row is not None:
                 return rows.to_message(row)
             rows.insert_message(conn, message, deliveries, quota)
-            rows.insert_events(conn, events, now)
+            written = rows.insert_events(conn, events, now)
             return message
 
         stored = await self._engine.write(run)
         if stored is message:
-            self._announce(events)
+            self._announce(written)
         return stored
 
     async def get_message(self, message_id: bytes) -> MessageView | None:
@@ -303,7 +308,7 @@ class SqliteStorage:
     ) -> T:
         now = self._clock()
         purged = False
-        written: list[NewEvent] = []
+        written: list[EventRecord] = []
 
         def run(conn: sqlite3.Connection) -> T:
             nonlocal purged, written
@@ -336,8 +341,7 @@ class SqliteStorage:
                     for device_id in changes.drop_notices
                 ],
             )
-            rows.insert_events(conn, changes.events, now)
-            purged, written = changes.purge, changes.events
+            purged, written = changes.purge, rows.insert_events(conn, changes.events, now)
             return result
 
         result = await self._engine.write(run)

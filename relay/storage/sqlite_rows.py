@@ -15,6 +15,7 @@ from e2e_recall.report import DeviceState
 
 from .base import (
     DeliveryRecord,
+    EventRecord,
     MessageRecord,
     MessageState,
     MessageView,
@@ -151,12 +152,25 @@ def insert_message(
     )
 
 
-def insert_events(conn: sqlite3.Connection, events: list[NewEvent], now: int) -> None:
+def insert_events(conn: sqlite3.Connection, events: list[NewEvent], now: int) -> list[EventRecord]:
+    """Queue ``events``; the records as stored, with the sequence numbers they got.
+
+    One statement inserts them in order, and ``seq`` is AUTOINCREMENT with a
+    single writer, so they got consecutive numbers ending at the last rowid.
+    """
+    if not events:
+        return []
     conn.executemany(
         "INSERT INTO events (device_id, kind, message_id, payload, created_at) "
         "VALUES (?, ?, ?, ?, ?)",
         [(e.device_id, str(e.kind), e.message_id, e.payload, now) for e in events],
     )
+    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+    first = last - len(events) + 1
+    return [
+        EventRecord(first + i, e.device_id, e.kind, e.message_id, e.payload, now)
+        for i, e in enumerate(events)
+    ]
 
 
 def read_view(

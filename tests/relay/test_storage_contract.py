@@ -19,6 +19,7 @@ from relay.storage.base import (
     DeliveryRecord,
     DeviceRecord,
     EventKind,
+    EventRecord,
     MessageRecord,
     MessageState,
     MessageView,
@@ -177,8 +178,8 @@ async def test_a_change_writes_rows_and_events_together(storage: Storage) -> Non
         message.message_id, bob_device.device_id, bob_device.user_id, b"w" * 80, False
     )
     await storage.insert_message(message, [delivery], [])
-    seen: list[set[bytes]] = []
-    storage.on_events(seen.append)
+    seen: list[tuple[set[bytes], list[EventRecord] | None]] = []
+    storage.on_events(lambda devices, events: seen.append((devices, events)))
 
     def purge(view: MessageView) -> tuple[Changes, str]:
         changes = Changes(
@@ -203,7 +204,17 @@ async def test_a_change_writes_rows_and_events_together(storage: Storage) -> Non
         MessageState.RECALLED,
         None,
     )
-    assert seen == [{bob_device.device_id}]
+    ((devices, events),) = seen
+    assert devices == {bob_device.device_id}
+    assert events is not None
+    (announced,) = events  # the committed event itself, with the number it was queued under
+    assert (announced.kind, announced.message_id, announced.payload) == (
+        EventKind.REVOCATION,
+        message.message_id,
+        b"r",
+    )
+    stored = await storage.events_since(bob_device.device_id, 0, 10)
+    assert [e.seq for e in stored][-1] == announced.seq
 
     def count(view: MessageView) -> tuple[Changes, int]:
         return Changes(), view.recalls_since

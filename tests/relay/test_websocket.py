@@ -10,7 +10,7 @@ import aiohttp
 from e2e_recall import wire
 from relay.hub import REPLACED
 
-from driver import MINUTE, Person
+from driver import MINUTE, Person, Relay
 
 
 async def _frames_until_caught_up(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
@@ -118,3 +118,36 @@ async def test_a_new_connection_of_a_device_replaces_the_old_one(
             header = await alice.send(bob, "to the newest connection")
             got = await _frames_until_caught_up(second)
     assert [e["message_id"] for e in got] == [header.message_id]
+
+
+async def test_events_pushed_from_memory_arrive_once_in_order_without_gaps(
+    relay: Relay, http: aiohttp.ClientSession
+) -> None:
+    """Concurrent senders while Bob's socket is live: what is pushed is exactly his queue."""
+    senders = [Person(f"s{i}", relay, http) for i in range(3)]
+    bob = Person("bob", relay, http)
+    await bob.add_device()
+    for sender in senders:
+        await sender.add_device()
+    async with bob.websocket(cursor=0) as ws:
+        first = wire.decode((await asyncio.wait_for(ws.receive(), 10)).data)
+        assert first["type"] == "caught_up"
+
+        async def burst(sender: Person) -> None:
+            for index in range(40):
+                await sender.send(bob, f"burst {index}")
+
+        await asyncio.gather(*(burst(s) for s in senders))
+        pushed: list[int] = []
+        while len(pushed) < 120:
+            frame = wire.decode((await asyncio.wait_for(ws.receive(), 10)).data)
+            if frame["type"] == "event":
+                pushed.append(frame["seq"])
+    queued = [
+        e.seq
+        for e in await relay.services.storage.events_since(
+            bob.devices[0].secrets.device_id, 0, 1000
+        )
+    ]
+    assert pushed == sorted(set(pushed))  # in order, none twice
+    assert pushed == queued  # and none missing
