@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from e2e_recall.errors import ProtocolError
 from e2e_recall.identity import fingerprint
 from e2e_recall.signing import SigningKey, VerifyKey
 
-from .directory import DirectoryCache
+from .directory import DirectoryCache, LruCache
 from .errors import (
     BadRequest,
     Conflict,
@@ -68,6 +69,9 @@ def decode_token(text: str) -> bytes | None:
         return None
 
 
+SESSION_CACHE_SECONDS = 2.0
+
+
 class Accounts:
     """The relay's account rules."""
 
@@ -88,6 +92,10 @@ class Accounts:
         self.rng = rng
         self._certificates: dict[bytes, DeviceCertificate] = {}
         self.cache = DirectoryCache(storage)
+        # Sessions looked up by their token's hash, for a moment: a client's burst of
+        # requests reads its session once.  A logout here drops it at once; one in
+        # another relay process is seen within SESSION_CACHE_SECONDS.
+        self._sessions: LruCache[bytes, Session] = LruCache(100_000)
 
     async def challenge(self) -> tuple[bytes, int]:
         """A fresh challenge, unless too many are outstanding (each one is a stored row)."""
@@ -191,17 +199,27 @@ class Accounts:
         if token is None:
             raise Unauthorized("The session token is malformed.", "bad_token")
         wanted = _token_hash(token)
-        session = await self.storage.get_session(wanted)
-        if session is None or not hmac.compare_digest(session.token_hash, wanted):
+        now = time.monotonic()
+        session = self._sessions.get(wanted, now)
+        if session is None:
+            stored = await self.storage.get_session(wanted)
+            if stored is None:
+                raise Unauthorized("The session token is unknown or logged out.", "bad_token")
+            session = Session(
+                stored.user_id, stored.device_id, stored.token_hash, stored.expires_at
+            )
+            self._sessions.put(wanted, session, now + SESSION_CACHE_SECONDS)
+        if not hmac.compare_digest(session.token_hash, wanted):
             raise Unauthorized("The session token is unknown or logged out.", "bad_token")
         if session.expires_at <= self.clock():
             raise Unauthorized("The session has expired; log in again.", "expired_token")
-        device = await self.storage.get_device(session.device_id)
+        device = await self.cache.device(session.device_id)
         if device is None or device.revoked_at is not None:
             raise Unauthorized("This device is no longer registered.", "bad_token")
-        return Session(session.user_id, session.device_id, session.token_hash, session.expires_at)
+        return session
 
     async def logout(self, session: Session) -> None:
+        self._sessions.drop(session.token_hash)
         await self.storage.delete_session(session.token_hash)
 
     async def directory(

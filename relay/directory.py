@@ -27,13 +27,15 @@ from e2e_recall.signing import VerifyKey
 
 from .storage.base import DeviceRecord, Storage
 
-__all__ = ["DirectoryCache"]
+__all__ = ["DirectoryCache", "LruCache"]
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 
-class _Lru(Generic[K, V]):
+class LruCache(Generic[K, V]):
+    """Entries with an expiry, the least recently used dropped beyond ``size``."""
+
     def __init__(self, size: int) -> None:
         self.size = size
         self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
@@ -67,9 +69,9 @@ class DirectoryCache:
         self.storage = storage
         self.ttl = ttl
         self.clock = clock
-        self._identities: _Lru[bytes, VerifyKey] = _Lru(size)
-        self._devices: _Lru[bytes, DeviceRecord] = _Lru(size)
-        self._by_user: _Lru[bytes, tuple[DeviceRecord, ...]] = _Lru(size)
+        self._identities: LruCache[bytes, VerifyKey] = LruCache(size)
+        self._devices: LruCache[bytes, DeviceRecord] = LruCache(size)
+        self._by_user: LruCache[bytes, tuple[DeviceRecord, ...]] = LruCache(size)
 
     async def identity(self, user_id: bytes) -> VerifyKey | None:
         """The user's identity key (None for an unknown user; that is not cached)."""

@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import aiohttp
+import pytest
+
 import e2e_recall as er
 from relay.directory import DirectoryCache
 from relay.storage.base import DeviceRecord, UserRecord
 from relay.storage.sqlite import SqliteStorage
+
+from driver import Clock, Person, RelayRefused, start_relay
 
 T0 = 1_800_000_000_000
 
@@ -72,3 +77,23 @@ async def test_the_cache_is_bounded(tmp_path: Path) -> None:
         assert len(cache._identities._items) == 3
     finally:
         await storage.close()
+
+
+async def test_a_cached_session_dies_with_its_logout_at_once(
+    tmp_path: Path,
+) -> None:
+    """Sessions are cached for a moment, but a logout here ends them immediately."""
+    relay = await start_relay(tmp_path / "relay", Clock())
+    try:
+        async with aiohttp.ClientSession() as http:
+            alice = Person("alice", relay, http)
+            await alice.add_device()
+            path = f"/v1/users/{alice.user_id.hex()}"
+            await alice.call("GET", path)  # the session is now cached
+            token = alice.devices[0].token
+            await alice.call("POST", "/v1/logout", {})
+            with pytest.raises(RelayRefused) as refused:
+                await alice.call("GET", path, token=token)
+            assert refused.value.status == 401
+    finally:
+        await relay.runner.cleanup()
