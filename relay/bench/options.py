@@ -58,6 +58,7 @@ class BenchOptions:
     plot: Path | None
     seed: int
     relay_config: Path | None
+    prefill: int = 0
 
     def settings(self) -> dict[str, Any]:
         """The settings as the JSON output shows them: in the units a user types."""
@@ -146,8 +147,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--transport",
         choices=sorted(TRANSPORTS),
         default="http",
-        help="how sends reach the relay: http (POST /v1/messages) or ws (a request frame on "
-        "the sending device's WebSocket); opens, recalls, fetches and receipts use HTTP "
+        help="how every operation (send, fetch, open, recall, receipt) reaches the relay: "
+        "http (one request each) or ws (a request frame on the acting device's WebSocket) "
         "(default: http)",
     )
     load.add_argument(
@@ -184,6 +185,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "their way (default: 5s)",
     )
     load.add_argument("--seed", type=int, default=1, help="seed of the choices (default: 1)")
+    target.add_argument(
+        "--prefill",
+        type=int,
+        default=0,
+        metavar="N",
+        help="before starting the relay, store N undelivered messages of --size in its "
+        "database (written directly, not sent), to measure throughput as the database grows "
+        "(default: 0)",
+    )
     out = parser.add_argument_group("the figures")
     out.add_argument(
         "--baseline",
@@ -322,6 +332,11 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
     rate = parse_rate(args.rate)
     if rate is not None and rate < workers:
         raise BenchUsageError(f"--rate must give each of the {workers} workers 1/s at least.")
+    prefill = args.prefill
+    if prefill < 0:
+        raise BenchUsageError(f"--prefill is a number of messages, not {prefill}.")
+    if prefill and args.url is not None:
+        raise BenchUsageError("--prefill fills a relay the bench starts, not one at --url.")
     relay_config = args.relay_config
     if args.url is not None and relay_config is not None:
         raise BenchUsageError("--relay-config is for a relay the bench starts, not with --url.")
@@ -348,6 +363,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         plot=_plot(args.plot),
         seed=args.seed,
         relay_config=relay_config,
+        prefill=prefill,
     )
 
 

@@ -26,6 +26,7 @@ import e2e_recall as er
 from .errors import BenchFailed
 from .options import BenchOptions, prepared_per_worker
 from .plan import Mode, WorkerPlan, WorkerResult
+from .prefill import prefill
 from .processes import ServerProcess, machine_cpu_seconds, relay_command
 from .progress import Display
 from .protocol import BenchDevice, BenchUser, seal_send
@@ -289,6 +290,10 @@ def _relay_phase(options: BenchOptions, work: Path, display: Display) -> tuple[P
         return run_phase(
             "relay", label, plans(options, "relay", options.url, seconds), None, display
         ), options.url
+    if options.prefill:
+        display.step(f"filling the relay's database with {options.prefill:,} stored messages")
+        seconds_taken = prefill(work / "data", options.prefill, options.size)
+        display.step(f"filled in {seconds_taken:.0f} s")
     display.step("starting a relay on 127.0.0.1 with a temporary data directory")
     command = relay_command(
         work / "relay.port", work / "data", options.devices, options.relay_config

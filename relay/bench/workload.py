@@ -221,7 +221,7 @@ class Workload:
             self.tally.starved["open"] += 1
             await asyncio.sleep(0)  # let the sends it waits for get on
             return
-        if await self._timed("open", self.client.open(device, tracked.sent.message_id)):
+        if await self._timed("open", self.transport.open(device, tracked.sent.message_id)):
             tracked.opened_at[device] = now_ms()
 
     async def _recall(self) -> None:
@@ -238,7 +238,7 @@ class Workload:
         self.recalls.append(tracked)
         request = sign_recall(tracked.sent)
         tracked.recall_began = time.monotonic()
-        if not await self._timed("recall", self.client.recall(tracked.sent, request)):
+        if not await self._timed("recall", self.transport.recall(tracked.sent, request)):
             tracked.awaiting.clear()
 
     # -- what arrives on the sockets -----------------------------------------------------------
@@ -261,7 +261,9 @@ class Workload:
 
     async def _fetch(self, device: BenchDevice, tracked: Tracked) -> None:
         async with self.fetching:
-            fetched = await self._timed("fetch", self.client.fetch(device, tracked.sent.message_id))
+            fetched = await self._timed(
+                "fetch", self.transport.fetch(device, tracked.sent.message_id)
+            )
         if not fetched or tracked.recalled:
             return
         tracked.fetched.add(device)
@@ -277,7 +279,7 @@ class Workload:
                 device, tracked.sent.sender.owner, revocation, tracked.opened_at.get(device)
             )
             accepted = await self._timed(
-                "receipt", self.client.receipt(device, message_id, request)
+                "receipt", self.transport.receipt(device, message_id, request)
             )
         if accepted and device in tracked.awaiting and tracked.recall_began is not None:
             tracked.awaiting.discard(device)

@@ -195,6 +195,7 @@ def test_help_documents_every_option(tmp_path: Path) -> None:
         "--baseline-duration",
         "--json",
         "--plot",
+        "--prefill",
     ):
         assert flag in result.stdout, flag
     text = " ".join(result.stdout.split())
@@ -225,6 +226,8 @@ BAD = [
     (("--url", "ftp://relay.example"), "is not a relay URL"),
     (("--prepare", "lots"), "--prepare"),
     (("--plot", "/nonexistent-dir/p.png"), "does not exist"),
+    (("--prefill", "-5"), "--prefill is a number"),
+    (("--prefill", "10", "--url", "http://127.0.0.1:1"), "not one at --url"),
 ]
 
 
@@ -259,3 +262,16 @@ def test_plot_without_matplotlib_is_one_sentence_before_the_run(tmp_path: Path) 
         "e2e-recall-relay bench: --plot needs matplotlib, which is not installed: "
         "pip install 'e2e-recall[plot]'."
     )
+
+
+def test_a_prefilled_database_is_measured_like_an_empty_one(tmp_path: Path) -> None:
+    """--prefill stores messages before the relay starts; the run itself is unchanged."""
+    result = _bench(
+        tmp_path, "--prefill", "3000", "--duration", "1s", "--mix", "send=100", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    figures = _figures(result)
+    assert figures["settings"]["prefill"] == 3000
+    assert figures["operations"]["send"]["count"] > 0
+    assert figures["errors"] == {}
+    assert "3,000 stored messages" in result.stderr
