@@ -242,9 +242,7 @@ class Messaging:
 
     async def sender_devices(self, user_id: bytes) -> list[bytes]:
         return [
-            d.device_id
-            for d in await self.accounts.cache.devices(user_id)
-            if d.revoked_at is None
+            d.device_id for d in await self.accounts.cache.devices(user_id) if d.revoked_at is None
         ]
 
     async def _change(
