@@ -334,7 +334,7 @@ def _bare_send(alice: _Person, bob: _Person, suite: WrapSuite, text: str) -> Op:
         outbox = msgpack.packb({"envelope": envelope, "key": key, "wraps": wraps})
         sodium.crypto_secretbox_easy(outbox, os.urandom(24), storage_key)
         sodium.crypto_secretbox_easy(data, os.urandom(24), storage_key)
-        return msgpack.packb({"envelope": envelope, "wraps": wraps})
+        return msgpack.packb({"envelope": envelope, "wraps": wraps, "blobs": []})
 
     return send
 

@@ -217,7 +217,7 @@ def prepare_send(
 
 def post_body(request: dict[str, Any]) -> dict[str, Any]:
     """The body of ``POST /v1/messages`` for an outbox request (the key stays here)."""
-    return {"envelope": request["envelope"], "wraps": request["wraps"]}
+    return {"envelope": request["envelope"], "wraps": request["wraps"], "blobs": []}
 
 
 async def send_text(
@@ -385,7 +385,11 @@ async def recall(core: Core, message_id: bytes, replacement: str | None = None) 
             opened_window=row.recall_opened_until - row.sent_at,
             replaces=message_id,
         )
-        request["replacement"] = {"envelope": envelope, "wraps": _wraps(key, header, devices)}
+        request["replacement"] = {
+            "envelope": envelope,
+            "wraps": _wraps(key, header, devices),
+            "blobs": [],
+        }
         request["replacement_key"] = key
         request["replacement_id"] = header.message_id
         replacement_row = _local_copy(core, header, replacement, row.peer)

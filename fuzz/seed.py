@@ -93,10 +93,13 @@ def _handler_seeds(found: dict[str, list[bytes]], encode: object) -> Iterator[by
             "handle": "carol",
         },
         2: {"device_id": bytes(16), "challenge": bytes(32), "signature": bytes(64)},
-        6: {"envelope": envelope, "wraps": wraps},
+        6: {"envelope": envelope, "wraps": wraps, "blobs": []},
         8: {},
         9: {"receipt": receipt},
-        10: {"revocation": revocation, "replacement": {"envelope": envelope, "wraps": wraps}},
+        10: {
+            "revocation": revocation,
+            "replacement": {"envelope": envelope, "wraps": wraps, "blobs": []},
+        },
         13: {"seq": 1},
     }
     for route in range(14):

@@ -41,6 +41,8 @@ _WRAPS = Field(
     max_len=4096,
     item=(Field("device_id", "bin", size=ID_LEN), Field("wrap", "bin", max_len=2048)),
 )
+# The blobs a send binds (each a bin[16], checked by relay.blobs.rules.check_blob_list).
+_BLOBS = Field("blobs", "list", max_len=16)
 
 REQUESTS: dict[str, tuple[Field, ...]] = {
     "register": (
@@ -56,13 +58,18 @@ REQUESTS: dict[str, tuple[Field, ...]] = {
         _CHALLENGE,
         Field("signature", "bin", size=SIGNATURE_LEN),
     ),
-    "send": (Field("envelope", "bin", max_len=1 << 20), _WRAPS),
+    "send": (Field("envelope", "bin", max_len=1 << 20), _WRAPS, _BLOBS),
     "receipt": (Field("receipt", "bin", max_len=4096),),
     "recall": (
         Field("revocation", "bin", max_len=4096),
         Field("replacement", "map", optional=True),
     ),
-    "replacement": (Field("envelope", "bin", max_len=1 << 20), _WRAPS),
+    "replacement": (Field("envelope", "bin", max_len=1 << 20), _WRAPS, _BLOBS),
+    "blob": (
+        Field("blob_id", "bin", size=ID_LEN),
+        Field("size", "uint", max_value=2**62),
+        Field("digest", "bin", size=32),
+    ),
     "ack": (Field("seq", "uint", max_value=2**63 - 1),),
     "open": (),
 }

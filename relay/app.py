@@ -148,6 +148,8 @@ def _error(exc: RelayError) -> web.Response:
     body: dict[str, object] = {"error": exc.code, "message": exc.message}
     if exc.data:
         body["facts"] = exc.data
+        if "offset" in exc.data:  # an upload refusal says where to resume, at the top level
+            body["offset"] = exc.data["offset"]
     response = respond(body, status=exc.status)
     if exc.retry_after is not None:
         response.headers["Retry-After"] = str(exc.retry_after)
@@ -178,6 +180,7 @@ def create_app(
         await store.open()
         services = Services(config, store, tick, metrics)
         services.metrics_token = token
+        await services.blobs.start()  # before serving: files a crash left without a row go
         app[SERVICES] = services
         jobs = [
             asyncio.create_task(services.retention.run_forever()),
@@ -193,6 +196,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
             await services.inbox.drain()
+            await services.blobs.drain()
             await store.close()
             log.info("stopped", extra={"event": "stopped"})
 

@@ -131,6 +131,9 @@ async def _with_storage(config: Config, command: str, handle: str = "") -> int:
         elif command == "scrub":
             seconds = await storage.scrub()
             print(f"scrubbed in {seconds:.2f} s: every page rewritten, the WAL truncated")
+            if config.blob_path.is_dir():  # and blob files a crash left without a row
+                services = Services(config, storage, lambda: int(time.time() * 1000), Metrics())
+                print(f"removed {await services.blobs.sweep()} orphaned blob file(s)")
         elif command == "migrate":
             print(f"schema version {SCHEMA_VERSION}: up to date")
         elif command == "check":
@@ -151,6 +154,7 @@ async def _with_storage(config: Config, command: str, handle: str = "") -> int:
         elif command == "purge-expired":
             services = Services(config, storage, lambda: int(time.time() * 1000), Metrics())
             result = await services.retention.run_once()
+            await services.blobs.drain()  # the files of what it destroyed
             print(f"expired {result.expired} message(s), forgot {result.forgotten} old record(s)")
         return 0
     finally:

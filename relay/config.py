@@ -83,6 +83,8 @@ class Option:
             return "platform data directory"
         if self.name == "database_url":
             return "relay.db in the data directory"
+        if self.name == "blob_dir":
+            return "blobs in the data directory"
         if self.default is None or self.default == "":
             return "none"
         return self.show(self.default)
@@ -134,6 +136,14 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "TLS certificate chain (PEM); with --tls-key, serve HTTPS and WSS",
         "FILE",
+    ),
+    Option(
+        "blob_dir",
+        "server",
+        _parse_optional_path,
+        None,
+        "directory for the encrypted attachments (blobs), outside the database",
+        "DIR",
     ),
     Option("tls_key", "server", _parse_optional_path, None, "TLS private key (PEM)", "FILE"),
     Option("log_level", "server", _parse_str, "info", "debug, info, warning or error", "LEVEL"),
@@ -218,6 +228,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _duration("purge_interval", "retention", 60_000, "how often the retention and purge job runs"),
     _duration(
+        "upload_expiry",
+        "retention",
+        DAY_MS,
+        "how long an attachment upload may stay unfinished or unsent before it is deleted",
+    ),
+    _duration(
         "open_grace",
         "retention",
         600_000,
@@ -239,6 +255,25 @@ OPTIONS: tuple[Option, ...] = (
         "limits",
         256 << 20,
         "stored ciphertext one user may have waiting at the relay",
+    ),
+    _size(
+        "max_file_size",
+        "limits",
+        2 << 30,
+        "largest attachment accepted, as its encrypted blob (a little larger than the file)",
+    ),
+    _size(
+        "blob_quota",
+        "limits",
+        10 << 30,
+        "attachment bytes one user may have at the relay, uploaded or being uploaded",
+    ),
+    _duration(
+        "blob_read_timeout",
+        "limits",
+        60_000,
+        "how long an attachment upload may send nothing before it is cut off (per read, "
+        "so a large upload on a slow line is not limited in total)",
     ),
     _count(
         "requests_per_minute", "limits", 6000, "requests one user may make per minute (0: no limit)"
@@ -308,6 +343,12 @@ class Config:
     def database_path(self) -> Path:
         """The SQLite file the database URL names."""
         return Path(self.database.removeprefix("sqlite:///"))
+
+    @property
+    def blob_path(self) -> Path:
+        """The directory of the blob store (``blob_dir``, else ``blobs`` in the data directory)."""
+        value: Path | None = self.values["blob_dir"]
+        return value if value is not None else self.data_path / "blobs"
 
     @property
     def policy(self) -> RecallPolicy:
@@ -399,9 +440,17 @@ def _validate(values: dict[str, Any]) -> None:
         "max_websockets",
         "max_websockets_per_user",
         "max_pending_challenges",
+        "max_file_size",
+        "blob_quota",
+        "upload_expiry",
+        "blob_read_timeout",
     ):
         if values[name] <= 0:
             raise ConfigError(f"{name} must be positive")
+    if values["max_file_size"] > values["blob_quota"]:
+        raise ConfigError(
+            "max_file_size cannot exceed blob_quota: no file that large could ever be uploaded"
+        )
     if values["max_message_size"] > values["max_request_size"]:
         raise ConfigError("max_message_size cannot exceed max_request_size")
     _validate_retention(values)

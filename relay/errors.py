@@ -33,11 +33,13 @@ __all__ = [
     "Gone",
     "NotFound",
     "PayloadTooLarge",
+    "RangeNotSatisfiable",
     "RateLimited",
     "RecallDenied",
     "RelayError",
     "ServiceUnavailable",
     "Unauthorized",
+    "Unprocessable",
     "from_protocol_error",
 ]
 
@@ -95,6 +97,18 @@ class Conflict(RelayError):
 class Gone(RelayError):
     status = 410
     code = "gone"
+
+
+class Unprocessable(RelayError):
+    """The request was well formed but its content is wrong (an upload whose digest differs)."""
+
+    status = 422
+    code = "unprocessable"
+
+
+class RangeNotSatisfiable(RelayError):
+    status = 416
+    code = "bad_range"
 
 
 class RequestTimeout(RelayError):

@@ -24,14 +24,15 @@ from .errors import BadRequest, RateLimited, Unauthorized
 from .services import SERVICES, Services
 from .ws_requests import RequestRunner
 
-__all__ = ["setup_routes"]
+__all__ = ["session_of", "setup_routes"]
 
 
 def _services(request: web.Request) -> Services:
     return request.app[SERVICES]
 
 
-async def _session(request: web.Request) -> Session:
+async def session_of(request: web.Request) -> Session:
+    """The request's session (401 without one), counted against the user's rate limit."""
     services = _services(request)
     session = await services.accounts.authenticate(request.headers.get("Authorization"))
     wait = services.rate.check(session.user_id)
@@ -107,6 +108,8 @@ async def well_known(request: web.Request) -> web.Response:
             "limits": {
                 "max_message_size": config.max_message_size,
                 "max_request_size": config.max_request_size,
+                "max_file_size": config.max_file_size,
+                "blob_quota": config.blob_quota,
             },
         }
     )
@@ -142,7 +145,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    session = await _session(request)
+    session = await session_of(request)
     services = _services(request)
     await services.accounts.logout(session)
     await services.hub.end_session(session.token_hash)
@@ -164,31 +167,31 @@ async def _directory_answer(
 
 
 async def user(request: web.Request) -> web.Response:
-    await _session(request)
+    await session_of(request)
     user_id = parse_hex_id(request.match_info["user_id"], size=32, what="user id")
     return await _directory_answer(_services(request), user_id, None)
 
 
 async def handle(request: web.Request) -> web.Response:
-    await _session(request)
+    await session_of(request)
     return await _directory_answer(_services(request), None, request.match_info["handle"])
 
 
 async def send(request: web.Request) -> web.Response:
-    session = await _session(request)
+    session = await session_of(request)
     body = await read_request(request, "send")
     status, answer = await operations.send(_services(request), session, None, body)
     return respond(answer, status=status)
 
 
 async def fetch(request: web.Request) -> web.Response:
-    session = await _session(request)
+    session = await session_of(request)
     status, answer = await operations.fetch(_services(request), session, _message_id(request), None)
     return respond(answer, status=status)
 
 
 async def open_message(request: web.Request) -> web.Response:
-    session = await _session(request)
+    session = await session_of(request)
     body = await read_request(request, "open")
     services, message_id = _services(request), _message_id(request)
     status, answer = await operations.open_message(services, session, message_id, body)
@@ -196,7 +199,7 @@ async def open_message(request: web.Request) -> web.Response:
 
 
 async def receipt(request: web.Request) -> web.Response:
-    session = await _session(request)
+    session = await session_of(request)
     body = await read_request(request, "receipt")
     services, message_id = _services(request), _message_id(request)
     status, answer = await operations.receipt(services, session, message_id, body)
@@ -204,7 +207,7 @@ async def receipt(request: web.Request) -> web.Response:
 
 
 async def recall(request: web.Request) -> web.Response:
-    session = await _session(request)
+    session = await session_of(request)
     body = await read_request(request, "recall")
     services, message_id = _services(request), _message_id(request)
     status, answer = await operations.recall(services, session, message_id, body)
@@ -212,7 +215,7 @@ async def recall(request: web.Request) -> web.Response:
 
 
 async def report(request: web.Request) -> web.Response:
-    session = await _session(request)
+    session = await session_of(request)
     status, answer = await operations.report(
         _services(request), session, _message_id(request), None
     )
@@ -229,7 +232,7 @@ def _int_query(request: web.Request, name: str, default: int, maximum: int) -> i
 
 
 async def sync(request: web.Request) -> web.Response:
-    session = await _session(request)
+    session = await session_of(request)
     after = _int_query(request, "after", 0, 2**63 - 1)
     limit = _int_query(request, "limit", 256, 1024)
     page = await _services(request).inbox.page(session.device_id, after, limit)
@@ -250,14 +253,14 @@ async def sync(request: web.Request) -> web.Response:
 
 
 async def ack(request: web.Request) -> web.Response:
-    session = await _session(request)
+    session = await session_of(request)
     body = await read_request(request, "ack")
     await _services(request).inbox.ack(session.device_id, body["seq"])
     return respond({"acked": body["seq"]})
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
-    session = await _session(request)
+    session = await session_of(request)
     services = _services(request)
     cursor = _int_query(request, "cursor", 0, 2**63 - 1)
     services.hub.admit(session)
@@ -273,6 +276,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 
 def setup_routes(app: web.Application) -> None:
+    from .blobs.routes import BLOB_ROUTES  # they check sessions with session_of, above
+
     routes: list[tuple[str, str, Any]] = [
         ("GET", "/healthz", healthz),
         ("GET", "/metrics", metrics),
@@ -292,6 +297,7 @@ def setup_routes(app: web.Application) -> None:
         ("GET", "/v1/sync", sync),
         ("POST", "/v1/sync/ack", ack),
         ("GET", "/v1/ws", websocket),
+        *BLOB_ROUTES,
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)

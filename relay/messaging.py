@@ -24,6 +24,7 @@ from e2e_recall.signing import VerifyKey
 from e2e_recall.wrapping import wrap_length
 
 from .accounts import Accounts, Session
+from .blobs.rules import bind_rule, check_blob_list, settled
 from .config import Config
 from .errors import (
     BadRequest,
@@ -64,6 +65,7 @@ class PreparedMessage:
     record: MessageRecord
     deliveries: list[DeliveryRecord]
     events: list[NewEvent]
+    blobs: tuple[bytes, ...] = ()  # bound to the message in the transaction that stores it
 
 
 def _transition(delivery: DeliveryRecord, event: Event, at: int) -> DeliveryRecord:
@@ -96,11 +98,12 @@ def _transition(delivery: DeliveryRecord, event: Event, at: int) -> DeliveryReco
 def completion(
     view: MessageView, message: MessageRecord, deliveries: list[DeliveryRecord]
 ) -> Changes:
-    """Every recipient device has its key: drop ciphertext and wraps, keep the record."""
+    """Every device has its key (and every file): drop ciphertext, wraps and blobs."""
     return Changes(
         message=replace(message, envelope=None, state=MessageState.COMPLETE),
         deliveries=[replace(d, wrap=None) for d in deliveries],
         purge=True,
+        destroy_blobs=bool(view.files),
     )
 
 
@@ -122,9 +125,18 @@ class Messaging:
         return identity
 
     async def prepare(
-        self, session: Session, envelope: bytes, wraps: list[Wrap]
+        self,
+        session: Session,
+        envelope: bytes,
+        wraps: list[Wrap],
+        blobs: list[bytes] | tuple[bytes, ...] = (),
     ) -> PreparedMessage:
-        """Check a send completely, before anything is stored."""
+        """Check a send completely, before anything is stored (the blobs' rows aside).
+
+        The blobs themselves are checked by the transaction that binds them,
+        so a blob cannot be bound twice by two sends at once.
+        """
+        blob_ids = check_blob_list(blobs)
         if len(envelope) > self.config.max_message_size:
             raise PayloadTooLarge(
                 f"A message may be at most {self.config.max_message_size} bytes.",
@@ -163,7 +175,7 @@ class Messaging:
         events = [
             NewEvent(d.device_id, EventKind.MESSAGE, header.message_id, notice) for d in deliveries
         ]
-        return PreparedMessage(header, record, deliveries, events)
+        return PreparedMessage(header, record, deliveries, events, blob_ids)
 
     async def _deliveries(
         self, session: Session, header: Header, wraps: list[Wrap]
@@ -220,17 +232,26 @@ class Messaging:
         ]
 
     async def send(
-        self, session: Session, envelope: bytes, wraps: list[Wrap]
+        self,
+        session: Session,
+        envelope: bytes,
+        wraps: list[Wrap],
+        blobs: list[bytes] | tuple[bytes, ...] = (),
     ) -> tuple[MessageRecord, bool]:
         """Store a message; a retry of the same send returns the stored one (``False``).
 
         The quota is checked by the transaction that inserts the message, so
         concurrent sends at the edge of the quota cannot together pass it.
         """
-        prepared = await self.prepare(session, envelope, wraps)
+        prepared = await self.prepare(session, envelope, wraps, blobs)
         try:
             stored = await self.storage.insert_message(
-                prepared.record, prepared.deliveries, prepared.events, quota=self.config.user_quota
+                prepared.record,
+                prepared.deliveries,
+                prepared.events,
+                quota=self.config.user_quota,
+                blobs=prepared.blobs,
+                bind=bind_rule,
             )
         except QuotaExceeded:
             raise quota_refusal() from None
@@ -307,9 +328,9 @@ class Messaging:
             if not delivery.own_device and first is None:
                 first = now
             others = [d for d in view.deliveries if d.device_id != delivery.device_id]
-            if all(d.key_released_at is not None for d in others):
-                # Every device has its key: nothing left to escrow.  Keep it only for
-                # open_grace, so that a device whose answer was lost can ask again.
+            if settled([opened, *others], bool(view.files)):
+                # Every device has its key (and its files): nothing left to escrow.  Keep it
+                # only for open_grace, so that a device whose answer was lost can ask again.
                 changes.message = replace(message, first_opened_at=first, all_opened_at=now)
                 if self.config.open_grace <= 0:
                     return completion(view, changes.message, [opened, *others]), wrap
@@ -363,10 +384,15 @@ class Messaging:
 def _merge(view: MessageView, changes: Changes) -> MessageView:
     """The view as it will be after ``changes``, for the report event."""
     updated = {d.device_id: d for d in changes.deliveries}
+    files = view.files
+    if changes.destroy_blobs:
+        files = tuple(replace(f, present=False) for f in files)
     return MessageView(
         changes.message or view.message,
         tuple(updated.get(d.device_id, d) for d in view.deliveries),
         view.recalls_since,
+        files,
+        view.downloads | {(blob, device) for blob, device, _ in changes.blob_downloads},
     )
 
 

@@ -32,7 +32,7 @@ async def send(
     services: Services, session: Session, _: bytes | None, body: dict[str, Any]
 ) -> Answer:
     stored, created = await services.messaging.send(
-        session, body["envelope"], _wraps(body["wraps"])
+        session, body["envelope"], _wraps(body["wraps"]), body["blobs"]
     )
     if created:
         services.metrics.messages_stored.inc()
@@ -71,7 +71,7 @@ async def recall(
     replacement = None
     if body["replacement"] is not None:
         fields = parse_body(wire.encode(body["replacement"]), "replacement")
-        replacement = (fields["envelope"], _wraps(fields["wraps"]))
+        replacement = (fields["envelope"], _wraps(fields["wraps"]), fields["blobs"])
     try:
         outcome = await services.recalls.recall(
             session, message_id, body["revocation"], replacement

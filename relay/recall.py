@@ -25,6 +25,7 @@ from e2e_recall.revocation import Revocation, verify_revocation
 from e2e_recall.signing import SigningKey
 
 from .accounts import Session
+from .blobs.rules import bind_rule
 from .config import Config
 from .errors import BadRequest, NotFound, from_protocol_error
 from .messaging import Messaging, PreparedMessage, Wrap, _merge, _transition, quota_refusal
@@ -71,7 +72,7 @@ class Recalls:
         session: Session,
         message_id: bytes,
         revocation_wire: bytes,
-        replacement: tuple[bytes, list[Wrap]] | None = None,
+        replacement: tuple[bytes, list[Wrap], list[bytes]] | None = None,
     ) -> RecallOutcome:
         view = await self.storage.get_message(message_id)
         if view is None or not _involved(view, session.user_id):
@@ -117,15 +118,24 @@ class Recalls:
 
         try:
             return await self.storage.change_message(
-                message_id, decide, recalls_since=now - DAY_MS, quota=self.config.user_quota
+                message_id,
+                decide,
+                recalls_since=now - DAY_MS,
+                quota=self.config.user_quota,
+                bind=bind_rule,
             )
         except QuotaExceeded:  # the replacement would pass the quota: nothing was recalled
             raise quota_refusal() from None
 
     async def _replacement(
-        self, session: Session, revocation: Revocation, envelope: bytes, wraps: list[Wrap]
+        self,
+        session: Session,
+        revocation: Revocation,
+        envelope: bytes,
+        wraps: list[Wrap],
+        blobs: list[bytes],
     ) -> PreparedMessage:
-        prepared = await self.messaging.prepare(session, envelope, wraps)
+        prepared = await self.messaging.prepare(session, envelope, wraps, blobs)
         header = prepared.header
         if header.kind is not MessageKind.REPLACEMENT or header.replaces != revocation.message_id:
             raise BadRequest(
@@ -148,7 +158,7 @@ class Recalls:
         now: int,
     ) -> tuple[Changes, RecallOutcome]:
         message = view.message
-        changes = Changes(purge=True)
+        changes = Changes(purge=True, destroy_blobs=bool(view.files))
         deliveries = []
         for delivery in view.deliveries:
             deliveries.append(replace(_transition(delivery, Event.RECALLED, now), wrap=None))
@@ -181,6 +191,7 @@ class Recalls:
                 changes.drop_notices.append(delivery.device_id)
         if replacement is not None:
             changes.new_messages.append((replacement.record, replacement.deliveries))
+            changes.new_blobs[replacement.record.message_id] = replacement.blobs
             changes.events.extend(replacement.events)
         after = _merge(view, changes)
         changes.events.extend(report_events(after, senders))

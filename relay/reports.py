@@ -29,6 +29,7 @@ def device_line(delivery: DeliveryRecord) -> dict[str, Any]:
         "recalled_at": delivery.recalled_at,
         "deleted_at": delivery.deleted_at,
         "receipt": delivery.receipt,
+        "downloaded_at": delivery.downloaded_at,
     }
 
 
@@ -45,6 +46,12 @@ def report(view: MessageView) -> dict[str, Any]:
         "revocation": message.revocation,
         "purge_receipt": message.purge_receipt,
         "devices": [device_line(d) for d in view.deliveries],
+        "files": {
+            "count": len(view.files),
+            "bytes": sum(f.size for f in view.files),
+            # the blobs' rows are gone (their files are unlinked right after that commit)
+            "destroyed": bool(view.files) and not any(f.present for f in view.files),
+        },
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from e2e_recall.report import Event
@@ -31,12 +31,19 @@ class RetentionResult:
     expired: int
     forgotten: int
     completed: int = 0  # messages every device opened, whose grace is over
+    uploads_expired: int = 0  # unbound or unfinished blobs older than upload_expiry
 
 
 class Retention:
     def __init__(
-        self, storage: Storage, messaging: Messaging, config: Config, clock: Callable[[], int]
+        self,
+        storage: Storage,
+        messaging: Messaging,
+        config: Config,
+        clock: Callable[[], int],
+        sweep: Callable[[], Awaitable[int]] | None = None,
     ):
+        self.sweep = sweep  # removes blob files without a row (a crash before their unlink)
         self.storage = storage
         self.messaging = messaging
         self.config = config
@@ -58,15 +65,23 @@ class Retention:
                 completed += await self._complete(message_id)
             if len(ids) < _BATCH:
                 break
+        uploads = 0
+        while True:
+            ids = await self.storage.expire_uploads(now - self.config.upload_expiry, _BATCH)
+            uploads += len(ids)
+            if len(ids) < _BATCH:
+                break
         forgotten = await self.storage.forget_tombstones(now - self.config.tombstone_retention)
         await self.storage.forget_challenges(now)
+        if self.sweep is not None:
+            await self.sweep()
         try:
             await self.storage.checkpoint()
         except StorageError as exc:  # readers kept the WAL busy; the next run tries again
             log.warning(
                 "checkpoint deferred", extra={"event": "checkpoint_deferred", "error": str(exc)}
             )
-        if expired or forgotten or completed:
+        if expired or forgotten or completed or uploads:
             log.info(
                 "retention",
                 extra={
@@ -74,9 +89,10 @@ class Retention:
                     "expired": expired,
                     "completed": completed,
                     "forgotten": forgotten,
+                    "uploads_expired": uploads,
                 },
             )
-        return RetentionResult(expired, forgotten, completed)
+        return RetentionResult(expired, forgotten, completed, uploads)
 
     async def _complete(self, message_id: bytes) -> int:
         """Drop what every device already has, once the grace for lost answers is over."""
@@ -105,6 +121,7 @@ class Retention:
                 deliveries=deliveries,
                 drop_notices=[d.device_id for d in deliveries if d.fetched_at is None],
                 purge=True,
+                destroy_blobs=bool(view.files),
             )
             changes.events.extend(report_events(_merge(view, changes), senders))
             return changes, 1

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from aiohttp import web
 
 from .accounts import Accounts
+from .blobs.service import Blobs
+from .blobs.store import FileBlobStore
 from .config import Config
 from .gauges import HeldGauges
 from .hub import Hub
@@ -48,7 +50,9 @@ class Services:
         )
         self.messaging = Messaging(storage, self.accounts, config, clock)
         self.recalls = Recalls(storage, self.messaging, self.relay_key, config, clock)
-        self.retention = Retention(storage, self.messaging, config, clock)
+        self.blobs = Blobs(storage, FileBlobStore(config.blob_path), self.messaging, config, clock)
+        storage.on_blobs_destroyed(self.blobs.on_destroyed)
+        self.retention = Retention(storage, self.messaging, config, clock, self.blobs.sweep)
         self.inbox = Inbox(storage)
         self.hub = Hub(
             self.inbox, metrics, clock, config.max_websockets, config.max_websockets_per_user

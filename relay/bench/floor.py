@@ -103,6 +103,7 @@ def _seal(sender: _Party, recipient: _Party, now: int) -> dict[str, Any]:
     return {
         "envelope": sealed.envelope,
         "wraps": [{"device_id": recipient.device.device_id, "wrap": wrap}],
+        "blobs": [],
     }
 
 

@@ -127,7 +127,7 @@ def seal_send(sender: BenchDevice, recipients: tuple[BenchDevice, ...], text: st
         }
         for device in recipients
     ]
-    body = {"envelope": sealed.envelope, "wraps": wraps}
+    body = {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
     return PreparedSend(
         header.message_id, conversation, sender, recipients, body, wire.encode(body)
     )

@@ -22,6 +22,8 @@ from typing import Protocol, TypeVar
 
 from e2e_recall.report import DeviceState
 
+from .blob_records import BindRule, BlobMetaStore, BoundFile
+
 __all__ = [
     "AccountStore",
     "Changes",
@@ -122,7 +124,7 @@ class MessageRecord:
     recalled_at: int | None = None
     revocation: bytes | None = None
     purge_receipt: bytes | None = None
-    all_opened_at: int | None = None  # when the last recipient device got its key
+    all_opened_at: int | None = None  # when the last device got its key (and every file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,7 @@ class DeliveryRecord:
     recalled_at: int | None = None
     deleted_at: int | None = None
     receipt: bytes | None = None
+    downloaded_at: int | None = None  # when the device had received every blob of the message
 
 
 class EventKind(StrEnum):
@@ -175,6 +178,8 @@ class MessageView:
     message: MessageRecord
     deliveries: tuple[DeliveryRecord, ...]
     recalls_since: int = 0  # recalls by this sender in this conversation since the asked time
+    files: tuple[BoundFile, ...] = ()  # the blobs the send bound, in their order
+    downloads: frozenset[tuple[bytes, bytes]] = frozenset()  # (blob id, device id) served whole
 
     def delivery(self, device_id: bytes) -> DeliveryRecord | None:
         for delivery in self.deliveries:
@@ -193,11 +198,20 @@ class Changes:
     drop_notices: list[bytes] = field(default_factory=list)  # devices whose notice is withdrawn
     new_messages: list[tuple[MessageRecord, list[DeliveryRecord]]] = field(default_factory=list)
     purge: bool = False  # ciphertext or wraps were destroyed: checkpoint soon
+    new_blobs: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)  # for new_messages
+    destroy_blobs: bool = False  # delete the message's blob rows; files go after the commit
+    blob_downloads: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # blob, device, at
 
     @property
     def empty(self) -> bool:
         return not (
-            self.message or self.deliveries or self.events or self.drop_notices or self.new_messages
+            self.message
+            or self.deliveries
+            or self.events
+            or self.drop_notices
+            or self.new_messages
+            or self.destroy_blobs
+            or self.blob_downloads
         )
 
 
@@ -244,11 +258,15 @@ class MessageStore(Protocol):
         deliveries: list[DeliveryRecord],
         events: list[NewEvent],
         quota: int | None = None,
+        blobs: tuple[bytes, ...] = (),
+        bind: BindRule | None = None,
     ) -> MessageRecord:
         """Store a new message; if its id exists, return the stored row unchanged.
 
         With ``quota``, raise :class:`QuotaExceeded` (writing nothing) when the
-        sender's live ciphertext plus this message would exceed it.
+        sender's live ciphertext plus this message would exceed it.  ``blobs``
+        are bound to the message in the same transaction, after ``bind`` (the
+        rule) accepted the rows found; a refusal writes nothing.
         """
 
     async def get_message(self, message_id: bytes) -> MessageView | None: ...
@@ -259,11 +277,13 @@ class MessageStore(Protocol):
         decide: Callable[[MessageView], tuple[Changes, T]],
         recalls_since: int | None = None,
         quota: int | None = None,
+        bind: BindRule | None = None,
     ) -> T:
         """Read, decide, write, in one transaction; ``decide`` may raise to change nothing.
 
         ``quota`` applies to the messages the changes add (a recall's
-        replacement), counted after the changed message's own bytes are freed.
+        replacement), counted after the changed message's own bytes are freed;
+        ``bind`` checks the blobs they bind (``Changes.new_blobs``).
         """
 
     async def messages_to_expire(self, received_before: int, limit: int) -> list[bytes]: ...
@@ -288,8 +308,8 @@ class EventStore(Protocol):
 EventListener = Callable[[set[bytes], "list[EventRecord] | None"], None]
 
 
-class Storage(AccountStore, MessageStore, EventStore, Protocol):
-    """A whole backend: the three stores and their lifecycle."""
+class Storage(AccountStore, MessageStore, EventStore, BlobMetaStore, Protocol):
+    """A whole backend: the stores and their lifecycle."""
 
     def on_events(self, listener: EventListener) -> None:
         """Call ``listener`` after each commit that queued events.

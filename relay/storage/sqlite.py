@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import Conflict, NotFound
+from . import sqlite_blobs as blob_rows
 from . import sqlite_rows as rows
 from .base import (
     Changes,
@@ -30,6 +31,8 @@ from .base import (
     StorageError,
     UserRecord,
 )
+from .blob_records import BindRule, BlobListener
+from .sqlite_blobs import SqliteBlobs
 from .sqlite_engine import EngineObserver, SqliteEngine
 from .sqlite_faults import Faults
 
@@ -38,8 +41,8 @@ __all__ = ["SqliteStorage"]
 T = TypeVar("T")
 
 
-class SqliteStorage:
-    """All three stores on one SQLite database file (WAL, secure_delete, synchronous=FULL)."""
+class SqliteStorage(SqliteBlobs):
+    """Every store on one SQLite database file (WAL, secure_delete, synchronous=FULL)."""
 
     def __init__(
         self,
@@ -53,6 +56,7 @@ class SqliteStorage:
         self._engine = SqliteEngine(path, observer, scrub_interval, faults)
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._listeners: list[EventListener] = []
+        self._blob_listeners: list[BlobListener] = []
 
     def on_events(self, listener: EventListener) -> None:
         self._listeners.append(listener)
@@ -274,6 +278,8 @@ class SqliteStorage:
         deliveries: list[DeliveryRecord],
         events: list[NewEvent],
         quota: int | None = None,
+        blobs: tuple[bytes, ...] = (),
+        bind: BindRule | None = None,
     ) -> MessageRecord:
         now = self._clock()
 
@@ -288,6 +294,7 @@ class SqliteStorage:
             if row is not None:
                 return rows.to_message(row)
             rows.insert_message(conn, message, deliveries, quota)
+            blob_rows.bind(conn, message.message_id, message.sender, blobs, bind)
             written = rows.insert_events(conn, events, now)
             return message
 
@@ -305,42 +312,20 @@ class SqliteStorage:
         decide: Callable[[MessageView], tuple[Changes, T]],
         recalls_since: int | None = None,
         quota: int | None = None,
+        bind: BindRule | None = None,
     ) -> T:
         now = self._clock()
         purged = False
         written: list[EventRecord] = []
+        destroyed: list[bytes] = []
 
         def run(conn: sqlite3.Connection) -> T:
-            nonlocal purged, written
+            nonlocal purged, written, destroyed
             view = rows.read_view(conn, message_id, recalls_since)
             if view is None:
                 raise NotFound("No such message.")
             changes, result = decide(view)
-            if changes.message is not None:
-                freed = rows.held(view.message) - rows.held(changes.message)
-                rows.charge(conn, view.message.sender, -freed, None)
-                row = rows.message_row(changes.message)
-                conn.execute(
-                    f"UPDATE messages SET {rows.MESSAGE_UPDATE} WHERE message_id = ?",
-                    (*row[1:], row[0]),
-                )
-            conn.executemany(
-                f"REPLACE INTO deliveries ({rows.DELIVERY_COLUMNS}) VALUES ({', '.join('?' * 11)})",
-                [rows.delivery_row(d) for d in changes.deliveries],
-            )
-            for new_message, new_deliveries in changes.new_messages:
-                if conn.execute(
-                    "SELECT 1 FROM messages WHERE message_id = ?", (new_message.message_id,)
-                ).fetchone():
-                    raise Conflict("A message with that id already exists.", code="message_exists")
-                rows.insert_message(conn, new_message, new_deliveries, quota)
-            conn.executemany(
-                "DELETE FROM events WHERE device_id = ? AND message_id = ? AND kind = ?",
-                [
-                    (device_id, message_id, str(EventKind.MESSAGE))
-                    for device_id in changes.drop_notices
-                ],
-            )
+            destroyed = rows.apply_changes(conn, view, changes, quota, bind)
             purged, written = changes.purge, rows.insert_events(conn, changes.events, now)
             return result
 
@@ -348,6 +333,7 @@ class SqliteStorage:
         if purged:
             self._engine.request_checkpoint()
         self._announce(written)
+        self._destroyed(destroyed)
         return result
 
     async def messages_to_expire(self, received_before: int, limit: int) -> list[bytes]:
@@ -372,7 +358,10 @@ class SqliteStorage:
         return await self._engine.read(run)
 
     async def forget_tombstones(self, before: int) -> int:
+        destroyed: list[bytes] = []
+
         def run(conn: sqlite3.Connection) -> int:
+            nonlocal destroyed
             old = [
                 row[0]
                 for row in conn.execute(
@@ -380,6 +369,7 @@ class SqliteStorage:
                     (before,),
                 )
             ]
+            destroyed = blob_rows.forget(conn, old)
             conn.executemany("DELETE FROM deliveries WHERE message_id = ?", [(m,) for m in old])
             conn.executemany("DELETE FROM events WHERE message_id = ?", [(m,) for m in old])
             conn.executemany("DELETE FROM messages WHERE message_id = ?", [(m,) for m in old])
@@ -387,7 +377,9 @@ class SqliteStorage:
             conn.execute("DELETE FROM sessions WHERE expires_at < ?", (before,))
             return len(old)
 
-        return await self._engine.write(run)
+        forgotten = await self._engine.write(run)
+        self._destroyed(destroyed)
+        return forgotten
 
     async def stored_bytes(self, user_id: bytes) -> int:
         def run(conn: sqlite3.Connection) -> int:

@@ -13,8 +13,12 @@ from typing import Any
 
 from e2e_recall.report import DeviceState
 
+from ..errors import Conflict
+from . import sqlite_blobs as blob_rows
 from .base import (
+    Changes,
     DeliveryRecord,
+    EventKind,
     EventRecord,
     MessageRecord,
     MessageState,
@@ -22,12 +26,15 @@ from .base import (
     NewEvent,
     QuotaExceeded,
 )
+from .blob_records import BindRule
 
 __all__ = [
     "DELIVERY_COLUMNS",
+    "DELIVERY_PLACES",
     "DEVICE_COLUMNS",
     "MESSAGE_COLUMNS",
     "MESSAGE_UPDATE",
+    "apply_changes",
     "charge",
     "delivery_row",
     "held",
@@ -46,8 +53,9 @@ MESSAGE_COLUMNS = (
 )
 DELIVERY_COLUMNS = (
     "message_id, device_id, user_id, wrap, own_device, state, fetched_at, key_released_at, "
-    "recalled_at, deleted_at, receipt"
+    "recalled_at, deleted_at, receipt, downloaded_at"
 )
+DELIVERY_PLACES = ", ".join("?" * len(DELIVERY_COLUMNS.split(",")))
 _MESSAGE_PLACES = ", ".join("?" * len(MESSAGE_COLUMNS.split(",")))
 MESSAGE_UPDATE = ", ".join(f"{name.strip()} = ?" for name in MESSAGE_COLUMNS.split(",")[1:])
 DEVICE_COLUMNS = "device_id, user_id, certificate, signing_key, created_at, revoked_at, acked_seq"
@@ -112,6 +120,7 @@ def delivery_row(d: DeliveryRecord) -> tuple[Any, ...]:
         d.recalled_at,
         d.deleted_at,
         d.receipt,
+        d.downloaded_at,
     )
 
 
@@ -147,7 +156,7 @@ def insert_message(
         message_row(message),
     )
     conn.executemany(
-        f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES ({', '.join('?' * 11)})",
+        f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES ({DELIVERY_PLACES})",
         [delivery_row(d) for d in deliveries],
     )
 
@@ -197,4 +206,41 @@ def read_view(
             "WHERE conversation_id = ? AND sender = ? AND recalled_at >= ?",
             (message.conversation_id, message.sender, recalls_since),
         ).fetchone()[0]
-    return MessageView(message, deliveries, recalls)
+    files, downloads = blob_rows.read_files(conn, message_id)
+    return MessageView(message, deliveries, recalls, files, downloads)
+
+
+def apply_changes(
+    conn: sqlite3.Connection,
+    view: MessageView,
+    changes: Changes,
+    quota: int | None,
+    bind: BindRule | None,
+) -> list[bytes]:
+    """Write what a rule decided about one message (events aside); the blob ids destroyed."""
+    message_id = view.message.message_id
+    if changes.message is not None:
+        freed = held(view.message) - held(changes.message)
+        charge(conn, view.message.sender, -freed, None)
+        row = message_row(changes.message)
+        conn.execute(
+            f"UPDATE messages SET {MESSAGE_UPDATE} WHERE message_id = ?", (*row[1:], row[0])
+        )
+    conn.executemany(
+        f"REPLACE INTO deliveries ({DELIVERY_COLUMNS}) VALUES ({DELIVERY_PLACES})",
+        [delivery_row(d) for d in changes.deliveries],
+    )
+    for new_message, new_deliveries in changes.new_messages:
+        if conn.execute(
+            "SELECT 1 FROM messages WHERE message_id = ?", (new_message.message_id,)
+        ).fetchone():
+            raise Conflict("A message with that id already exists.", code="message_exists")
+        insert_message(conn, new_message, new_deliveries, quota)
+        blob_ids = changes.new_blobs.get(new_message.message_id, ())
+        blob_rows.bind(conn, new_message.message_id, new_message.sender, blob_ids, bind)
+    blob_rows.record_downloads(conn, changes.blob_downloads)
+    conn.executemany(
+        "DELETE FROM events WHERE device_id = ? AND message_id = ? AND kind = ?",
+        [(device_id, message_id, str(EventKind.MESSAGE)) for device_id in changes.drop_notices],
+    )
+    return blob_rows.destroy(conn, message_id) if changes.destroy_blobs else []

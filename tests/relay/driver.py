@@ -276,7 +276,7 @@ class Person:
         await self.call(
             "POST",
             "/v1/messages",
-            {"envelope": sealed.envelope, "wraps": wraps},
+            {"envelope": sealed.envelope, "wraps": wraps, "blobs": []},
             device=options.get("device", 0),
         )
         return header

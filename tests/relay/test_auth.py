@@ -106,6 +106,7 @@ async def _send_body(alice: Person, bob: Person) -> dict[str, Any]:
     return {
         "envelope": sealed.envelope,
         "wraps": await alice.wraps_for(bob, header, sealed.message_key),
+        "blobs": [],
     }
 
 

@@ -187,6 +187,7 @@ def _routes(alice: Person, bob: Person, message_id: bytes) -> list[Route]:
             {
                 "envelope": os.urandom(300),
                 "wraps": [{"device_id": bob.devices[0].secrets.device_id, "wrap": os.urandom(80)}],
+                "blobs": [],
             },
         ),
         Route("receipt", "POST", f"/v1/messages/{hexid}/receipt", b, {"receipt": os.urandom(200)}),
@@ -403,7 +404,7 @@ async def test_an_envelope_over_the_message_limit_is_413(people: tuple[Person, P
     header, sealed = alice.seal(bob, "a small message in a huge envelope")
     wraps = await alice.wraps_for(bob, header, sealed.message_key)
     before = await stats(alice.relay)
-    body = wire.encode({"envelope": sealed.envelope + b"\x00" * limit, "wraps": wraps})
+    body = wire.encode({"envelope": sealed.envelope + b"\x00" * limit, "wraps": wraps, "blobs": []})
     answer = await ask(
         alice.http, alice.relay, "POST", "/v1/messages", body, token=alice.devices[0].token
     )
@@ -417,7 +418,7 @@ async def test_an_envelope_over_the_message_limit_is_413(people: tuple[Person, P
 
 
 async def _send(alice: Person, envelope: bytes, wraps: list[dict[str, bytes]]) -> Answer:
-    body = wire.encode({"envelope": envelope, "wraps": wraps})
+    body = wire.encode({"envelope": envelope, "wraps": wraps, "blobs": []})
     return await ask(
         alice.http, alice.relay, "POST", "/v1/messages", body, token=alice.devices[0].token
     )
@@ -536,9 +537,13 @@ async def test_a_refused_replacement_leaves_the_original_unrecalled(
     bad_replacements = [
         ({}, 400, "missing_field"),
         ({"envelope": sealed.envelope}, 400, "missing_field"),
-        ({"envelope": sealed.envelope, "wraps": wraps, "x": 1}, 400, "unknown_field"),
-        ({"envelope": sealed.envelope.hex(), "wraps": wraps}, 400, "wrong_type"),
-        ({"envelope": sealed.envelope, "wraps": [{**wraps[0], "wrap": b"x"}]}, 400, "bad_wrap"),
+        ({"envelope": sealed.envelope, "wraps": wraps, "blobs": [], "x": 1}, 400, "unknown_field"),
+        ({"envelope": sealed.envelope.hex(), "wraps": wraps, "blobs": []}, 400, "wrong_type"),
+        (
+            {"envelope": sealed.envelope, "wraps": [{**wraps[0], "wrap": b"x"}], "blobs": []},
+            400,
+            "bad_wrap",
+        ),
         ([sealed.envelope, wraps], 400, "wrong_type"),
         (b"replacement", 400, "wrong_type"),
     ]
@@ -884,7 +889,11 @@ async def _arena(alice: Person, bob: Person) -> Arena:
             {"device_id": 16, "challenge": 32, "signature": 64},
         ),
         Template(
-            "send", "/v1/messages", a, {"envelope": sealed.envelope, "wraps": wraps}, ("envelope",)
+            "send",
+            "/v1/messages",
+            a,
+            {"envelope": sealed.envelope, "wraps": wraps, "blobs": []},
+            ("envelope",),
         ),
         Template(
             "receipt",
@@ -1034,7 +1043,8 @@ def _mutated(draw: st.DrawFn, arena: Arena) -> Bad:
         kind = (
             "map" if name == "replacement" else "str" if name == "handle" else _kind(fields[name])
         )
-        fields[name] = draw(_WRONG_FOR[kind])
+        # not the value it had (an empty list is a wrong wraps but a right blobs)
+        fields[name] = draw(_WRONG_FOR[kind].filter(lambda v, old=fields[name]: v != old))
         bad.body = _packed_fields(fields)
     elif how == "resize":
         name = draw(
@@ -1483,7 +1493,7 @@ async def test_an_abandoned_request_body_writes_nothing(people: tuple[Person, Pe
     alice, bob = people
     header, sealed = alice.seal(bob, "cut off mid-upload")
     wraps = await alice.wraps_for(bob, header, sealed.message_key)
-    body = wire.encode({"envelope": sealed.envelope, "wraps": wraps})
+    body = wire.encode({"envelope": sealed.envelope, "wraps": wraps, "blobs": []})
     before = await stats(alice.relay)
     for cut in (0, 1, len(body) // 2, len(body) - 1):
         _, writer = await asyncio.open_connection("127.0.0.1", _port(alice.relay))

@@ -92,7 +92,7 @@ async def test_kill_9_mid_stream_loses_nothing_acknowledged(tmp_path: Path) -> N
                     for cert in certificates
                 ]
                 batches[index % SENDERS].append(
-                    (header, {"envelope": sealed.envelope, "wraps": wraps})
+                    (header, {"envelope": sealed.envelope, "wraps": wraps, "blobs": []})
                 )
 
             ledger = Ledger({}, set(), set())

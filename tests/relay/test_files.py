@@ -43,9 +43,11 @@ async def test_database_wal_shm_and_key_are_private(tmp_path: Path) -> None:
             await bob.add_device()
             await alice.send(bob, "written through the WAL")
             names = {p.name for p in data.iterdir()}
-            assert {"relay.db", "relay.db-wal", "relay.db-shm", "relay.key"} <= names
-            for name in sorted(names):
+            assert {"relay.db", "relay.db-wal", "relay.db-shm", "relay.key", "blobs"} <= names
+            for name in sorted(names - {"blobs"}):
                 assert _mode(data / name) == 0o600, f"{name} is {oct(_mode(data / name))}"
+            for folder in (data / "blobs", data / "blobs" / "partial", data / "blobs" / "complete"):
+                assert _mode(folder) == 0o700, f"{folder} is {oct(_mode(folder))}"
     finally:
         await relay.runner.cleanup()
     assert _mode(data) == 0o700

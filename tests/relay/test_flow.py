@@ -143,8 +143,12 @@ async def test_a_retried_send_is_stored_once(people: tuple[Person, Person]) -> N
     alice, bob = people
     header, sealed = alice.seal(bob, "once")
     wraps = await alice.wraps_for(bob, header, sealed.message_key)
-    first = await alice.call("POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps})
-    again = await alice.call("POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps})
+    first = await alice.call(
+        "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
+    )
+    again = await alice.call(
+        "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
+    )
     assert first["created"] is True
     assert again["created"] is False
     assert [e["kind"] for e in await bob.sync()] == ["message"]

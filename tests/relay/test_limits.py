@@ -86,7 +86,7 @@ async def test_concurrent_writes_share_commits(people: tuple[Person, Person]) ->
         prepared.append((sealed.envelope, await alice.wraps_for(bob, header, sealed.message_key)))
     await asyncio.gather(
         *(
-            alice.call("POST", "/v1/messages", {"envelope": envelope, "wraps": wraps})
+            alice.call("POST", "/v1/messages", {"envelope": envelope, "wraps": wraps, "blobs": []})
             for envelope, wraps in prepared
         )
     )
@@ -110,7 +110,9 @@ async def test_concurrent_sends_stop_exactly_at_the_quota(
 
     async def send(envelope: bytes, wraps: list[dict[str, bytes]]) -> str:
         try:
-            await alice.call("POST", "/v1/messages", {"envelope": envelope, "wraps": wraps})
+            await alice.call(
+                "POST", "/v1/messages", {"envelope": envelope, "wraps": wraps, "blobs": []}
+            )
         except RelayRefused as exc:
             return f"{exc.status} {exc.code}"
         return "stored"
@@ -163,7 +165,7 @@ async def _recall_with(
     wraps = await alice.wraps_for(bob, header, sealed.message_key)
     answer = await alice.recall(
         original,
-        replacement={"envelope": sealed.envelope, "wraps": wraps},
+        replacement={"envelope": sealed.envelope, "wraps": wraps, "blobs": []},
         replacement_id=header.message_id,
     )
     return {**answer, "replacement_size": len(sealed.envelope)}

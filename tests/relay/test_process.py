@@ -194,7 +194,9 @@ async def test_logs_are_json_and_never_contain_tokens_content_or_keys(tmp_path: 
                 header, sealed = alice.seal(bob, plaintext)
                 wraps = await alice.wraps_for(bob, header, sealed.message_key)
                 sent = await alice.call(
-                    "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps}
+                    "POST",
+                    "/v1/messages",
+                    {"envelope": sealed.envelope, "wraps": wraps, "blobs": []},
                 )
                 assert sent["created"] is True
                 events = await _until_caught_up(ws)
@@ -322,7 +324,7 @@ async def test_a_request_in_flight_at_sigterm_still_completes(tmp_path: Path) ->
             _, alice, bob = await _people(http, relay.url())
             header, sealed = alice.seal(bob, "sent while the relay stops")
             wraps = await alice.wraps_for(bob, header, sealed.message_key)
-            body = wire.encode({"envelope": sealed.envelope, "wraps": wraps})
+            body = wire.encode({"envelope": sealed.envelope, "wraps": wraps, "blobs": []})
             first_part_sent = asyncio.Event()
             release = asyncio.Event()
 

@@ -106,7 +106,7 @@ async def test_recall_and_replace_is_one_action(people: tuple[Person, Person]) -
     wraps = await alice.wraps_for(bob, replacement, sealed.message_key)
     answer = await alice.recall(
         original,
-        replacement={"envelope": sealed.envelope, "wraps": wraps},
+        replacement={"envelope": sealed.envelope, "wraps": wraps, "blobs": []},
         replacement_id=replacement.message_id,
     )
     assert answer["replacement_id"] == replacement.message_id
@@ -128,7 +128,7 @@ async def test_a_refused_recall_does_not_store_its_replacement(
     with pytest.raises(RelayRefused):
         await alice.recall(
             original,
-            replacement={"envelope": sealed.envelope, "wraps": wraps},
+            replacement={"envelope": sealed.envelope, "wraps": wraps, "blobs": []},
             replacement_id=replacement.message_id,
         )
     with pytest.raises(RelayRefused) as missing:
@@ -193,7 +193,9 @@ async def test_own_devices_opening_does_not_shorten_the_window(
             ),
         }
     )
-    await alice.call("POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps})
+    await alice.call(
+        "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
+    )
     await alice.read(alice, header.message_id, device=1)
     alice.relay.clock.advance(10 * MINUTE)
     answer = await alice.recall(header)  # still inside the sealed window: no recipient opened it

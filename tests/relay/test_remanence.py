@@ -6,7 +6,8 @@ everything is still in the WAL and no checkpoint has run since, then after
 a recall.  The purge tests destroy messages the three ways the relay does
 (a recall, the retention job's expiry, and the deletion of a message every
 device has opened) and then look for any 16-byte window of their
-ciphertexts or wraps in every file.  No test checkpoints the database
+ciphertexts or wraps in every file; an attachment's blob, recalled, must
+leave no window in the blob directory or the database files.  No test checkpoints the database
 itself: each waits (with a deadline) for the relay's own checkpoint, so a
 relay that forgot to make purged bytes leave its WAL fails here.
 """
@@ -27,6 +28,7 @@ import e2e_recall as er
 from e2e_recall import wire
 from relay.logs import JsonFormatter
 
+from blob_client import blob_files, download, send_with, upload
 from driver import MINUTE, Clock, Person, Relay, start_relay
 
 WINDOW = 16
@@ -81,7 +83,9 @@ async def _send_secrets(
     for index in range(count):
         header, sealed = alice.seal(bob, os.urandom(300).hex() + f" #{index}")
         wraps = await alice.wraps_for(bob, header, sealed.message_key)
-        await alice.call("POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps})
+        await alice.call(
+            "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
+        )
         envelope = wire.decode(sealed.envelope)
         secrets |= _windows(envelope["nonce"] + envelope["ciphertext"] + envelope["signature"])
         for item in wraps:
@@ -107,7 +111,9 @@ async def test_blindness_no_plaintext_anywhere(people: tuple[Person, Person]) ->
         for _ in range(3):
             header, sealed = alice.seal(bob, f"the canary is {canary}")
             wraps = await alice.wraps_for(bob, header, sealed.message_key)
-            await alice.call("POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps})
+            await alice.call(
+                "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
+            )
             sent.append((header, sealed))
         # before any checkpoint: the messages are in the WAL, ciphertext but no canary
         assert _truncations(relay) == before
@@ -197,3 +203,25 @@ async def test_expiry_by_the_retention_job_leaves_no_window(
     stats = await expiring.services.storage.stats()
     assert stats.get("messages_expired") == len(headers)
     assert stats.get("messages_live", 0) == 0
+
+
+async def test_a_recall_leaves_no_window_of_a_blob(people: tuple[Person, Person]) -> None:
+    """The blob's bytes leave the blob directory and were never in the database files."""
+    alice, bob = people
+    relay = alice.relay
+    blobs = [os.urandom(size) for size in (65553, 3000)]
+    ids = [await upload(alice, blob) for blob in blobs]
+    header = await send_with(alice, bob, "the wrong attachment", ids)
+    await bob.call("GET", f"/v1/messages/{header.message_id.hex()}")
+    await download(bob, ids[1])  # one file downloaded, one not
+    secrets = set().union(*(_windows(blob) for blob in blobs))
+    assert _hits(blob_files(relay), secrets), "before the recall the blobs must be there"
+    relay.clock.advance(MINUTE)
+    before = _truncations(relay)
+    await alice.recall(header)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while blob_files(relay) or _hits(_relay_files(relay), secrets):
+        assert loop.time() < deadline, f"still on disk: {blob_files(relay)}"
+        await asyncio.sleep(0.05)
+    await _wait_until_gone(relay, secrets, before)

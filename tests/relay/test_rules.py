@@ -216,7 +216,7 @@ async def test_a_replacement_counts_against_the_quota(world: World) -> None:
             alice.session,
             original.message_id,
             world.revocation(original, big_header.message_id),
-            (big, big_wraps),
+            (big, big_wraps, []),
         )
     assert refused.value.code == "quota_exceeded"
     view = await services.storage.get_message(original.message_id)
@@ -231,7 +231,7 @@ async def test_a_replacement_counts_against_the_quota(world: World) -> None:
         alice.session,
         original.message_id,
         world.revocation(original, header.message_id),
-        (envelope, wraps),
+        (envelope, wraps, []),
     )
     assert outcome.replacement_id == header.message_id
     assert await services.storage.stored_bytes(alice.user_id) == used - size + len(envelope)

@@ -60,7 +60,9 @@ async def test_a_whole_exchange_over_websockets(people: tuple[Person, Person]) -
     alice_ws, bob_ws = await _socket(alice), await _socket(bob)
     header, sealed = alice.seal(bob, "over the socket")
     wraps = await alice.wraps_for(bob, header, sealed.message_key)
-    sent = await alice_ws.call("send", body={"envelope": sealed.envelope, "wraps": wraps})
+    sent = await alice_ws.call(
+        "send", body={"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
+    )
     assert sent["status"] == 201
     assert sent["body"]["message_id"] == header.message_id
     fetched = await bob_ws.call("fetch", header.message_id)
@@ -124,7 +126,9 @@ async def test_pipelined_sends_are_each_answered_once_and_stored_once(
     for index in range(150):  # more than the 64 a connection may have in flight
         header, sealed = alice.seal(bob, f"pipelined {index}")
         wraps = await alice.wraps_for(bob, header, sealed.message_key)
-        request_id = await alice_ws.ask("send", body={"envelope": sealed.envelope, "wraps": wraps})
+        request_id = await alice_ws.ask(
+            "send", body={"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
+        )
         bodies[request_id] = header.message_id
     for request_id, message_id in bodies.items():
         answer = await alice_ws.answer(request_id)
@@ -140,7 +144,7 @@ async def test_a_retried_send_over_the_socket_is_stored_once(people: tuple[Perso
     alice_ws = await _socket(alice)
     header, sealed = alice.seal(bob, "twice")
     wraps = await alice.wraps_for(bob, header, sealed.message_key)
-    body = {"envelope": sealed.envelope, "wraps": wraps}
+    body = {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
     first, second = await alice_ws.call("send", body=body), await alice_ws.call("send", body=body)
     assert (first["status"], first["body"]["created"]) == (201, True)
     assert (second["status"], second["body"]["created"]) == (200, False)

@@ -305,7 +305,7 @@ async def test_sending_a_message_that_claims_another_sender(scene: Scene) -> Non
     header, sealed = scene.alice.seal(scene.bob, "forged by mallory")
     wraps = await scene.alice.wraps_for(scene.bob, header, sealed.message_key)
     refused = await scene.mallory_calls(
-        "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps}
+        "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
     )
     assert refused.status == 403
 
@@ -328,7 +328,7 @@ async def test_a_wrap_addressed_to_a_device_outside_the_conversation(scene: Scen
     )
     with pytest.raises(RelayRefused) as refused:
         await scene.mallory.call(
-            "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps}
+            "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
         )
     assert refused.value.status == 400
 
@@ -337,7 +337,7 @@ async def test_reusing_alices_message_id(scene: Scene) -> None:
     header, sealed = scene.mallory.seal(scene.bob, "squatting", message_id=scene.header.message_id)
     wraps = await scene.mallory.wraps_for(scene.bob, header, sealed.message_key)
     refused = await scene.mallory_calls(
-        "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps}
+        "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
     )
     assert refused.status == 409
 
@@ -410,7 +410,7 @@ async def test_a_truncated_body(scene: Scene) -> None:
     token = scene.mallory.devices[0].token
     header, sealed = scene.mallory.seal(scene.bob, "cut short")
     wraps = await scene.mallory.wraps_for(scene.bob, header, sealed.message_key)
-    whole = wire.encode({"envelope": sealed.envelope, "wraps": wraps})
+    whole = wire.encode({"envelope": sealed.envelope, "wraps": wraps, "blobs": []})
     status, answer = await scene.raw("POST", "/v1/messages", whole[: len(whole) // 2], token=token)
     assert status == 400
     assert answer["error"]

@@ -76,7 +76,7 @@ async def _prepare(stage: Stage, kind: str) -> tuple[bytes, Operation]:
     alice, bob = stage.alice, stage.bob
     header, sealed = alice.seal(bob, f"fault test, {kind}")
     wraps = await alice.wraps_for(bob, header, sealed.message_key)
-    body = {"envelope": sealed.envelope, "wraps": wraps}
+    body = {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
     path = f"/v1/messages/{header.message_id.hex()}"
     if kind == "send":
         return header.message_id, lambda: alice.call("POST", "/v1/messages", body)
@@ -151,7 +151,9 @@ async def test_a_failed_clean_up_after_a_recall_is_retried_by_the_relay(
     alice, bob = stage.alice, stage.bob
     header, sealed = alice.seal(bob, "x" * 600)
     wraps = await alice.wraps_for(bob, header, sealed.message_key)
-    await alice.call("POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps})
+    await alice.call(
+        "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
+    )
     secrets = _windows(wraps[0]["wrap"])
     assert _on_disk(stage, secrets)
     stage.plan.arm(step, "io_error", times=3)
@@ -171,7 +173,7 @@ async def test_a_really_full_disk_refuses_the_send_and_recovers(stage: Stage) ->
     alice, bob = stage.alice, stage.bob
     header, sealed = alice.seal(bob, "big " * 15_000)
     wraps = await alice.wraps_for(bob, header, sealed.message_key)
-    body = {"envelope": sealed.envelope, "wraps": wraps}
+    body = {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
     stage.plan.cap_pages()
     with pytest.raises(RelayRefused) as refused:
         await alice.call("POST", "/v1/messages", body)
@@ -189,7 +191,7 @@ async def test_a_database_locked_by_another_process_refuses_then_recovers(stage:
     holder.execute("BEGIN EXCLUSIVE")  # another program holds the write lock
     header, sealed = alice.seal(bob, "while locked")
     wraps = await alice.wraps_for(bob, header, sealed.message_key)
-    body = {"envelope": sealed.envelope, "wraps": wraps}
+    body = {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
     try:
         with pytest.raises(RelayRefused) as refused:
             await alice.call("POST", "/v1/messages", body)  # waits out the busy timeout

@@ -118,7 +118,9 @@ async def build_scene(target: Target, http: aiohttp.ClientSession) -> Scene:
         await person.add_device()
     header, sealed = alice.seal(bob, "for bob only")
     wraps = await alice.wraps_for(bob, header, sealed.message_key)
-    await alice.call("POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps})
+    await alice.call(
+        "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
+    )
     return Scene(target, http, alice, bob, mallory, header, sealed.envelope, wraps, alice_handle)
 
 
@@ -128,7 +130,7 @@ def every_route(scene: Scene) -> Iterable[tuple[str, str, dict[str, Any] | None]
     yield "POST", "/v1/logout", {}
     yield "GET", f"/v1/users/{scene.alice.user_id.hex()}", None
     yield "GET", f"/v1/handles/{scene.alice_handle}", None
-    yield "POST", "/v1/messages", {"envelope": scene.envelope, "wraps": scene.wraps}
+    yield "POST", "/v1/messages", {"envelope": scene.envelope, "wraps": scene.wraps, "blobs": []}
     yield "GET", path, None
     yield "POST", path + "/open", {}
     yield "POST", path + "/receipt", {"receipt": b"\x00" * 64}

@@ -232,7 +232,7 @@ class CrashRun(Reckoning):
         text = f"{sender.name}->{recipient.name} {os.urandom(12).hex()}"
         header, sealed = sender.seal(recipient, text, replaces=replaces)
         wraps = sender.wraps_to(recipient, header, sealed.message_key)
-        body = {"envelope": sealed.envelope, "wraps": wraps}
+        body = {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
         return Sent(sender, recipient, header, body, text)
 
     async def _send(self) -> None:

@@ -167,7 +167,10 @@ class LoadRun:
             wraps = person.wraps_to(recipient, header, sealed.message_key)
             try:
                 await self._call(
-                    person, "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps}
+                    person,
+                    "POST",
+                    "/v1/messages",
+                    {"envelope": sealed.envelope, "wraps": wraps, "blobs": []},
                 )
                 record.acked = True
                 self.findings.operations["send"] += 1

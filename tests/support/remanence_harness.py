@@ -70,7 +70,9 @@ async def _send_all(alice: Person, bob: Person, count: int) -> tuple[list[object
     for index in range(count):
         header, sealed = alice.seal(bob, os.urandom(96).hex())
         wraps = await alice.wraps_for(bob, header, sealed.message_key)
-        await alice.call("POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps})
+        await alice.call(
+            "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
+        )
         # The signed header is metadata the relay keeps in its tombstone (ids, sender, times);
         # what must go is the content: nonce, ciphertext and the signature over it.
         envelope = wire.decode(sealed.envelope)
