@@ -8,6 +8,19 @@ See docs/protocol.md for the specification this package implements.
 
 from __future__ import annotations
 
+from .attachment import (
+    CHUNK_LEN,
+    MAX_FILE_SIZE,
+    MAX_FILES,
+    FileDecryptor,
+    FileDescriptor,
+    FileEncryptor,
+    blob_digest,
+    blob_hasher,
+    blob_length,
+    file_key,
+    sanitise_file_name,
+)
 from .body import Body
 from .device import (
     DeviceCertificate,
@@ -83,6 +96,9 @@ from .wrapping import (
 )
 
 __all__ = [
+    "CHUNK_LEN",
+    "MAX_FILES",
+    "MAX_FILE_SIZE",
     "PROTOCOL_VERSION",
     "Attester",
     "AuthenticationFailure",
@@ -97,6 +113,9 @@ __all__ = [
     "DeviceState",
     "E2ERecallError",
     "Event",
+    "FileDecryptor",
+    "FileDescriptor",
+    "FileEncryptor",
     "Header",
     "ImpossibleTransition",
     "InvalidKey",
@@ -127,10 +146,14 @@ __all__ = [
     "WrongContext",
     "WrongSigner",
     "apply_event",
+    "blob_digest",
+    "blob_hasher",
+    "blob_length",
     "check_revocation_matches",
     "decide_recall",
     "describe",
     "direct_conversation_id",
+    "file_key",
     "fingerprint",
     "format_fingerprint",
     "issue_device_certificate",
@@ -139,6 +162,7 @@ __all__ = [
     "recall_deadline",
     "refusal_sentence",
     "safety_number",
+    "sanitise_file_name",
     "seal_message",
     "sign_deletion_receipt",
     "sign_purge_receipt",

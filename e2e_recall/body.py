@@ -3,7 +3,9 @@
 The body is a canonical msgpack map, padded so that its length reveals only
 a size bucket, then encrypted with XChaCha20-Poly1305 under the per-message
 key with the signed header bytes as associated data.  Anything a person
-wrote (text now, file names and sizes later) lives here and nowhere else.
+wrote (the text, and the name, size and media type of each attached file)
+lives here and nowhere else.  ``files`` is always present, possibly empty,
+so a body's shape does not depend on whether it carries attachments.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import nacl.bindings as sodium
 from nacl.exceptions import CryptoError
 
 from . import wire
-from .domains import KEY_LEN, NONCE_LEN, TAG_LEN
+from .descriptor import FileDescriptor, decode_descriptors
+from .domains import KEY_LEN, MAX_FILES, NONCE_LEN, TAG_LEN
 from .errors import AuthenticationFailure, DecodeError, UsageError
+from .padding import padded_length
 from .randomness import Rng, system_random
 from .schema import Field, check_map
 
@@ -23,6 +27,7 @@ __all__ = [
     "MAX_BODY_LEN",
     "MAX_TEXT_LEN",
     "Body",
+    "FileDescriptor",
     "decrypt_body",
     "encrypt_body",
     "pad",
@@ -31,43 +36,45 @@ __all__ = [
 ]
 
 MAX_TEXT_LEN = 64 * 1024
-MAX_BODY_LEN = 96 * 1024  # padded plaintext ceiling; bounds every envelope
-_BODY_FIELDS = (Field("text", "str", max_len=MAX_TEXT_LEN),)
-_BODY_LIMITS = wire.Limits(max_size=MAX_BODY_LEN, max_str=MAX_TEXT_LEN, max_map=4, max_depth=2)
+# Padded plaintext ceiling; bounds every envelope.  The longest text with
+# MAX_FILES descriptors of the longest names and media types is under 72 KiB
+# and pads to 73728 bytes, so the ceiling did not move for attachments.
+MAX_BODY_LEN = 96 * 1024
+_BODY_FIELDS = (
+    Field("text", "str", max_len=MAX_TEXT_LEN),
+    Field("files", "list", max_len=MAX_FILES),  # each item checked by decode_descriptors
+)
+# Depth 3: the body map, its files array, each descriptor map (5 entries).
+_BODY_LIMITS = wire.Limits(
+    max_size=MAX_BODY_LEN, max_str=MAX_TEXT_LEN, max_array=MAX_FILES, max_map=5, max_depth=3
+)
 _SMALL_BUCKET = 256
-_SMALL_LIMIT = 8192
 
 
 @dataclass(frozen=True, slots=True)
 class Body:
-    """The readable content of a message."""
+    """The readable content of a message: its text and the files attached to it.
+
+    A file's position in ``files`` is part of its key (``file_key``'s
+    ``index``), so the order is meaningful and kept exactly.
+    """
 
     text: str
+    files: tuple[FileDescriptor, ...] = ()
 
     def encode(self) -> bytes:
         if len(self.text.encode("utf-8")) > MAX_TEXT_LEN:
             raise UsageError("too_long", f"a message holds at most {MAX_TEXT_LEN} bytes of text")
-        return wire.encode({"text": self.text})
+        if len(self.files) > MAX_FILES:
+            raise UsageError("too_many_files", f"a message carries at most {MAX_FILES} files")
+        if len({d.blob_id for d in self.files}) != len(self.files):
+            raise UsageError("duplicate_blob", "each file of a message needs its own blob id")
+        return wire.encode({"text": self.text, "files": [d.to_wire() for d in self.files]})
 
     @classmethod
     def decode(cls, data: bytes) -> Body:
         fields = check_map(wire.decode(data, limits=_BODY_LIMITS), _BODY_FIELDS, "body")
-        return cls(text=fields["text"])
-
-
-def padded_length(content_len: int) -> int:
-    """Length after padding: 256-byte buckets up to 8 KiB, then Padmé.
-
-    Padmé (Nikitin et al., PETS 2019) leaks O(log log n) bits of the length
-    and costs at most 12% overhead.
-    """
-    length = content_len + 1  # the 0x80 marker
-    if length <= _SMALL_LIMIT:
-        return -(-length // _SMALL_BUCKET) * _SMALL_BUCKET
-    exponent = length.bit_length() - 1
-    significant = exponent.bit_length()
-    mask = (1 << (exponent - significant)) - 1
-    return (length + mask) & ~mask
+        return cls(text=fields["text"], files=decode_descriptors(fields["files"]))
 
 
 def pad(content: bytes) -> bytes:

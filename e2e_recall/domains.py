@@ -1,6 +1,6 @@
 """Protocol constants: the version, sizes, and every domain-separation string.
 
-Each signature, hash and HPKE context in the protocol begins with its own
+Each signature, hash, key derivation and HPKE context in the protocol begins with its own
 label from this module, so a signature or digest made for one purpose can
 never be presented as another.  ``docs/protocol.md`` lists the same bytes
 (``tests/test_docs.py`` checks that it lists every one), and
@@ -22,6 +22,11 @@ TAG_LEN: Final = 16  # Poly1305 tags
 SIGNATURE_LEN: Final = 64  # Ed25519 signatures
 MAX_CLOCK_SKEW_MS: Final = 5 * 60 * 1000  # tolerated difference between two parties' clocks
 
+# Attachments (docs/protocol.md section 7.5).
+CHUNK_LEN: Final = 65536  # plaintext bytes in every secretstream chunk but the last
+MAX_FILES: Final = 16  # files one body may list
+MAX_FILE_SIZE: Final = 2**40  # protocol ceiling on one file; a relay's own limit is lower
+
 # Signature contexts: signed bytes are LABEL || payload.
 SIG_ENVELOPE: Final = b"e2e-recall/v1/sig/envelope\x00"
 SIG_REVOCATION: Final = b"e2e-recall/v1/sig/revocation\x00"
@@ -39,6 +44,10 @@ HASH_WRAP_KEY_ID: Final = b"e2e-recall/v1/hash/wrap-key-id\x00"
 HASH_REVOCATION: Final = b"e2e-recall/v1/hash/revocation\x00"
 HASH_DIRECT_CONVERSATION: Final = b"e2e-recall/v1/hash/direct-conversation\x00"
 HASH_CERTIFICATE: Final = b"e2e-recall/v1/hash/certificate\x00"
+HASH_BLOB: Final = b"e2e-recall/v1/hash/blob\x00"
+
+# HKDF info prefixes: info = LABEL || context.
+KDF_FILE_KEY: Final = b"e2e-recall/v1/kdf/file-key\x00"
 
 # HPKE info prefix for wrapping a per-message key to one device.
 HPKE_WRAP_INFO: Final = b"e2e-recall/v1/hpke/wrap\x00"
@@ -60,5 +69,7 @@ HASH_LABELS: Final = (
     HASH_REVOCATION,
     HASH_DIRECT_CONVERSATION,
     HASH_CERTIFICATE,
+    HASH_BLOB,
 )
-ALL_LABELS: Final = (*SIGNATURE_LABELS, *HASH_LABELS, HPKE_WRAP_INFO)
+KDF_LABELS: Final = (KDF_FILE_KEY,)
+ALL_LABELS: Final = (*SIGNATURE_LABELS, *HASH_LABELS, *KDF_LABELS, HPKE_WRAP_INFO)

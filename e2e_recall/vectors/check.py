@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import wire
 from ..auth import sign_login, sign_registration, verify_login, verify_registration
-from ..body import Body, decrypt_body, encrypt_body, pad
+from ..body import decrypt_body, encrypt_body, pad
 from ..device import DeviceSecrets, issue_device_certificate, verify_device_certificate
 from ..envelope import Header, open_envelope, seal_message
 from ..errors import E2ERecallError
@@ -38,6 +38,8 @@ from ..revocation import (
 )
 from ..signing import SigningKey, VerifyKey
 from ..wrapping import WrapPrivateKey, WrapPublicKey, WrapSuite, unwrap_message_key, wrap_info
+from .check_files import FILE_RUNNERS, descriptors_out
+from .fields import MalformedTest, hex_field
 from .gen_codec import tagged
 
 __all__ = ["CheckReport", "MalformedTest", "check_directory", "run_test", "with_group_inputs"]
@@ -45,17 +47,7 @@ __all__ = ["CheckReport", "MalformedTest", "check_directory", "run_test", "with_
 Runner = Callable[[dict[str, Any], dict[str, Any]], Any]
 
 
-class MalformedTest(Exception):
-    """A vector file (not the implementation) is at fault: a field is missing or not hex."""
-
-
-def _h(value: Any) -> bytes:
-    if not isinstance(value, str):
-        raise MalformedTest(f"expected a hex string, got {type(value).__name__}")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise MalformedTest(f"not a hex string: {value[:16]!r}") from None
+_h = hex_field
 
 
 def with_group_inputs(group: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +108,8 @@ def _body(group: dict[str, Any], test: dict[str, Any]) -> Any:
     _, again = encrypt_body(body, key, aad, rng=lambda n: nonce)
     return {
         "text": body.text,
-        "plaintext": pad(Body(body.text).encode()).hex(),
+        "files": descriptors_out(body.files),
+        "plaintext": pad(body.encode()).hex(),
         "ciphertext": again.hex(),
     }
 
@@ -450,6 +443,7 @@ RUNNERS: dict[str, Runner] = {
     "ReportTransition": _transition,
     "ReportSentence": _sentence,
     "RefusalSentence": _refusal,
+    **FILE_RUNNERS,
 }
 
 

@@ -116,6 +116,25 @@ FLAG_NOTES: dict[str, tuple[str, str]] = {
     "Expired": ("Validity", "Outside the certificate's validity period."),
     "Unsorted": ("Encoding", "A list that must be sorted and unique is not."),
     "UnknownValue": ("Encoding", "A string field with a value outside its enumeration."),
+    "ChunkReordered": ("Stream", "Two chunks of an authentic blob swapped."),
+    "ChunkDuplicated": ("Stream", "A chunk of an authentic blob repeated."),
+    "ChunkSubstituted": (
+        "Stream",
+        "A chunk, header or blob of another file or another message put in place of this one's.",
+    ),
+    "WrongFileIndex": ("Context", "A blob opened as another position of the body's files list."),
+    "StreamTag": (
+        "Stream",
+        "An authentic chunk with the wrong secretstream tag (FINAL too early, missing, or other).",
+    ),
+    "SizeLie": (
+        "Context",
+        "The descriptor's size differs from the file's: the stream's layout or padding refutes it.",
+    ),
+    "DigestMismatch": ("Context", "An authentic blob that is not the one the descriptor names."),
+    "FileName": ("Sanitising", "A sender-chosen file name and the safe name it must become."),
+    "DuplicateBlob": ("Semantics", "Two files of one body name the same blob."),
+    "TooMany": ("Resource", "More list entries than the structure allows."),
 }
 
 

@@ -110,13 +110,22 @@ def body_vectors(ctx: Context) -> VectorFile:
     )
     sealed(
         "authentic, body has an unknown field",
-        pad(wire.encode({"text": "hi", "x": 1})),
+        pad(wire.encode({"text": "hi", "files": [], "x": 1})),
         ["UnknownField"],
     )
-    sealed("authentic, text is a byte string", pad(wire.encode({"text": b"hi"})), ["TypeConfusion"])
+    sealed(
+        "authentic, text is a byte string",
+        pad(wire.encode({"text": b"hi", "files": []})),
+        ["TypeConfusion"],
+    )
     sealed("authentic, body is not a map", pad(wire.encode(["hi"])), ["TypeConfusion"])
-    sealed("authentic, text in a str8 header", pad(b"\x81\xa4text\xd9\x02hi"), ["NonCanonical"])
+    sealed(
+        "authentic, text in a str8 header",
+        pad(b"\x82\xa5files\x90\xa4text\xd9\x02hi"),
+        ["NonCanonical"],
+    )
     sealed("authentic, body map is empty", pad(wire.encode({})), ["MissingField"])
+    sealed("authentic, body without files", pad(wire.encode({"text": "hi"})), ["MissingField"])
 
     cut = vf.group(
         "BodyTruncated",

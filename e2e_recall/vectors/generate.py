@@ -15,6 +15,7 @@ from .gen_auth import auth_vectors
 from .gen_certificate import certificate_vectors
 from .gen_codec import codec_vectors, identity_vectors
 from .gen_crypto import body_vectors, wrap_vectors
+from .gen_files import file_vectors
 from .gen_messages import envelope_vectors
 from .gen_model import key_vectors, report_vectors
 from .gen_receipts import deletion_vectors, purge_vectors
@@ -40,6 +41,8 @@ FILES: dict[str, Callable[[Context, dict[str, Any] | None], VectorFile]] = {
     "auth.json": lambda ctx, _: auth_vectors(ctx),
     "keys.json": lambda ctx, _: key_vectors(ctx),
     "report.json": lambda ctx, _: report_vectors(ctx),
+    # Last, so that its draws from the seed move no earlier file's keys.
+    "file_encryption.json": lambda ctx, _: file_vectors(ctx),
 }
 
 

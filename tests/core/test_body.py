@@ -147,7 +147,7 @@ def test_ciphertext_is_xchacha20_poly1305_of_the_padded_body() -> None:
     body = Body("independent check")
     nonce, ciphertext = encrypt_body(body, KEY, HEADER, SeededRandom(b"i"))
     plain = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(ciphertext, HEADER, nonce, KEY)
-    assert plain == pad(wire.encode({"text": "independent check"}))
+    assert plain == pad(wire.encode({"text": "independent check", "files": []}))
 
 
 @pytest.fixture(scope="module")
@@ -240,12 +240,14 @@ def _seal_plaintext(plaintext: bytes) -> tuple[bytes, bytes]:
     [
         pytest.param(bytes(256), id="bad_padding"),
         pytest.param(pad(b"\xc1"), id="not_msgpack"),
-        pytest.param(pad(wire.encode({"text": "a", "extra": 1})), id="extra_field"),
-        pytest.param(pad(wire.encode({"txt": "a"})), id="wrong_field"),
-        pytest.param(pad(wire.encode({"text": b"a"})), id="bin_text"),
+        pytest.param(pad(wire.encode({"text": "a", "files": [], "extra": 1})), id="extra_field"),
+        pytest.param(pad(wire.encode({"txt": "a", "files": []})), id="wrong_field"),
+        pytest.param(pad(wire.encode({"text": b"a", "files": []})), id="bin_text"),
+        pytest.param(pad(wire.encode({"text": "a"})), id="no_files"),
+        pytest.param(pad(wire.encode({"text": "a", "files": {}})), id="files_not_a_list"),
         pytest.param(pad(wire.encode(["a"])), id="not_a_map"),
-        pytest.param(pad(b"\x81\xa4text\xd9\x01a"), id="non_canonical"),
-        pytest.param(pad(wire.encode({"text": "a"}) + b"\x00"), id="trailing"),
+        pytest.param(pad(b"\x82\xa5files\x90\xa4text\xd9\x01a"), id="non_canonical"),
+        pytest.param(pad(wire.encode({"text": "a", "files": []}) + b"\x00"), id="trailing"),
     ],
 )
 def test_authentic_but_malformed_plaintext_is_a_decode_error(plaintext: bytes) -> None:
