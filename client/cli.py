@@ -5,9 +5,11 @@
     e2e-recall whoami                    your user id, device and relay
     e2e-recall contacts add NAME WHO     pin a contact by handle or user id
     e2e-recall contacts list|verify|accept|remove NAME
-    e2e-recall send NAME TEXT...         send (TEXT from stdin when omitted)
+    e2e-recall send NAME [--file PATH]... TEXT...
+                                         send (TEXT from stdin when omitted without files)
     e2e-recall inbox                     sealed messages: sender and time, never a preview
-    e2e-recall open MSG                  release the key and show the message (alias: read)
+    e2e-recall open MSG [--downloads DIR]
+                                         release the key, show the message, save its files
     e2e-recall recall MSG [--replace T]  recall, optionally replacing it with a correction
     e2e-recall report MSG [--follow]     what the recall did, per recipient device
     e2e-recall watch                     live messages, recalls and report changes
@@ -35,14 +37,17 @@ apply is null:
   contacts list   [{name, handle, user_id, verified, key_changed}]
   send            {id, queued, problem}
   inbox, history  [{id, contact, direction, sent_at, state, text, replaces,
-                  replaced_by, problem}] (text is null until opened)
+                  replaced_by, problem, files: [{name, size, media_type,
+                  saved_at}]}] (text is null and files empty until opened)
   open, read      {id, contact, direction, sent_at, state, text, replaces,
-                  replaced_by, problem}
+                  replaced_by, problem, files} (files as in inbox)
   report          {message_id, state, sent_at, recalled_at, relay_receipt,
-                  devices: [{person, device, state, sentence, attested_by,
-                  receipt}]} (with --follow, one line per change)
+                  files: {count, bytes, destroyed}, devices: [{person,
+                  device, state, sentence, attested_by, receipt,
+                  files_downloaded}]} (with --follow, one line per change;
+                  files_downloaded is null for a message without files)
   recall          {message_id, state, sent_at, recalled_at, relay_receipt,
-                  devices, already_recalled, replacement_id, local_only}
+                  files, devices, already_recalled, replacement_id, local_only}
                   (devices as in report)
   sync            {updates: [{kind, id, contact, detail}], queued}
   watch           {kind, id, contact, detail}, one line per update
@@ -145,7 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     send = sub.add_parser("send", parents=[common], help="send a message")
     send.add_argument("name")
-    send.add_argument("text", nargs="*", help="the message (read from stdin when omitted)")
+    send.add_argument(
+        "text",
+        nargs="*",
+        help="the message (read from stdin when omitted, unless files are sent)",
+    )
+    send.add_argument(
+        "--file",
+        action="append",
+        metavar="PATH",
+        help="attach this file (repeat for several, at most 16); encrypted here, "
+        "recalled with the message",
+    )
     send.add_argument(
         "--recall-window",
         default="30d",
@@ -164,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("open", "read"):
         opener = sub.add_parser(name, parents=[common], help="open and show a message")
         opener.add_argument("message")
+        opener.add_argument(
+            "--downloads",
+            metavar="DIR",
+            help="save attached files here (default: E2E_RECALL_DOWNLOADS, or your "
+            "downloads folder); an existing file is never overwritten",
+        )
         _json(opener)
 
     recall = sub.add_parser("recall", parents=[common], help="recall a message you sent")
@@ -224,7 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # "send NAME --file A some text": argparse gives the words after an option to
+    # nobody, so the words left over are the message's text, in their order.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "send" or any(word.startswith("-") for word in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.text = [*(args.text or []), *extra]
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # a sentence stays one line
     try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,12 @@ import aiohttp
 from e2e_recall import SigningKey, format_fingerprint, wire
 from e2e_recall.errors import E2ERecallError
 
-from . import account, contacts, receiving, sending
+from . import account, attachments, contacts, receiving, sending
+from .attachments import ReceivedFile
 from .core import Clock, Core, system_clock
 from .errors import ClientError, NotFound, RelayKeyChanged, RelayUnreachable, UsageProblem
 from .keystore import DEFAULT_STRENGTH
-from .paths import Profile
+from .paths import Profile, default_downloads_dir
 from .receiving import Update
 from .reporting import ReportView, build_report
 from .sending import DEFAULT_OPENED_WINDOW, DEFAULT_SEALED_WINDOW, RecallOutcome, SendOutcome
@@ -58,6 +59,7 @@ class Entry:
     replaced_by: bytes | None
     replaces: bytes | None
     problem: str | None
+    files: tuple[ReceivedFile, ...] = ()  # names and sizes; where saved, once saved
 
 
 def _closed_because(code: int | None) -> str:
@@ -168,14 +170,29 @@ class Client:
         *,
         sealed_window: int = DEFAULT_SEALED_WINDOW,
         opened_window: int = DEFAULT_OPENED_WINDOW,
+        files: Sequence[Path] = (),
     ) -> SendOutcome:
+        """Send ``text`` and ``files`` (encrypted here, uploaded before the message)."""
         await self._flush_quietly()
         return await sending.send_text(
-            self.core, name, text, sealed_window=sealed_window, opened_window=opened_window
+            self.core,
+            name,
+            text,
+            sealed_window=sealed_window,
+            opened_window=opened_window,
+            files=files,
         )
 
-    async def open_message(self, message_id: bytes) -> Entry:
+    async def open_message(self, message_id: bytes, downloads: Path | None = None) -> Entry:
+        """Open a message and save its files in ``downloads`` (default: the platform's).
+
+        Opening again after a failed download carries on where it stopped.
+        """
         row = await receiving.open_message(self.core, message_id)
+        if self.core.store.files(message_id):
+            await attachments.save_files(
+                self.core, message_id, downloads or default_downloads_dir(), self.core.progress
+            )
         return self.entry(row)
 
     async def recall(self, message_id: bytes, replacement: str | None = None) -> RecallOutcome:
@@ -265,6 +282,7 @@ class Client:
             replaced_by=row.replaced_by,
             replaces=row.replaces,
             problem=row.problem,
+            files=tuple(attachments.read_files(self.core, row.message_id)),
         )
 
     def inbox(self) -> list[Entry]:

@@ -26,8 +26,10 @@ from e2e_recall import format_fingerprint
 from .client import TAKEN_OVER, Client
 from .errors import RecallNotAccepted, RelayUnreachable, SessionReplaced, UsageProblem
 from .paths import resolve_profile_dir
+from .progress_bars import transfer_progress
 from .render import (
     entry_json,
+    format_size,
     print_contacts,
     print_entries,
     print_json,
@@ -148,7 +150,7 @@ async def _dispatch(client: Client, args: argparse.Namespace, out: Console, err:
     if command == "contacts":
         return await _contacts(client, args, out)
     if command == "send":
-        return await _send(client, args, out)
+        return await _send(client, args, out, err)
     if command in ("inbox", "sync"):
         if command == "sync":
             with _waiting(out, "Talking to the relay…"):
@@ -173,13 +175,21 @@ async def _dispatch(client: Client, args: argparse.Namespace, out: Console, err:
     if command in ("open", "read"):
         await _sync(client, out, quiet=True)
         row = client.find(args.message)
-        with _waiting(out, "Opening…"):
-            entry = await client.open_message(row.message_id)
+        downloads = Path(args.downloads).expanduser() if args.downloads else None
+        with transfer_progress(err, "Downloading", enabled=not as_json) as progress:
+            client.core.progress = progress
+            entry = await client.open_message(row.message_id, downloads)
         if as_json:
             print_json(out, entry_json(entry))
         else:
             out.print(f"From {entry.peer}, {short(entry.message_id)}:", markup=False)
-            out.print(entry.text or "", markup=False)
+            if entry.text:
+                out.print(entry.text, markup=False)
+            for saved in entry.files:
+                out.print(
+                    f"Saved {saved.name} ({format_size(saved.size)}) as {saved.saved_at}",
+                    markup=False,
+                )
         return 0
     if command == "recall":
         return await _recall(client, args, out, err)
@@ -271,13 +281,23 @@ async def _contacts(client: Client, args: argparse.Namespace, out: Console) -> i
     raise UsageProblem(f"Unknown contacts action {action!r}.", "bad_command")
 
 
-async def _send(client: Client, args: argparse.Namespace, out: Console) -> int:
-    text = " ".join(args.text) if args.text and args.text != ["-"] else sys.stdin.read()
+async def _send(client: Client, args: argparse.Namespace, out: Console, err: Console) -> int:
+    files = [Path(f).expanduser() for f in args.file or ()]
+    if args.text and args.text != ["-"]:
+        text = " ".join(args.text)
+    else:
+        text = "" if files and not args.text else sys.stdin.read()
     sealed_window = parse_duration(args.recall_window)
     opened_window = parse_duration(args.opened_window)
-    with _waiting(out, "Sending…"):
+    waiting = _waiting(out, "Sending…") if not files else contextlib.nullcontext()
+    with waiting, transfer_progress(err, "Uploading", enabled=not args.json) as progress:
+        client.core.progress = progress
         outcome = await client.send(
-            args.name, text.strip("\n"), sealed_window=sealed_window, opened_window=opened_window
+            args.name,
+            text.strip("\n"),
+            sealed_window=sealed_window,
+            opened_window=opened_window,
+            files=files,
         )
     result: dict[str, Any] = {
         "id": outcome.message_id.hex(),

@@ -15,9 +15,11 @@ from .paths import Profile
 from .store import LocalStore
 from .transport import Transport
 
-__all__ = ["Clock", "Core", "system_clock"]
+__all__ = ["Clock", "Core", "FileProgress", "system_clock"]
 
 Clock = Callable[[], int]
+# (file name, total bytes) -> a callable told how many more bytes have moved
+FileProgress = Callable[[str, int], Callable[[int], None]]
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 _CACHE_LIMIT = 4096  # verified keys and certificates kept per session (oldest dropped first)
@@ -35,6 +37,8 @@ class Core:
     store: LocalStore
     clock: Clock = system_clock
     transport: Transport | None = field(default=None)
+    # How file transfers show their progress (the CLI sets rich bars); None: silently.
+    progress: FileProgress | None = field(default=None)
     # Pure results of checks already made in this session, so a long-lived client
     # (watch, the library, a group of many devices) does not repeat them for every
     # message.  Keyed by the exact bytes checked; nothing time-dependent is kept.

@@ -142,6 +142,7 @@ async def _play(story: Story, root: Path, url: str, clock: DemoClock) -> None:
         )
         await _wrong_person(story, alice, laptop, phone)
         await _delivered_not_opened(story, alice, laptop, phone)
+        await _wrong_attachment(story, root, alice, laptop, phone)
         await _opened_then_recalled(story, alice, laptop, phone, clock)
         await _typo_replaced(story, alice, laptop, phone)
         await _window_closed(story, alice, laptop, phone, clock)
@@ -191,6 +192,38 @@ async def _delivered_not_opened(story: Story, alice: Client, laptop: Client, pho
     await phone.sync()
     await alice.sync()
     story.out.print("Bob's devices obey the recall and sign deletion receipts:")
+    await _show_report(story, alice, sent.message_id)
+    story.bob_sees("laptop", laptop.history("alice"))
+
+
+async def _wrong_attachment(
+    story: Story, root: Path, alice: Client, laptop: Client, phone: Client
+) -> None:
+    await story.scene(
+        "The wrong attachment",
+        "Alice means to send Bob the meeting agenda, but attaches the salary spreadsheet. "
+        "The file is encrypted on her machine under a key derived from the message's own "
+        "key, so recalling the message takes the file with it.",
+    )
+    folder = root / "alice-documents"
+    folder.mkdir()
+    wrong = folder / "salaries-2027.csv"
+    wrong.write_text("name,salary\n" + "".join(f"person {n},{50_000 + n}\n" for n in range(2000)))
+    sent = await alice.send("bob", "Agenda for Monday attached", files=[wrong])
+    story.say("alice", f"e2e-recall send bob --file {wrong.name} 'Agenda for Monday attached'")
+    await laptop.sync()
+    await phone.sync()
+    story.bob_sees("laptop", laptop.history("alice"))
+    await alice.recall(sent.message_id)
+    story.say("alice", f"recalls {short(sent.message_id)} before Bob opens it")
+    await laptop.sync()
+    await phone.sync()
+    await alice.sync()
+    view = await alice.report(sent.message_id)
+    if view.files != 1 or not view.files_destroyed:
+        raise DemoWentWrong("the relay did not destroy the recalled attachment")
+    if any(line.files_downloaded for line in view.lines):
+        raise DemoWentWrong("a device downloaded a file it was never able to open")
     await _show_report(story, alice, sent.message_id)
     story.bob_sees("laptop", laptop.history("alice"))
 

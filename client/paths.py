@@ -15,9 +15,25 @@ import platformdirs
 
 from .errors import KeystoreError
 
-__all__ = ["PROFILE_ENV", "Profile", "default_profile_dir", "resolve_profile_dir"]
+__all__ = [
+    "DOWNLOADS_ENV",
+    "PROFILE_ENV",
+    "Profile",
+    "default_downloads_dir",
+    "default_profile_dir",
+    "resolve_profile_dir",
+]
 
 PROFILE_ENV = "E2E_RECALL_PROFILE"
+DOWNLOADS_ENV = "E2E_RECALL_DOWNLOADS"
+
+
+def default_downloads_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where opened files are saved: ``E2E_RECALL_DOWNLOADS``, or the platform's downloads."""
+    env = os.environ if env is None else env
+    if env.get(DOWNLOADS_ENV):
+        return Path(env[DOWNLOADS_ENV]).expanduser()
+    return Path(platformdirs.user_downloads_dir())
 
 
 def default_profile_dir() -> Path:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from e2e_recall import (
+    Body,
     Header,
     MessageKind,
     open_envelope,
@@ -31,6 +32,7 @@ from e2e_recall.body import decrypt_body
 from e2e_recall.errors import E2ERecallError
 
 from .account import authed
+from .attachments import delete_message_files, keep_for_download
 from .contacts import contact_for_sender
 from .core import Core
 from .errors import KeystoreError, NotFound, RelayRefused, RelayUnreachable, UsageProblem
@@ -43,6 +45,7 @@ __all__ = [
     "delete_for_me",
     "deliver_receipt",
     "event_body",
+    "open_body",
     "open_message",
     "process_event",
     "verify_fetched",
@@ -89,7 +92,20 @@ def _wipe(core: Core, row: StoredMessage) -> None:
     row.envelope = None
     row.body = None
     core.store.clear_notification(row.message_id)
+    note = _kept_files_note(delete_message_files(core, row.message_id))
+    if note:
+        row.problem = note
     shutil.rmtree(core.profile.files / row.message_id.hex(), ignore_errors=True)
+
+
+def _kept_files_note(kept: list[str]) -> str | None:
+    """Say which saved files a wipe had to leave: moved or replaced since they were saved."""
+    if not kept:
+        return None
+    return (
+        "Saved files that had been moved or changed since they were saved were left in "
+        "place: " + ", ".join(kept)
+    )
 
 
 def verify_fetched(
@@ -257,6 +273,11 @@ def _on_report(core: Core, message_id: bytes, report: dict[str, Any]) -> Update 
 
 
 def decrypt_opened(core: Core, row: StoredMessage, wrap: bytes) -> str:
+    """The text of :func:`open_body` (what the bench times)."""
+    return open_body(core, row, wrap)[0].text
+
+
+def open_body(core: Core, row: StoredMessage, wrap: bytes) -> tuple[Body, bytes]:
     """Unwrap this device's copy of the key and decrypt the envelope kept since it came.
 
     That envelope was verified against the sender's pinned key before it was
@@ -280,7 +301,7 @@ def decrypt_opened(core: Core, row: StoredMessage, wrap: bytes) -> str:
         conversation_id=row.conversation_id,
         device_id=core.device_id,
     )
-    return decrypt_body(nonce, ciphertext, key, header).text
+    return decrypt_body(nonce, ciphertext, key, header), key
 
 
 async def open_message(core: Core, message_id: bytes) -> StoredMessage:
@@ -311,8 +332,10 @@ async def open_message(core: Core, message_id: bytes) -> StoredMessage:
                 exc.code,
             ) from None
         raise
-    text = decrypt_opened(core, row, answer["wrap"])
+    body, key = open_body(core, row, answer["wrap"])
+    text = body.text
     with core.store.transaction():
+        keep_for_download(core, message_id, key, body.files)
         row.body = core.store.seal(text.encode("utf-8"))
         row.envelope = None
         row.state, row.opened_at = "opened", core.clock()

@@ -24,6 +24,7 @@ from .store import Contact
 
 __all__ = [
     "entry_json",
+    "format_size",
     "print_contacts",
     "print_entries",
     "print_json",
@@ -61,6 +62,16 @@ _PENDING_LABELS = {
 }
 
 
+def format_size(size: int) -> str:
+    """Bytes as people read them: 0 B, 999 B, 1.0 KiB, 12.3 MiB, 1.0 GiB."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
 def short(message_id: bytes) -> str:
     """The 8-hex-digit id people type (any unique prefix of 4+ digits works)."""
     return message_id.hex()[:8]
@@ -83,6 +94,10 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         "replaces": entry.replaces.hex() if entry.replaces else None,
         "replaced_by": entry.replaced_by.hex() if entry.replaced_by else None,
         "problem": entry.problem,
+        "files": [
+            {"name": f.name, "size": f.size, "media_type": f.media_type, "saved_at": f.saved_at}
+            for f in entry.files
+        ],
     }
 
 
@@ -99,6 +114,9 @@ def _entry_text(entry: Entry, by_id: dict[bytes, Entry]) -> str:
         return "(recalled by the sender)"
     if entry.text is not None:
         text = entry.text
+        if entry.files:
+            names = ", ".join(f"{f.name} ({format_size(f.size)})" for f in entry.files)
+            text = (text + "  " if text else "") + f"[files: {names}]"
         if entry.outgoing and entry.state in _PENDING_LABELS:
             text += f"  ({_PENDING_LABELS[entry.state]})"
         return text

@@ -58,6 +58,7 @@ class DeviceLine:
     sentence: str
     attested_by: tuple[str, ...]
     receipt: str  # "verified", "invalid", "unverifiable" or "" (no receipt)
+    files_downloaded: bool | None = None  # None: the message carried no files
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class ReportView:
     recalled_at: int | None
     relay_receipt: str  # "verified", "invalid" or "" (none yet)
     lines: tuple[DeviceLine, ...]
+    files: int = 0  # how many files the message carried
+    files_bytes: int = 0  # their size at the relay (padded ciphertext)
+    files_destroyed: bool = False  # the relay no longer holds them
 
     @property
     def settled(self) -> bool:
@@ -83,6 +87,11 @@ class ReportView:
             "sent_at": self.sent_at,
             "recalled_at": self.recalled_at,
             "relay_receipt": self.relay_receipt or None,
+            "files": {
+                "count": self.files,
+                "bytes": self.files_bytes,
+                "destroyed": self.files_destroyed,
+            },
             "devices": [
                 {
                     "person": line.person,
@@ -91,6 +100,7 @@ class ReportView:
                     "sentence": line.sentence,
                     "attested_by": list(line.attested_by),
                     "receipt": line.receipt or None,
+                    "files_downloaded": line.files_downloaded,
                 }
                 for line in self.lines
             ],
@@ -136,14 +146,37 @@ def _line(core: Core, raw: dict[str, Any], report: dict[str, Any]) -> DeviceLine
         recalled_at=raw.get("recalled_at"),
         deleted_at=raw.get("deleted_at"),
     )
+    sentence = describe(model)
+    files = _files(report)
+    downloaded = None
+    if files["count"]:
+        downloaded = raw.get("downloaded_at") is not None
+        sentence += (
+            " It had downloaded the attached file(s)."
+            if downloaded
+            else " It had not downloaded the attached file(s)."
+        )
     return DeviceLine(
         person=person,
         device=device_id.hex()[:8],
         state=state,
-        sentence=describe(model),
+        sentence=sentence,
         attested_by=tuple(str(a) for a in model.attested_by),
         receipt=receipt,
+        files_downloaded=downloaded,
     )
+
+
+def _files(report: dict[str, Any]) -> dict[str, Any]:
+    """The report's file summary; a relay from before attachments sends none."""
+    found = report.get("files")
+    if not isinstance(found, dict):
+        return {"count": 0, "bytes": 0, "destroyed": False}
+    return {
+        "count": int(found.get("count") or 0),
+        "bytes": int(found.get("bytes") or 0),
+        "destroyed": bool(found.get("destroyed")),
+    }
 
 
 @cache
@@ -211,6 +244,7 @@ def build_report(core: Core, report: dict[str, Any]) -> ReportView:
         except E2ERecallError:
             relay_receipt = "invalid"
     lines = tuple(_line(core, raw, report) for raw in report.get("devices", []))
+    files = _files(report)
     return ReportView(
         message_id=report["message_id"],
         state=str(report.get("state")),
@@ -218,6 +252,9 @@ def build_report(core: Core, report: dict[str, Any]) -> ReportView:
         recalled_at=report.get("recalled_at"),
         relay_receipt=relay_receipt,
         lines=lines,
+        files=files["count"],
+        files_bytes=files["bytes"],
+        files_destroyed=files["destroyed"],
     )
 
 
@@ -230,6 +267,12 @@ def summary(view: ReportView) -> str:
     opened = [line for line in view.lines if "opened at" in line.sentence.lower()]
     safe = len(view.lines) - len(opened)
     parts = ["Recalled." if view.state == "recalled" else "Expired."]
+    if view.files:
+        parts.append(
+            f"The relay destroyed its {view.files} attached file(s)."
+            if view.files_destroyed
+            else f"The relay still holds {view.files} attached file(s)."
+        )
     if safe:
         parts.append(f"{safe} device(s) could never read it.")
     if opened:

@@ -15,7 +15,9 @@ and repeated byte for byte until the relay answers.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from e2e_recall import (
@@ -30,6 +32,15 @@ from e2e_recall import (
 )
 
 from .account import authed
+from .attachments import (
+    OutgoingFile,
+    drop_ciphertext,
+    mark_files_sent,
+    outgoing_files,
+    record_sent_files,
+    seal_files,
+    upload_files,
+)
 from .contacts import cached_devices, check_not_changed, contact, refresh_devices
 from .core import Core
 from .errors import (
@@ -119,9 +130,9 @@ async def _devices(core: Core, name: str) -> list[DeviceCertificate]:
         return cached
 
 
-def _check_text(text: str) -> bytes:
+def _check_text(text: str, *, with_files: bool = False) -> bytes:
     data = text.encode("utf-8")
-    if not text.strip():
+    if not text.strip() and not with_files:
         raise UsageProblem("There is nothing to send: the message is empty.", "empty_message")
     if len(data) > MAX_TEXT:
         raise UsageProblem(
@@ -138,6 +149,9 @@ def _seal(
     sealed_window: int,
     opened_window: int,
     replaces: bytes | None = None,
+    message_id: bytes | None = None,
+    message_key: bytes | None = None,
+    files: Sequence[OutgoingFile] = (),
 ) -> tuple[Header, bytes, bytes]:
     if not 0 < opened_window <= sealed_window:
         raise UsageProblem(
@@ -147,7 +161,7 @@ def _seal(
         )
     now = core.clock()
     header = Header(
-        message_id=os.urandom(16),
+        message_id=os.urandom(16) if message_id is None else message_id,
         conversation_id=core.conversation_with(peer),
         sender=core.user_id,
         sender_device=core.device_id,
@@ -157,7 +171,8 @@ def _seal(
         kind=MessageKind.REPLACEMENT if replaces else MessageKind.TEXT,
         replaces=replaces,
     )
-    sealed = seal_message(header, Body(text), core.keys.identity)
+    body = Body(text, files=tuple(f.descriptor for f in files))
+    sealed = seal_message(header, body, core.keys.identity, message_key=message_key)
     return header, sealed.envelope, sealed.message_key
 
 
@@ -199,16 +214,33 @@ def prepare_send(
     *,
     sealed_window: int,
     opened_window: int,
+    message_id: bytes | None = None,
+    message_key: bytes | None = None,
+    files: Sequence[OutgoingFile] = (),
 ) -> PreparedSend:
     """Seal ``text`` once, wrap its key to every verified device, seal it for the outbox.
 
     This is all the cryptography of a send (``e2e-recall bench`` times this very
-    function); the caller does the database write and the delivery.
+    function); the caller does the database write and the delivery.  ``files``
+    were encrypted already under ``message_key`` (:func:`seal_files`); only
+    their descriptors go into the body.
     """
     header, envelope, key = _seal(
-        core, peer, text, sealed_window=sealed_window, opened_window=opened_window
+        core,
+        peer,
+        text,
+        sealed_window=sealed_window,
+        opened_window=opened_window,
+        message_id=message_id,
+        message_key=message_key,
+        files=files,
     )
-    request = {"envelope": envelope, "wraps": _wraps(key, header, devices), "key": key}
+    request = {
+        "envelope": envelope,
+        "wraps": _wraps(key, header, devices),
+        "key": key,
+        "files": [f.to_map() for f in files],
+    }
     item = OutboxItem(
         header.message_id, "send", core.store.seal(wire.encode(request)), core.clock()
     )
@@ -217,7 +249,8 @@ def prepare_send(
 
 def post_body(request: dict[str, Any]) -> dict[str, Any]:
     """The body of ``POST /v1/messages`` for an outbox request (the key stays here)."""
-    return {"envelope": request["envelope"], "wraps": request["wraps"], "blobs": []}
+    blobs = [f["blob_id"] for f in request.get("files", ())]
+    return {"envelope": request["envelope"], "wraps": request["wraps"], "blobs": blobs}
 
 
 async def send_text(
@@ -227,17 +260,34 @@ async def send_text(
     *,
     sealed_window: int = DEFAULT_SEALED_WINDOW,
     opened_window: int = DEFAULT_OPENED_WINDOW,
+    files: Sequence[Path] = (),
 ) -> SendOutcome:
-    """Seal, keep in the outbox, deliver; a dead relay leaves it queued, never lost."""
-    _check_text(text)
+    """Seal, keep in the outbox, deliver; a dead relay leaves it queued, never lost.
+
+    Files are encrypted to ciphertext under the profile first, then the
+    message and its outbox entry are written in one transaction; a crash in
+    between leaves only ciphertext that nothing refers to.
+    """
+    _check_text(text, with_files=bool(files))
     who = contact(core, name)
     devices = await _devices(core, name)
+    message_id, message_key = os.urandom(16), os.urandom(32)
+    sealed_files = seal_files(core, message_id, message_key, files)
     prepared = prepare_send(
-        core, who.user_id, text, devices, sealed_window=sealed_window, opened_window=opened_window
+        core,
+        who.user_id,
+        text,
+        devices,
+        sealed_window=sealed_window,
+        opened_window=opened_window,
+        message_id=message_id,
+        message_key=message_key,
+        files=sealed_files,
     )
     with core.store.transaction():
         core.store.save_message(prepared.local_copy)
         core.store.save_outbox(prepared.item)
+        record_sent_files(core, message_id, sealed_files)
     # The request is still in memory: no need to unseal and decode what was just sealed.
     return await _deliver_send(core, prepared.item, prepared.request)
 
@@ -255,6 +305,8 @@ async def _deliver_send(
         return SendOutcome(item.message_id, queued=False, problem="deleted before sending")
     for attempt in range(2):
         try:
+            files = outgoing_files(core, item.message_id, request.get("files", []))
+            await upload_files(core, files, core.progress)
             await authed(
                 core,
                 "POST",
@@ -279,6 +331,8 @@ async def _deliver_send(
         row.problem = None
         core.store.save_message(row)
         core.store.drop_outbox(item.message_id, "send")
+        mark_files_sent(core, item.message_id)
+    drop_ciphertext(core, item.message_id)  # the relay holds it now
     return SendOutcome(item.message_id, queued=False)
 
 
@@ -418,6 +472,8 @@ def _cancel_unsent(core: Core, row: StoredMessage) -> RecallOutcome:
         row.state, row.body, row.recalled_at = "recalled", None, core.clock()
         row.problem = "Recalled before it left this device; no one received it."
         core.store.save_message(row)
+        core.store.delete_files(row.message_id)
+    drop_ciphertext(core, row.message_id)
     core.store.scrub()
     return RecallOutcome(row.message_id, None, None, False, queued=False, local_only=True)
 
@@ -435,6 +491,8 @@ async def _deliver_recall(core: Core, item: OutboxItem) -> RecallOutcome:
     row = core.store.message(item.message_id)
     assert row is not None
     replacement = request["replacement"]
+    if isinstance(replacement, dict):  # kept by a client from before attachments
+        replacement.setdefault("blobs", [])
     replacement_id: bytes | None = request["replacement_id"]
     try:
         answer = await authed(
@@ -458,6 +516,7 @@ async def _deliver_recall(core: Core, item: OutboxItem) -> RecallOutcome:
         raise
     with core.store.transaction():
         row.state, row.body, row.recalled_at = "recalled", None, core.clock()
+        core.store.delete_files(item.message_id)
         row.replaced_by = replacement_id
         row.report = wire.encode(answer["report"])
         core.store.save_message(row)

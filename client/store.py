@@ -27,7 +27,7 @@ import nacl.utils
 
 from .errors import KeystoreError
 
-__all__ = ["Contact", "LocalStore", "OutboxItem", "StoredMessage"]
+__all__ = ["Contact", "LocalStore", "OutboxItem", "StoredFile", "StoredMessage"]
 
 _NONCE_LEN = nacl.secret.SecretBox.NONCE_SIZE
 
@@ -85,6 +85,13 @@ CREATE TABLE IF NOT EXISTS early_revocations (
     sender BLOB NOT NULL,
     revocation BLOB NOT NULL,
     received_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    message_id BLOB NOT NULL,
+    idx INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    sealed BLOB NOT NULL,
+    PRIMARY KEY (message_id, idx)
 );
 CREATE TABLE IF NOT EXISTS notifications (
     message_id BLOB PRIMARY KEY,
@@ -145,7 +152,17 @@ class OutboxItem:
     last_error: str | None = None
 
 
-Row = TypeVar("Row", Contact, StoredMessage, OutboxItem)
+@dataclass
+class StoredFile:
+    """One file of a message; what is known of it (name, size, key, where saved) is sealed."""
+
+    message_id: bytes
+    idx: int
+    state: str  # sending, sent, waiting (opened, not yet saved), saved
+    sealed: bytes
+
+
+Row = TypeVar("Row", Contact, StoredMessage, OutboxItem, StoredFile)
 
 
 def _columns(cls: type[Any]) -> str:
@@ -249,7 +266,9 @@ class LocalStore:
         rows = self._db.execute(f"SELECT {_columns(cls)} FROM {table} {where}", args)  # noqa: S608
         return [cls(*row) for row in rows]
 
-    def _upsert(self, table: str, row: Contact | StoredMessage | OutboxItem, keys: str) -> None:
+    def _upsert(
+        self, table: str, row: Contact | StoredMessage | OutboxItem | StoredFile, keys: str
+    ) -> None:
         names = [f.name for f in fields(row)]
         values = [getattr(row, n) for n in names]
         updates = ", ".join(f"{n} = excluded.{n}" for n in names)
@@ -329,6 +348,16 @@ class LocalStore:
             self._db.execute(
                 "DELETE FROM outbox WHERE message_id = ? AND action = ?", (message_id, action)
             )
+
+    # files of a message ------------------------------------------------------------------------
+    def files(self, message_id: bytes) -> list[StoredFile]:
+        return self._select(StoredFile, "files", "WHERE message_id = ? ORDER BY idx", (message_id,))
+
+    def save_file(self, row: StoredFile) -> None:
+        self._upsert("files", row, "message_id, idx")
+
+    def delete_files(self, message_id: bytes) -> None:
+        self._db.execute("DELETE FROM files WHERE message_id = ?", (message_id,))
 
     # revocations that came before their message ---------------------------------------------
     def early_revocation(self, message_id: bytes) -> tuple[bytes, bytes] | None:

@@ -7,6 +7,8 @@ network failure becomes :class:`RelayUnreachable` and every refusal a
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +25,10 @@ MSGPACK = "application/msgpack"
 # Answers carry at most one envelope (<= the relay's max_message_size) or a page of events.
 _ANSWER_LIMITS = wire.Limits(max_size=8 << 20, max_bin=4 << 20, max_array=10_000)
 _TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+# A file may take hours to move; what must not happen is a minute with no byte moving.
+_STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
+STREAM_CHUNK = 256 * 1024
+Progress = Callable[[int], None]  # told how many more bytes have moved
 
 
 def encode_body(body: dict[str, Any]) -> bytes:
@@ -140,6 +146,81 @@ class Transport:
                 data if isinstance(data, dict) else {},
             )
         return answer
+
+    def _headers(self, extra: dict[str, str]) -> dict[str, str]:
+        headers = {"Accept": MSGPACK, **extra}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    async def upload(
+        self, path: str, source: Path, offset: int, progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """``PATCH`` the bytes of ``source`` from ``offset`` on, read as they are sent.
+
+        Memory stays at one read buffer whatever the file's size; a broken
+        connection is :class:`RelayUnreachable`, after which the relay says how
+        far it got and the caller resumes from there.
+        """
+        headers = self._headers(
+            {"Content-Type": "application/octet-stream", "Upload-Offset": str(offset)}
+        )
+        length = source.stat().st_size - offset
+
+        async def chunks() -> AsyncIterator[bytes]:
+            with open(source, "rb") as handle:
+                handle.seek(offset)
+                while chunk := handle.read(STREAM_CHUNK):
+                    yield chunk
+                    if progress is not None:
+                        progress(len(chunk))
+
+        headers["Content-Length"] = str(length)
+        try:
+            async with self.http.patch(
+                self.url + path, data=chunks(), headers=headers, timeout=_STREAM_TIMEOUT
+            ) as response:
+                raw = await response.read()
+                status, content_type = response.status, response.content_type
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._unreachable(exc) from None
+        return self._answer(status, content_type, raw)
+
+    async def download(self, path: str, sink: Callable[[bytes], None], offset: int = 0) -> int:
+        """``GET`` a blob from ``offset`` on, handing each piece to ``sink``; bytes received.
+
+        A ``Range`` request when resuming: the relay answers ``206`` from there.
+        """
+        headers = self._headers({"Accept": "application/octet-stream"})
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        received = 0
+        try:
+            async with self.http.get(
+                self.url + path, headers=headers, timeout=_STREAM_TIMEOUT
+            ) as response:
+                expected = 206 if offset else 200
+                if response.status != expected:
+                    raw = await response.read()
+                    if response.status < 400:
+                        raise RelayRefused(
+                            f"The relay answered HTTP {response.status} to a download.",
+                            "bad_answer",
+                            response.status,
+                            {},
+                        )
+                    self._answer(response.status, response.content_type, raw)
+                async for chunk in response.content.iter_chunked(STREAM_CHUNK):
+                    try:
+                        sink(chunk)
+                    except OSError as exc:
+                        raise UsageProblem(
+                            f"Cannot write the download ({exc.strerror}).", "disk_failed"
+                        ) from None
+                    received += len(chunk)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._unreachable(exc) from None
+        return received
 
     def websocket(self, cursor: int) -> Any:
         """A context manager for the event WebSocket, resuming after ``cursor``."""

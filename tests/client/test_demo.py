@@ -33,7 +33,7 @@ def test_the_demo_tells_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
     assert "Traceback" not in done.stdout + done.stderr
     out = done.stdout
     scenes = re.findall(r"^─+ (\d+)\. (.+?) ─+$", out, flags=re.MULTILINE)
-    assert [int(number) for number, _ in scenes] == [1, 2, 3, 4, 5, 6]
+    assert [int(number) for number, _ in scenes] == [1, 2, 3, 4, 5, 6, 7]
     assert re.search(r"A relay is running at http://127\.0\.0\.1:\d+", out)
     # One scene per situation, each with the report a user would see.
     for sentence in (
@@ -48,6 +48,8 @@ def test_the_demo_tells_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
         "Deleted: the device signed a deletion receipt",
         "The relay signed a purge receipt; its signature checks out.",
         "Device receipt: signature verified.",
+        "The relay destroyed its 1 attached file(s).",
+        "It had not downloaded the attached file(s).",
     ):
         assert sentence in out, sentence
     # A recipient who never received the first message sees nothing of it.
