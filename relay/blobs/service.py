@@ -28,7 +28,7 @@ from typing import BinaryIO
 
 from aiohttp import StreamReader
 
-from e2e_recall import domains
+from e2e_recall.domains import HASH_BLOB
 
 from ..accounts import Session
 from ..config import Config
@@ -52,9 +52,6 @@ __all__ = ["HASH_BLOB", "Blobs", "Download", "blob_digest"]
 
 log = logging.getLogger("relay.blobs")
 
-# The label lands in e2e_recall.domains with the core's attachment work; until then the
-# same bytes are spelled here (docs/protocol.md defines them).
-HASH_BLOB: bytes = getattr(domains, "HASH_BLOB", b"e2e-recall/v1/hash/blob\x00")
 _PIECE = 1 << 20  # bytes gathered from the socket before one write; bytes read per hash step
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 
 from blob_client import create, digest_of, download, patch, send_with, upload
 from blob_client import upload_status as status
-from driver import Person, RelayRefused
+from driver import Clock, Person, RelayRefused, start_relay
 
 MiB = 1 << 20
 
@@ -84,3 +87,33 @@ async def test_a_download_resumes_with_a_range(people: tuple[Person, Person]) ->
         assert code == 416
     code, _, _ = await download(bob, blob_id, start=0)
     assert code == 206
+
+
+async def test_a_silent_upload_is_cut_off_keeping_what_arrived(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """The limit is per read (blob_read_timeout), not a total for the body."""
+    relay = await start_relay(tmp_path / "relay", Clock(), blob_read_timeout="300ms")
+    try:
+        alice = Person("alice", relay, http)
+        await alice.add_device()
+        blob = os.urandom(50_000)
+        blob_id = os.urandom(16)
+        await create(alice, blob_id, len(blob), digest_of(blob))
+
+        async def slow_then_silent() -> AsyncIterator[bytes]:
+            for start in range(0, 20_000, 5_000):  # slower in total than the limit, never idle
+                yield blob[start : start + 5_000]
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(2)  # then nothing for longer than the limit
+            yield blob[20_000:]
+
+        code, answer = await patch(alice, blob_id, 0, slow_then_silent())
+        assert (code, answer["error"], answer["offset"]) == (408, "request_timeout", 20_000)
+        assert (await status(alice, blob_id))["offset"] == 20_000
+        assert await patch(alice, blob_id, 20_000, blob[20_000:]) == (
+            200,
+            {"offset": len(blob), "complete": True},
+        )
+    finally:
+        await relay.runner.cleanup()

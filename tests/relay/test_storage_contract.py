@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from e2e_recall.report import DeviceState
-from relay.errors import Conflict, NotFound
+from relay.blobs.rules import bind_rule, create_rule
+from relay.errors import Conflict, NotFound, PayloadTooLarge
 from relay.storage.base import (
     Changes,
     DeliveryRecord,
@@ -28,6 +29,7 @@ from relay.storage.base import (
     Storage,
     UserRecord,
 )
+from relay.storage.blob_records import BlobRecord
 from relay.storage.sqlite import SqliteStorage
 
 T0 = 1_800_000_000_000
@@ -270,3 +272,73 @@ async def test_retention_queries_and_forgetting(storage: Storage) -> None:
     assert await storage.check() == []
     stats = await storage.stats()
     assert stats["messages_live"] == 1
+
+
+# blobs ------------------------------------------------------------------------------------------
+def _blob(owner: UserRecord, size: int = 100, at: int = T0) -> BlobRecord:
+    return BlobRecord(os.urandom(16), owner.user_id, size, os.urandom(32), at)
+
+
+async def test_blob_rows_bind_with_their_message_and_go_with_it(storage: Storage) -> None:
+    alice, alice_device, _, bob_device = await _pair(storage)
+    destroyed: list[bytes] = []
+    storage.on_blobs_destroyed(destroyed.extend)
+    blob = _blob(alice)
+    assert await storage.create_blob(blob, create_rule(blob, quota=150)) == (blob, True)
+    assert await storage.create_blob(blob, create_rule(blob, quota=150)) == (blob, False)
+    second = _blob(alice)
+    with pytest.raises(PayloadTooLarge):  # 100 + 100 > 150: the usage is read in the write
+        await storage.create_blob(second, create_rule(second, quota=150))
+    assert await storage.known_blobs([blob.blob_id, second.blob_id]) == {blob.blob_id}
+
+    message = _message(alice, alice_device)
+    delivery = DeliveryRecord(
+        message.message_id, bob_device.device_id, bob_device.user_id, b"w", False
+    )
+    with pytest.raises(Conflict):  # not complete: the whole insert is refused
+        await storage.insert_message(message, [delivery], [], blobs=(blob.blob_id,), bind=bind_rule)
+    assert await storage.get_message(message.message_id) is None
+    completed = await storage.complete_blob(blob.blob_id, T0 + 1)
+    assert completed is not None
+    assert completed.completed_at == T0 + 1
+    await storage.insert_message(message, [delivery], [], blobs=(blob.blob_id,), bind=bind_rule)
+    view = await storage.get_message(message.message_id)
+    assert view is not None
+    assert [(f.blob_id, f.size, f.present) for f in view.files] == [(blob.blob_id, 100, True)]
+    assert await storage.message_of_blob(blob.blob_id) == message.message_id
+
+    def downloaded(view: MessageView) -> tuple[Changes, None]:
+        return Changes(blob_downloads=[(blob.blob_id, bob_device.device_id, T0 + 2)]), None
+
+    await storage.change_message(message.message_id, downloaded)
+    view = await storage.get_message(message.message_id)
+    assert view is not None
+    assert view.downloads == {(blob.blob_id, bob_device.device_id)}
+
+    def recalled(view: MessageView) -> tuple[Changes, None]:
+        gone = replace(view.message, envelope=None, state=MessageState.RECALLED)
+        return Changes(message=gone, destroy_blobs=True), None
+
+    await storage.change_message(message.message_id, recalled)
+    assert destroyed == [blob.blob_id]
+    assert await storage.get_blob(blob.blob_id) is None
+    view = await storage.get_message(message.message_id)
+    assert view is not None
+    assert [f.present for f in view.files] == [False]  # the content-free record stays
+    assert view.downloads == frozenset()
+    await storage.forget_tombstones(T0 + 10)
+    assert await storage.message_of_blob(blob.blob_id) is None
+
+
+async def test_unbound_uploads_expire_and_a_discard_spares_bound_blobs(storage: Storage) -> None:
+    alice, _, _, _ = await _pair(storage)
+    destroyed: list[bytes] = []
+    storage.on_blobs_destroyed(destroyed.extend)
+    old, new = _blob(alice, at=T0), _blob(alice, at=T0 + 100)
+    for blob in (old, new):
+        await storage.create_blob(blob, create_rule(blob, quota=1000))
+    assert await storage.expire_uploads(T0 + 50, limit=10) == [old.blob_id]
+    assert destroyed == [old.blob_id]
+    assert await storage.discard_blob(new.blob_id)
+    assert not await storage.discard_blob(new.blob_id)
+    assert await storage.known_blobs([old.blob_id, new.blob_id]) == set()
