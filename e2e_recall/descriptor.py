@@ -83,13 +83,21 @@ def _problem(d: FileDescriptor) -> str | None:
         return "a blob id is 16 bytes"
     if type(d.digest) is not bytes or len(d.digest) != FINGERPRINT_LEN:
         return "a blob digest is 32 bytes"
-    if type(d.name) is not str or not 1 <= len(d.name.encode("utf-8", "replace")) <= MAX_NAME_LEN:
+    if type(d.name) is not str or not 1 <= _utf8_len(d.name) <= MAX_NAME_LEN:
         return f"a file name is 1 to {MAX_NAME_LEN} bytes of UTF-8"
     if type(d.size) is not int or not 0 <= d.size <= MAX_FILE_SIZE:
         return f"a file size is 0 to {MAX_FILE_SIZE} bytes"
     if type(d.media_type) is not str or not media_type_is_valid(d.media_type):
         return "a media type is type/subtype (RFC 6838 restricted names), at most 127 bytes"
     return None
+
+
+def _utf8_len(text: str) -> int:
+    """Its UTF-8 length, or -1 for a string with lone surrogates (no UTF-8 form at all)."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return -1
 
 
 def decode_descriptors(value: object) -> tuple[FileDescriptor, ...]:
