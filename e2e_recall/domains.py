@@ -27,6 +27,9 @@ CHUNK_LEN: Final = 65536  # plaintext bytes in every secretstream chunk but the 
 MAX_FILES: Final = 16  # files one body may list
 MAX_FILE_SIZE: Final = 2**40  # protocol ceiling on one file; a relay's own limit is lower
 
+# Groups (docs/protocol.md section "Groups").
+MAX_GROUP_MEMBERS: Final = 1024  # members of one group, and user ids one change may name
+
 # Signature contexts: signed bytes are LABEL || payload.
 SIG_ENVELOPE: Final = b"e2e-recall/v1/sig/envelope\x00"
 SIG_REVOCATION: Final = b"e2e-recall/v1/sig/revocation\x00"
@@ -35,6 +38,7 @@ SIG_DELETION_RECEIPT: Final = b"e2e-recall/v1/sig/deletion-receipt\x00"
 SIG_PURGE_RECEIPT: Final = b"e2e-recall/v1/sig/purge-receipt\x00"
 SIG_REGISTRATION: Final = b"e2e-recall/v1/sig/registration\x00"
 SIG_LOGIN: Final = b"e2e-recall/v1/sig/login\x00"
+SIG_GROUP_CHANGE: Final = b"e2e-recall/v1/sig/group-change\x00"
 
 # Hash contexts: digest = SHA-256(LABEL || input).
 HASH_FINGERPRINT: Final = b"e2e-recall/v1/hash/fingerprint\x00"
@@ -45,6 +49,8 @@ HASH_REVOCATION: Final = b"e2e-recall/v1/hash/revocation\x00"
 HASH_DIRECT_CONVERSATION: Final = b"e2e-recall/v1/hash/direct-conversation\x00"
 HASH_CERTIFICATE: Final = b"e2e-recall/v1/hash/certificate\x00"
 HASH_BLOB: Final = b"e2e-recall/v1/hash/blob\x00"
+HASH_GROUP_CHANGE: Final = b"e2e-recall/v1/hash/group-change\x00"
+HASH_GROUP_CONVERSATION: Final = b"e2e-recall/v1/hash/group-conversation\x00"
 
 # HKDF info prefixes: info = LABEL || context.
 KDF_FILE_KEY: Final = b"e2e-recall/v1/kdf/file-key\x00"
@@ -60,6 +66,7 @@ SIGNATURE_LABELS: Final = (
     SIG_PURGE_RECEIPT,
     SIG_REGISTRATION,
     SIG_LOGIN,
+    SIG_GROUP_CHANGE,
 )
 HASH_LABELS: Final = (
     HASH_FINGERPRINT,
@@ -70,6 +77,8 @@ HASH_LABELS: Final = (
     HASH_DIRECT_CONVERSATION,
     HASH_CERTIFICATE,
     HASH_BLOB,
+    HASH_GROUP_CHANGE,
+    HASH_GROUP_CONVERSATION,
 )
 KDF_LABELS: Final = (KDF_FILE_KEY,)
 ALL_LABELS: Final = (*SIGNATURE_LABELS, *HASH_LABELS, *KDF_LABELS, HPKE_WRAP_INFO)

@@ -21,18 +21,26 @@ build an oracle from the message.
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyAdmin",
+    "AlreadyMember",
     "AuthenticationFailure",
+    "BrokenChain",
     "CertificateExpired",
     "DecodeError",
     "E2ERecallError",
+    "GroupChangeRefused",
     "ImpossibleTransition",
     "InvalidKey",
+    "NotAMember",
+    "NotAuthorised",
     "ProtocolError",
     "RecallRateLimited",
     "RecallRefused",
     "RecallWindowClosed",
     "ReplayedRevocation",
     "SignatureInvalid",
+    "StaleChange",
+    "TooManyMembers",
     "UnsupportedVersion",
     "UsageError",
     "WrongContext",
@@ -148,3 +156,51 @@ class RecallRateLimited(RecallRefused):
     """Too many recalls in this conversation today."""
 
     expect = "rate_limited"
+
+
+class GroupChangeRefused(ProtocolError):
+    """The group change was refused."""
+
+    expect = "group_change_refused"
+
+
+class NotAuthorised(GroupChangeRefused):
+    """The member who signed this group change may not make it."""
+
+    expect = "not_authorised"
+
+
+class StaleChange(GroupChangeRefused):
+    """The group change is not newer than the group's current state."""
+
+    expect = "stale_change"
+
+
+class BrokenChain(GroupChangeRefused):
+    """The group change does not follow the group's latest change."""
+
+    expect = "broken_chain"
+
+
+class NotAMember(GroupChangeRefused):
+    """Someone the group change names is not a member of the group."""
+
+    expect = "not_a_member"
+
+
+class AlreadyMember(GroupChangeRefused):
+    """Someone the group change adds is already a member of the group."""
+
+    expect = "already_member"
+
+
+class AlreadyAdmin(GroupChangeRefused):
+    """Someone the group change promotes is already an admin of the group."""
+
+    expect = "already_admin"
+
+
+class TooManyMembers(GroupChangeRefused):
+    """The group would have more members than a group may have."""
+
+    expect = "too_many_members"
