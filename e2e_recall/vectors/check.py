@@ -39,6 +39,7 @@ from ..revocation import (
 from ..signing import SigningKey, VerifyKey
 from ..wrapping import WrapPrivateKey, WrapPublicKey, WrapSuite, unwrap_message_key, wrap_info
 from .check_files import FILE_RUNNERS, descriptors_out
+from .check_groups import GROUP_RUNNERS
 from .fields import MalformedTest, hex_field
 from .gen_codec import tagged
 
@@ -444,6 +445,7 @@ RUNNERS: dict[str, Runner] = {
     "ReportSentence": _sentence,
     "RefusalSentence": _refusal,
     **FILE_RUNNERS,
+    **GROUP_RUNNERS,
 }
 
 

@@ -50,6 +50,8 @@ _SAFETY = b"e2e-recall/v1/hash/safety-number\x00"
 _DIRECT = b"e2e-recall/v1/hash/direct-conversation\x00"
 _WRAP_INFO = b"e2e-recall/v1/hpke/wrap\x00"
 _KEY_ID = b"e2e-recall/v1/hash/wrap-key-id\x00"
+_GROUP_CHANGE = b"e2e-recall/v1/hash/group-change\x00"
+_GROUP_CONVERSATION = b"e2e-recall/v1/hash/group-conversation\x00"
 _WRAP_LEN = {1: 32 + 48, 2: 1120 + 48}
 _PUBLIC_LEN = {1: 32, 2: 1216}
 _PROBE = bytes(range(1, 33))
@@ -198,4 +200,18 @@ def run_alt(group: dict[str, Any], test: dict[str, Any]) -> str | None:
         return _wrap_open(group, test)
     if kind == "WrapRecipientKey":
         return _wrap_key(group, test)
+    if kind == "GroupChain" and test["expect"] == "success":
+        return _group_chain(test)
     return NOT_APPLICABLE
+
+
+def _group_chain(test: dict[str, Any]) -> str | None:
+    """A valid chain's links and conversation id, recomputed with hashlib from the spec."""
+    expected = test["expected"]
+    digests = [hashlib.sha256(_GROUP_CHANGE + _h(c)).hexdigest() for c in test["changes"]]
+    if digests != expected["digests"] or digests[-1] != expected["head"]:
+        return "group change digests differ from SHA-256(HASH_GROUP_CHANGE || change)"
+    conversation = hashlib.sha256(_GROUP_CONVERSATION + _h(expected["groupId"])).digest()[:16]
+    if conversation.hex() != expected["conversationId"]:
+        return "group conversation id differs from the spec's construction"
+    return None

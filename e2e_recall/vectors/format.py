@@ -135,6 +135,15 @@ FLAG_NOTES: dict[str, tuple[str, str]] = {
     "FileName": ("Sanitising", "A sender-chosen file name and the safe name it must become."),
     "DuplicateBlob": ("Semantics", "Two files of one body name the same blob."),
     "TooMany": ("Resource", "More list entries than the structure allows."),
+    "GroupRule": (
+        "Authorization",
+        "A group change its signer may not make in the group's current state.",
+    ),
+    "ChainBreak": (
+        "StateMachine",
+        "A group change that does not extend the chain: skipped, stale, repeated, misnamed"
+        " previous, another group's, or a chain not starting with its create.",
+    ),
 }
 
 

@@ -16,6 +16,7 @@ from .gen_certificate import certificate_vectors
 from .gen_codec import codec_vectors, identity_vectors
 from .gen_crypto import body_vectors, wrap_vectors
 from .gen_files import file_vectors
+from .gen_groups import group_vectors
 from .gen_messages import envelope_vectors
 from .gen_model import key_vectors, report_vectors
 from .gen_receipts import deletion_vectors, purge_vectors
@@ -43,6 +44,8 @@ FILES: dict[str, Callable[[Context, dict[str, Any] | None], VectorFile]] = {
     "report.json": lambda ctx, _: report_vectors(ctx),
     # Last, so that its draws from the seed move no earlier file's keys.
     "file_encryption.json": lambda ctx, _: file_vectors(ctx),
+    # After it, for the same reason.
+    "group_changes.json": lambda ctx, _: group_vectors(ctx),
 }
 
 
