@@ -164,9 +164,13 @@ class Blobs:
         if refusal is not None:
             raise refusal
         new = BlobRecord(blob_id, session.user_id, size, digest, self.clock())
-        blob, created = await self.storage.create_blob(
-            new, create_rule(new, self.config.blob_quota)
-        )
+        rule = create_rule(new, self.config.blob_quota)
+        blob, created = await self.storage.create_blob(new, rule)
+        if not created:
+            try:
+                blob = await self._settle(blob)
+            except Unprocessable:  # what a crash left did not match: declared anew
+                blob, created = await self.storage.create_blob(new, rule)
         return blob, created, await self._offset(blob)
 
     async def _offset(self, blob: BlobRecord) -> int:
@@ -180,9 +184,42 @@ class Blobs:
             raise NotFound("No such upload.", "blob_not_found")
         return blob
 
+    async def _holds_all(self, blob: BlobRecord) -> bool:
+        """Every byte is stored (a file exists: an empty blob has none before its PATCH)."""
+        return await asyncio.to_thread(self.store.size, blob.blob_id) == blob.size
+
+    async def _settle(self, blob: BlobRecord) -> BlobRecord:
+        """An upload holding every byte but not marked complete is completed now (see below)."""
+        if blob.completed_at is not None or not await self._holds_all(blob):
+            return blob
+        async with self._locks.hold(blob.blob_id):
+            current = await self.storage.get_blob(blob.blob_id)
+            if current is None:
+                raise NotFound("No such upload.", "blob_not_found")
+            return await self._settle_held(current)
+
+    async def _settle_held(self, blob: BlobRecord) -> BlobRecord:
+        """With the blob's lock: finish an upload a crash cut off after its last byte.
+
+        Completion hashes the upload, renames it into ``complete/`` and marks
+        the row; a relay killed between those steps leaves every byte stored
+        and the row unfinished, and without this the upload would be stuck
+        (its offset is its size, so no PATCH can add the byte that completes
+        it).  Renamed already: the digest was checked before the rename, so
+        only the row is marked.  Not renamed: the usual completion.
+        """
+        if blob.completed_at is not None or not await self._holds_all(blob):
+            return blob
+        if not await asyncio.to_thread(self.store.is_complete, blob.blob_id):
+            await self._finish(blob)
+        completed = await self.storage.complete_blob(blob.blob_id, self.clock())
+        if completed is None:
+            raise NotFound("No such upload.", "blob_not_found")
+        return completed
+
     async def status(self, session: Session, blob_id: bytes) -> tuple[int, int, bool]:
         """Where an upload stands: offset, declared size, complete."""
-        blob = await self._own(session, blob_id)
+        blob = await self._settle(await self._own(session, blob_id))
         return await self._offset(blob), blob.size, blob.completed_at is not None
 
     async def append(
@@ -192,6 +229,7 @@ class Blobs:
         blob = await self._own(session, blob_id)
         async with self._locks.hold(blob_id):
             blob = await self._own(session, blob_id)  # it may have expired while we waited
+            blob = await self._settle_held(blob)
             stored = await self._offset(blob)
             if offset != stored:
                 raise _mismatch(stored)
