@@ -398,6 +398,21 @@ def _chains(ctx: Context, vf: VectorFile) -> None:
         "not_first",
     )
     add("an empty chain", "broken_chain", ["ChainBreak"], [], "empty_chain")
+    starts = _Builder(ctx)
+    add(
+        "a chain that starts with an add",
+        "broken_chain",
+        ["ChainBreak"],
+        [starts.next(alice, "add", [a, b])],
+        "not_a_create",
+    )
+    add(
+        "a create that leaves out its creator",
+        "not_a_member",
+        ["GroupRule"],
+        [starts.next(alice, "create", [b, c])],
+        "creator_not_member",
+    )
     unknown = SigningKey.generate(ctx.rng)
     broken(
         "signed by someone not in keys",

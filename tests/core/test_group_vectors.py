@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,15 @@ def test_the_checkers_notice_a_wrong_chain_vector() -> None:
     )
     assert run_test(group, {**refused, "reason": "remove_self"}) is not None
     assert run_test(group, {**refused, "expect": "success", "result": "valid"}) is not None
+
+
+def test_every_refusal_the_spec_lists_has_a_vector() -> None:
+    """Section 16's tables name (refusal, reason) pairs; each has a vector that raises it."""
+    text = (FILE.parent.parent.parent / "docs" / "protocol.md").read_text()
+    section = text[text.index("\n## 16. Groups\n") :]
+    listed = set(re.findall(r"\| `([a-z_]+)` \| `([a-z_]+)` \|$", section, re.MULTILINE))
+    listed |= set(re.findall(r"\(`([a-z_]+)`, `([a-z_]+)`\)", section))
+    assert len(listed) >= 15
+    data = _load()
+    covered = {(t["expect"], t.get("reason")) for g in data["testGroups"] for t in g["tests"]}
+    assert listed - covered == set()
