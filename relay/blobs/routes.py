@@ -27,8 +27,8 @@ from .service import Blobs
 __all__ = ["BLOB_ROUTES", "OCTETS"]
 
 OCTETS = "application/octet-stream"
-_RANGE = re.compile(r"bytes=(\d{1,19})-")
-_OFFSET = re.compile(r"\d{1,19}")
+_RANGE = re.compile(r"bytes=([0-9]{1,19})-")  # ASCII digits only: \d matches any script's
+_OFFSET = re.compile(r"[0-9]{1,19}")
 _SEND = 256 << 10  # bytes per chunk of a download
 
 

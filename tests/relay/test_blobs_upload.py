@@ -174,3 +174,24 @@ async def test_only_the_uploader_may_append_or_ask(people: tuple[Person, Person]
         await status(bob, blob_id)
     assert refused.value.status == 404
     assert (await status(alice, blob_id))["offset"] == 0
+
+
+@pytest.mark.parametrize("digit", ["\u0660", "\u0661", "\uff10", "\u06f1"])
+async def test_offsets_and_ranges_in_other_scripts_digits_are_refused(
+    people: tuple[Person, Person], digit: str
+) -> None:
+    """``\\d`` matches any script's digits and int() reads them: only ASCII 0-9 is a number."""
+    alice, bob = people
+    blob = os.urandom(1000)
+    blob_id = os.urandom(16)
+    await create(alice, blob_id, len(blob), digest_of(blob))
+    code, answer = await patch(alice, blob_id, 0, blob, {"Upload-Offset": digit})
+    assert (code, answer["error"]) == (400, "bad_offset")
+    assert await status(alice, blob_id) == {"offset": 0, "size": 1000, "complete": False}
+    await patch(alice, blob_id, 0, blob)
+    await send_with(alice, bob, "a file", [blob_id])
+    async with bob.http.get(
+        bob.relay.url + f"/v1/blobs/{blob_id.hex()}",
+        headers={"Authorization": f"Bearer {bob.devices[0].token}", "Range": f"bytes={digit}-"},
+    ) as response:
+        assert response.status == 416
