@@ -5,6 +5,10 @@ same relay) attacks it and them.  After every attack the scene checks that
 nothing changed for the honest people: Bob can still fetch the message and
 Alice's report says what it said before.  ``leaks`` says whether an answer
 carries any byte that belongs to someone the attacker is not.
+
+Alice's message carries a file: a blob bound to it, which Bob can download
+byte for byte after every attack, and Alice has a second upload left half
+done, whose stored offset must not move.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import base64
 import io
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,10 +27,13 @@ import pytest
 import e2e_recall as er
 from e2e_recall import wire
 
+from blob_client import create, digest_of, download, patch, send_with, upload, upload_status
 from driver import Person, RelayRefused
 from relay_process import Target
 
 MSGPACK = "application/msgpack"
+OCTETS = "application/octet-stream"
+BLOB_LEN = 70_000  # two chunks and part of a third, as a client's blob would be
 
 
 @dataclass
@@ -39,6 +47,12 @@ class Scene:
     envelope: bytes
     wraps: list[dict[str, bytes]]
     alice_handle: str
+    blob: bytes = b""
+    blob_id: bytes = b""
+    partial: bytes = b""  # Alice's unfinished upload: all its bytes, half of them stored
+    partial_id: bytes = b""
+    blob_dir: Path | None = None
+    extra_secrets: list[bytes] = field(default_factory=list)
 
     @property
     def message_path(self) -> str:
@@ -50,6 +64,10 @@ class Scene:
         found += [w["wrap"] for w in self.wraps]
         found += [d.secrets.device_id for p in (self.alice, self.bob) for d in p.devices]
         found += [(d.token or "").encode() for p in (self.alice, self.bob) for d in p.devices]
+        for blob in (self.blob, self.partial[: len(self.partial) // 2]):
+            found += [blob[at : at + 16] for at in range(0, len(blob) - 15, 4096)]
+            found += [blob[-16:], digest_of(blob)]
+        found += [digest_of(self.partial), *self.extra_secrets]
         return [s for s in found if s]
 
     def leaks(self, answer: Any) -> list[str]:
@@ -99,6 +117,43 @@ class Scene:
         report = await self.alice.call("GET", self.message_path + "/report")
         assert report["state"] == "live"
         assert {d["state"] for d in report["devices"]} <= {"queued", "sealed"}
+        code, body, _ = await download(self.bob, self.blob_id)
+        assert (code, body) == (200, self.blob)
+        assert await upload_status(self.alice, self.partial_id) == {
+            "offset": len(self.partial) // 2,
+            "size": len(self.partial),
+            "complete": False,
+        }
+
+    def blob_files(self) -> dict[str, int]:
+        """Every file of the relay's blob store, with its length."""
+        assert self.blob_dir is not None
+        return {
+            str(p.relative_to(self.blob_dir)): p.stat().st_size
+            for p in self.blob_dir.rglob("*")
+            if p.is_file()
+        }
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        data: Any = None,
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """Any request, by Mallory unless ``token`` says otherwise: status, body, headers."""
+        sent = dict(headers or {})
+        use = self.mallory.devices[0].token if token is None else token
+        if use:
+            sent["Authorization"] = f"Bearer {use}"
+        if isinstance(data, bytes):
+            data = io.BytesIO(data)
+        async with self.http.request(
+            method, self.target.url + path, data=data, headers=sent
+        ) as response:
+            return response.status, await response.read(), dict(response.headers)
 
 
 def flip_token(token: str) -> str:
@@ -108,7 +163,9 @@ def flip_token(token: str) -> str:
     return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
 
 
-async def build_scene(target: Target, http: aiohttp.ClientSession) -> Scene:
+async def build_scene(
+    target: Target, http: aiohttp.ClientSession, blob_dir: Path | None = None
+) -> Scene:
     alice = Person("alice", target, http)  # type: ignore[arg-type]
     bob = Person("bob", target, http)  # type: ignore[arg-type]
     mallory = Person("mallory", target, http)  # type: ignore[arg-type]
@@ -116,16 +173,43 @@ async def build_scene(target: Target, http: aiohttp.ClientSession) -> Scene:
     await alice.add_device(handle=alice_handle)
     for person in (bob, mallory):
         await person.add_device()
-    header, sealed = alice.seal(bob, "for bob only")
+    blob = os.urandom(BLOB_LEN)
+    blob_id = await upload(alice, blob)
+    header, sealed = alice.seal(bob, "for bob only, with a file")
     wraps = await alice.wraps_for(bob, header, sealed.message_key)
     await alice.call(
-        "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
+        "POST", "/v1/messages", {"envelope": sealed.envelope, "wraps": wraps, "blobs": [blob_id]}
     )
-    return Scene(target, http, alice, bob, mallory, header, sealed.envelope, wraps, alice_handle)
+    partial, partial_id = os.urandom(BLOB_LEN), os.urandom(16)
+    assert (await create(alice, partial_id, len(partial), digest_of(partial)))[0] == 201
+    assert (await patch(alice, partial_id, 0, partial[: len(partial) // 2]))[0] == 200
+    return Scene(
+        target,
+        http,
+        alice,
+        bob,
+        mallory,
+        header,
+        sealed.envelope,
+        wraps,
+        alice_handle,
+        blob,
+        blob_id,
+        partial,
+        partial_id,
+        blob_dir,
+    )
 
 
-def every_route(scene: Scene) -> Iterable[tuple[str, str, dict[str, Any] | None]]:
-    """Every authenticated route, with a plausible body, aimed at Alice's message."""
+async def mallory_sends_a_file(scene: Scene, blob: bytes) -> tuple[bytes, er.Header]:
+    """Mallory uploads ``blob`` and sends it to Bob: a blob she may read (as its sender)."""
+    blob_id = await upload(scene.mallory, blob)
+    header = await send_with(scene.mallory, scene.bob, "from mallory", [blob_id])
+    return blob_id, header
+
+
+def every_route(scene: Scene) -> Iterable[tuple[str, str, dict[str, Any] | bytes | None]]:
+    """Every authenticated route, with a plausible body, aimed at Alice's message and files."""
     path = scene.message_path
     yield "POST", "/v1/logout", {}
     yield "GET", f"/v1/users/{scene.alice.user_id.hex()}", None
@@ -138,6 +222,11 @@ def every_route(scene: Scene) -> Iterable[tuple[str, str, dict[str, Any] | None]
     yield "GET", path + "/report", None
     yield "GET", "/v1/sync?after=0", None
     yield "POST", "/v1/sync/ack", {"seq": 1}
+    half = len(scene.partial) // 2
+    yield "POST", "/v1/blobs", {"blob_id": os.urandom(16), "size": 10, "digest": bytes(32)}
+    yield "PATCH", f"/v1/blobs/{scene.partial_id.hex()}", scene.partial[half:]
+    yield "GET", f"/v1/blobs/{scene.partial_id.hex()}/upload", None
+    yield "GET", f"/v1/blobs/{scene.blob_id.hex()}", None
 
 
 ROUTE_NAMES = [
@@ -152,4 +241,8 @@ ROUTE_NAMES = [
     "report",
     "sync",
     "ack",
+    "blob_create",
+    "blob_append",
+    "blob_status",
+    "blob_download",
 ]
