@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import hashlib
+import os
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ import aiohttp
 from aiohttp import web
 
 from e2e_recall import wire
+from e2e_recall.domains import HASH_BLOB
 from e2e_recall.errors import E2ERecallError
 from e2e_recall.identity import fingerprint
 from relay.app import create_app
@@ -48,7 +52,13 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/v1/messages/{id}/report"),
     ("GET", "/v1/sync"),
     ("POST", "/v1/sync/ack"),
+    ("POST", "/v1/blobs"),
+    ("PATCH", "/v1/blobs/{blob}"),
+    ("GET", "/v1/blobs/{blob}/upload"),
+    ("GET", "/v1/blobs/{blob}"),
 )
+BLOB_ROUTES = range(14, 18)
+OCTETS = "application/octet-stream"
 
 
 class HandlerCrash(Exception):
@@ -81,6 +91,12 @@ class RelayUnderFuzz:
                 "requests_per_minute": 0,
                 "address_requests_per_minute": 0,
                 "log_level": "error",
+                # abandoned uploads are the fuzzer's litter: gone within a minute
+                "upload_expiry": 30_000,
+                "purge_interval": 10_000,
+                "blob_quota": 1 << 50,
+                "max_file_size": 1 << 20,
+                "blob_read_timeout": 1_000,
             },
         )
         self.app = create_app(config)
@@ -102,11 +118,38 @@ class RelayUnderFuzz:
         header = await self.bob.send(self.alice, "hello alice")
         self.message_id = header.message_id.hex()
         self.token = self.alice.devices[0].token or ""
+        from blob_client import send_with, upload  # the tests' own upload, as a client does it
+
+        self.blob = os.urandom(70_000)  # a bound blob Alice may download: two chunks and more
+        self.blob_id = await upload(self.bob, self.blob)
+        await send_with(self.bob, self.alice, "a file", [self.blob_id])
+
+    async def _fresh_upload(self, body: bytes, exact: bool) -> str:
+        """A new upload of Alice's for one PATCH: sized and digested for ``body`` if ``exact``."""
+        blob_id = os.urandom(16)
+        size = len(body) if exact else len(body) + 100  # an upload this body leaves unfinished
+        digest = hashlib.sha256(HASH_BLOB + body).digest() if exact else bytes(32)
+        async with self.http.post(
+            self.url + "/v1/blobs",
+            data=wire.encode({"blob_id": blob_id, "size": size, "digest": digest}),
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Content-Type": "application/msgpack",
+            },
+        ) as response:
+            await response.read()
+            if response.status != 201:
+                raise HandlerCrash(f"a fresh upload was refused with {response.status}")
+        return blob_id.hex()
 
     def request(self, data: bytes) -> None:
         if len(data) < 2:
             return
-        method, template = ROUTES[data[0] % len(ROUTES)]
+        route = data[0] % len(ROUTES)
+        if route in BLOB_ROUTES:
+            self.loop.run_until_complete(self._blob_request(route, data[1], data[2:]))
+            return
+        method, template = ROUTES[route]
         flags, rest = data[1], data[2:]
         path = template.format(
             id=self.message_id if flags & 2 else rest[:16].hex(),
@@ -121,8 +164,56 @@ class RelayUnderFuzz:
         elif flags & 8:
             headers["Authorization"] = "Bearer " + rest[:43].decode("latin-1")
         self.loop.run_until_complete(self._send(method, path, headers, rest))
+        if template == "/v1/logout" and flags & 1:
+            # the fuzzer logged Alice out: log in again, or every later input with "a
+            # valid token" would stop at the session check
+            self.token = self.loop.run_until_complete(self.alice.login())
 
-    async def _send(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+    async def _blob_request(self, route: int, flags: int, rest: bytes) -> None:
+        """A blob route with hostile headers: the blob id, offset, range and framing from the input.
+
+        ``flags``: bit 0 a valid token (bit 3: a token from the input instead), bits 1 and 4
+        pick the blob id (the input's, a bound blob Alice may read, a fresh upload of hers
+        sized for this body, or one that is not), bit 2 a wrong content type, bit 5 a
+        chunked body, bit 6 no offset or range header.  For PATCH and GET the first input
+        byte is the header's length and the header's text follows, then the body.
+        """
+        method, template = ROUTES[route]
+        headers = {"Content-Type": OCTETS if route == 15 else "application/msgpack"}
+        if flags & 4:
+            headers["Content-Type"] = "text/plain"
+        if flags & 1:
+            headers["Authorization"] = f"Bearer {self.token}"
+        elif flags & 8:
+            headers["Authorization"] = "Bearer " + rest[:43].decode("latin-1")
+        body = rest
+        if route in (15, 17) and rest:
+            length = rest[0] % 40
+            text = rest[1 : 1 + length].decode("latin-1")
+            body = rest[1 + length :]
+            if not flags & 64:
+                headers["Upload-Offset" if route == 15 else "Range"] = text
+        pick = (flags >> 1 & 1) | (flags >> 3 & 2)
+        if pick == 0:
+            blob = rest[:16].hex()
+        elif pick == 1 or route in (14, 17):
+            blob = self.blob_id.hex()
+        else:
+            blob = await self._fresh_upload(body, exact=pick == 3)
+        path = template.format(blob=blob)
+        data: bytes | AsyncIterator[bytes] = body
+        if flags & 32:
+
+            async def chunks() -> AsyncIterator[bytes]:
+                for at in range(0, len(body), 1000):
+                    yield body[at : at + 1000]
+
+            data = chunks()
+        await self._send(method, path, headers, data)
+
+    async def _send(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | AsyncIterator[bytes]
+    ) -> None:
         try:
             async with self.http.request(
                 method, self.url + path, data=body, headers=headers

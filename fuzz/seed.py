@@ -71,8 +71,65 @@ def seeds() -> dict[str, list[bytes]]:
         for test in _tests(name):
             if (raw := _hex(test, "wrap")) is not None:
                 found["unwrap"].append(bytes([mode]) + raw)
+    found["file_decryptor"] = list(_file_seeds())
+    found["body"] = list(_body_seeds())
     found["handlers"] = list(_handler_seeds(found, wire.encode))
     return found
+
+
+def _file_seeds() -> Iterator[bytes]:
+    """Each FileDecrypt vector as key, size, digest and blob: as declared, and self-digested."""
+    from e2e_recall.attachment import file_key
+
+    for test in _tests("file_encryption"):
+        blob = _hex(test, "blob")
+        key, message_id = _hex(test, "messageKey"), _hex(test, "messageId")
+        size, index = test.get("size"), test.get("index")
+        if blob is None or key is None or message_id is None:
+            continue
+        assert isinstance(size, int)
+        assert isinstance(index, int)
+        head = file_key(key, message_id, index) + (size % (1 << 64)).to_bytes(8, "big")
+        digest = _hex(test, "digest") or b""
+        if len(digest) == 32:
+            yield b"\x00" + head + digest + blob
+        yield b"\x01" + head + blob
+        yield b"\x05" + head + blob  # the same, sliced
+
+
+def _body_seeds() -> Iterator[bytes]:
+    """Bodies listing files (each mode), descriptor lists and file names from the vectors."""
+    import nacl.bindings as sodium
+    from nacl.exceptions import CryptoError
+
+    from e2e_recall import wire
+    from e2e_recall.body import unpad
+    from e2e_recall.errors import E2ERecallError
+
+    for test in _tests("file_encryption"):
+        name = test.get("name")
+        if isinstance(name, str):
+            yield b"\x03" + name.encode("utf-8", "surrogatepass")
+        parts = [_hex(test, k) for k in ("ciphertext", "aad", "nonce", "key")]
+        if any(p is None for p in parts):
+            continue
+        ciphertext, aad, nonce, key = (p or b"" for p in parts)
+        try:
+            padded = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(ciphertext, aad, nonce, key)
+        except CryptoError:
+            continue
+        yield b"\x01" + padded
+        yield b"\x04" + padded
+        try:
+            content = unpad(padded)
+        except E2ERecallError:
+            continue
+        yield b"\x00" + content
+        try:
+            files = wire.decode(content)["files"]
+        except (E2ERecallError, KeyError, TypeError):
+            continue
+        yield b"\x02" + wire.encode(files)
 
 
 def _handler_seeds(found: dict[str, list[bytes]], encode: object) -> Iterator[bytes]:
@@ -106,6 +163,31 @@ def _handler_seeds(found: dict[str, list[bytes]], encode: object) -> Iterator[by
         body = encode(bodies.get(route, {}))
         for flags in (3, 0, 1, 2, 8):
             yield bytes([route, flags]) + body
+    yield from _blob_route_seeds(encode)
+
+
+def _headed(text: bytes, body: bytes = b"") -> bytes:
+    return bytes([len(text)]) + text + body
+
+
+def _blob_route_seeds(encode: Any) -> Iterator[bytes]:
+    """The blob routes (14 create, 15 append, 16 upload status, 17 download): see handler_target."""
+    declared = encode({"blob_id": bytes(range(16)), "size": 300, "digest": bytes(32)})
+    for flags in (1, 0, 8, 5, 3):
+        yield bytes([14, flags]) + declared
+    yield bytes([14, 1]) + encode({"blob_id": bytes(16), "size": 1 << 40, "digest": bytes(32)})
+    chunk = bytes(range(256)) * 2
+    for flags in (1 | 18, 1 | 16, 1 | 18 | 32, 1 | 16 | 64, 1 | 16 | 4, 1 | 2, 0 | 18, 8 | 18):
+        yield bytes([15, flags]) + _headed(b"0", chunk)
+    for offset in (b"-1", b"99999999999999999999", b"1e3", b" 0", b"512", b"\xd9\xa3"):
+        yield bytes([15, 1 | 16]) + _headed(offset, chunk)
+    for flags in (1, 1 | 2, 1 | 16, 0, 8):
+        yield bytes([16, flags]) + bytes(range(16))
+    ranges = (b"bytes=0-", b"bytes=65536-", b"bytes=0-10,20-30", b"bytes=-10", b"bytes=70000-")
+    for text in ranges:
+        yield bytes([17, 1]) + _headed(text)
+    for flags in (1 | 64, 0, 8, 3):
+        yield bytes([17, flags]) + _headed(b"bytes=0-")
 
 
 TARGET_NAMES = (
@@ -115,6 +197,8 @@ TARGET_NAMES = (
     "certificate",
     "receipts",
     "unwrap",
+    "file_decryptor",
+    "body",
     "handlers",
 )
 

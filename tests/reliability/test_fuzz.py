@@ -14,7 +14,17 @@ from pathlib import Path
 import pytest
 
 FUZZ = Path(__file__).resolve().parent.parent.parent / "fuzz"
-TARGETS = ["wire_codec", "envelope", "revocation", "certificate", "receipts", "unwrap", "handlers"]
+TARGETS = [
+    "wire_codec",
+    "envelope",
+    "revocation",
+    "certificate",
+    "receipts",
+    "unwrap",
+    "file_decryptor",
+    "body",
+    "handlers",
+]
 LINE = re.compile(r"^(\w+): (\d+) executions, (\d+) crashes, slowest ")
 
 
