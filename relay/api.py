@@ -71,6 +71,8 @@ REQUESTS: dict[str, tuple[Field, ...]] = {
         Field("digest", "bin", size=32),
     ),
     "ack": (Field("seq", "uint", max_value=2**63 - 1),),
+    # a signed group change: 1024 members of 32 bytes and the rest fit well within this
+    "group_change": (Field("change", "bin", max_len=64 * 1024),),
     "open": (),
 }
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import platformdirs
 
+from e2e_recall.domains import MAX_GROUP_MEMBERS
 from e2e_recall.recall_rules import RecallPolicy
 
 from .units import (
@@ -292,6 +293,13 @@ OPTIONS: tuple[Option, ...] = (
         "most login and registration challenges outstanding at once; more are refused with 503",
     ),
     _count("max_devices_per_message", "limits", 4096, "most device wraps one message may carry"),
+    _count(
+        "max_group_members",
+        "limits",
+        1024,
+        "most members a group may have at this relay (at most 1024, the protocol's limit); "
+        "a change past it is refused with 409",
+    ),
     _duration("session_ttl", "limits", 30 * DAY_MS, "how long a login session lasts"),
     _duration(
         "websocket_idle_timeout",
@@ -447,6 +455,8 @@ def _validate(values: dict[str, Any]) -> None:
     ):
         if values[name] <= 0:
             raise ConfigError(f"{name} must be positive")
+    if not 1 <= values["max_group_members"] <= MAX_GROUP_MEMBERS:
+        raise ConfigError(f"max_group_members must be between 1 and {MAX_GROUP_MEMBERS}")
     if values["max_file_size"] > values["blob_quota"]:
         raise ConfigError(
             "max_file_size cannot exceed blob_quota: no file that large could ever be uploaded"

@@ -11,6 +11,8 @@ belongs to someone else.
 
 from __future__ import annotations
 
+from typing import Any
+
 from e2e_recall.errors import (
     CertificateExpired,
     DecodeError,
@@ -58,7 +60,7 @@ class RelayError(Exception):
         self,
         message: str,
         code: str | None = None,
-        data: dict[str, int] | None = None,
+        data: dict[str, Any] | None = None,
         retry_after: int | None = None,
     ):
         super().__init__(message)

@@ -222,6 +222,24 @@ async def report(request: web.Request) -> web.Response:
     return respond(answer, status=status)
 
 
+def _group_id(request: web.Request) -> bytes:
+    return parse_hex_id(request.match_info["group_id"], what="group id")
+
+
+async def group_change(request: web.Request) -> web.Response:
+    session = await session_of(request)
+    body = await read_request(request, "group_change")
+    services, group_id = _services(request), _group_id(request)
+    status, answer = await operations.group_change(services, session, group_id, body)
+    return respond(answer, status=status)
+
+
+async def group(request: web.Request) -> web.Response:
+    session = await session_of(request)
+    status, answer = await operations.group(_services(request), session, _group_id(request), None)
+    return respond(answer, status=status)
+
+
 def _int_query(request: web.Request, name: str, default: int, maximum: int) -> int:
     text = request.query.get(name)
     if text is None:
@@ -294,6 +312,8 @@ def setup_routes(app: web.Application) -> None:
         ("POST", "/v1/messages/{message_id}/receipt", receipt),
         ("POST", "/v1/messages/{message_id}/recall", recall),
         ("GET", "/v1/messages/{message_id}/report", report),
+        ("POST", "/v1/groups/{group_id}/changes", group_change),
+        ("GET", "/v1/groups/{group_id}", group),
         ("GET", "/v1/sync", sync),
         ("POST", "/v1/sync/ack", ack),
         ("GET", "/v1/ws", websocket),

@@ -10,7 +10,7 @@ crash can lose neither the change nor its announcement.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,6 +35,7 @@ from .errors import (
     PayloadTooLarge,
     from_protocol_error,
 )
+from .groups.rules import required_users
 from .reports import message_notice, report, report_events
 from .storage.base import (
     Changes,
@@ -47,8 +48,11 @@ from .storage.base import (
     QuotaExceeded,
     Storage,
 )
+from .storage.group_records import GroupView
 
-__all__ = ["Messaging", "PreparedMessage", "Wrap", "quota_refusal"]
+__all__ = ["GroupLookup", "Messaging", "PreparedMessage", "Wrap", "quota_refusal"]
+
+GroupLookup = Callable[[bytes], Awaitable[GroupView | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +115,15 @@ class Messaging:
     """Send, fetch, open, receipt, report and sync."""
 
     def __init__(
-        self, storage: Storage, accounts: Accounts, config: Config, clock: Callable[[], int]
+        self,
+        storage: Storage,
+        accounts: Accounts,
+        config: Config,
+        clock: Callable[[], int],
+        groups: GroupLookup | None = None,
     ):
         self.storage = storage
+        self.groups = groups  # the group whose conversation a send names, if any
         self.accounts = accounts
         self.config = config
         self.clock = clock
@@ -202,24 +212,15 @@ class Messaging:
             if len(item.wrap) != wrap_length(cert.wrap_key.suite):
                 raise BadRequest("A wrap has the wrong length for its device's key.", "bad_wrap")
             devices[item.device_id] = device
-        recipients = {d.user_id for d in devices.values()} - {session.user_id}
-        if len(recipients) != 1:
-            raise BadRequest(
-                "A message goes to exactly one other person (groups come later).", "bad_recipients"
-            )
-        recipient = recipients.pop()
-        if header.conversation_id != direct_conversation_id(session.user_id, recipient):
-            raise Forbidden(
-                "The conversation does not belong to the sender and the recipient.",
-                "wrong_conversation",
-            )
-        current = {d.device_id for d in await self.accounts.current_devices(recipient)}
-        missing = current - devices.keys()
-        if missing:
-            raise Conflict(
-                "The recipient has devices this message is not wrapped to; refresh the directory.",
-                "missing_devices",
-            )
+        others = {d.user_id for d in devices.values()} - {session.user_id}
+        for user in await self._recipients(session, header, others):
+            current = {d.device_id for d in await self.accounts.current_devices(user)}
+            if current - devices.keys():
+                raise Conflict(
+                    "A recipient has devices this message is not wrapped to; "
+                    "refresh the directory.",
+                    "missing_devices",
+                )
         return [
             DeliveryRecord(
                 message_id=header.message_id,
@@ -230,6 +231,31 @@ class Messaging:
             )
             for item in wraps
         ]
+
+    async def _recipients(
+        self, session: Session, header: Header, others: set[bytes]
+    ) -> frozenset[bytes]:
+        """The users every current device of whom the message must be wrapped to.
+
+        A direct conversation: exactly the one other person it is wrapped to.
+        A group's conversation: every other current member, and only members.
+        """
+        if len(others) == 1:
+            (recipient,) = others
+            if header.conversation_id == direct_conversation_id(session.user_id, recipient):
+                return frozenset(others)
+        group = await self.groups(header.conversation_id) if self.groups else None
+        if group is not None:
+            return required_users(group, session.user_id, others)
+        if len(others) != 1:
+            raise BadRequest(
+                "A message goes to exactly one other person, or to the members of a group.",
+                "bad_recipients",
+            )
+        raise Forbidden(
+            "The conversation does not belong to the sender and the recipient.",
+            "wrong_conversation",
+        )
 
     async def send(
         self,

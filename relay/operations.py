@@ -19,7 +19,17 @@ from .api import parse_body
 from .messaging import Wrap
 from .services import Services
 
-__all__ = ["OPERATIONS", "fetch", "open_message", "recall", "receipt", "report", "send"]
+__all__ = [
+    "OPERATIONS",
+    "fetch",
+    "group",
+    "group_change",
+    "open_message",
+    "recall",
+    "receipt",
+    "report",
+    "send",
+]
 
 Answer = tuple[int, dict[str, Any]]
 
@@ -94,6 +104,19 @@ async def report(services: Services, session: Session, message_id: bytes | None,
     return 200, await services.messaging.report(session, message_id)
 
 
+async def group_change(
+    services: Services, session: Session, group_id: bytes | None, body: dict[str, Any]
+) -> Answer:
+    assert group_id is not None
+    outcome = await services.groups.change(session, group_id, body["change"])
+    return (201 if outcome.created else 200), {"seq": outcome.seq, "created": outcome.created}
+
+
+async def group(services: Services, session: Session, group_id: bytes | None, _: Any) -> Answer:
+    assert group_id is not None
+    return 200, {"group_id": group_id, "changes": await services.groups.chain(session, group_id)}
+
+
 OPERATIONS = {
     # name: (function, request schema in api.REQUESTS or None for no body, needs a message id)
     "send": (send, "send", False),
@@ -102,4 +125,7 @@ OPERATIONS = {
     "receipt": (receipt, "receipt", True),
     "recall": (recall, "recall", True),
     "report": (report, None, True),
+    # the group operations take the group id where the others take a message id
+    "group_change": (group_change, "group_change", True),
+    "group": (group, None, True),
 }

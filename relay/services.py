@@ -17,6 +17,7 @@ from .blobs.service import Blobs
 from .blobs.store import FileBlobStore
 from .config import Config
 from .gauges import HeldGauges
+from .groups.service import Groups
 from .hub import Hub
 from .inbox import Inbox
 from .messaging import Messaging
@@ -48,7 +49,8 @@ class Services:
             config.session_ttl,
             max_pending_challenges=config.max_pending_challenges,
         )
-        self.messaging = Messaging(storage, self.accounts, config, clock)
+        self.groups = Groups(storage, self.accounts, clock, config.max_group_members)
+        self.messaging = Messaging(storage, self.accounts, config, clock, self.groups.membership)
         self.recalls = Recalls(storage, self.messaging, self.relay_key, config, clock)
         self.blobs = Blobs(storage, FileBlobStore(config.blob_path), self.messaging, config, clock)
         storage.on_blobs_destroyed(self.blobs.on_destroyed)

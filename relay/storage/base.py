@@ -23,6 +23,7 @@ from typing import Protocol, TypeVar
 from e2e_recall.report import DeviceState
 
 from .blob_records import BindRule, BlobMetaStore, BoundFile
+from .group_records import GroupStore
 
 __all__ = [
     "AccountStore",
@@ -151,6 +152,7 @@ class EventKind(StrEnum):
     MESSAGE = "message"  # a notice: a message waits (sender, conversation, size, time; no content)
     REVOCATION = "revocation"  # a signed revocation for a message the device fetched
     REPORT = "report"  # the report of one of the user's own messages changed
+    GROUP = "group"  # a group the user is or was in took a change (message_id: the group id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +310,7 @@ class EventStore(Protocol):
 EventListener = Callable[[set[bytes], "list[EventRecord] | None"], None]
 
 
-class Storage(AccountStore, MessageStore, EventStore, BlobMetaStore, Protocol):
+class Storage(AccountStore, MessageStore, EventStore, BlobMetaStore, GroupStore, Protocol):
     """A whole backend: the stores and their lifecycle."""
 
     def on_events(self, listener: EventListener) -> None:

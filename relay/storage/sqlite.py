@@ -35,13 +35,14 @@ from .blob_records import BindRule, BlobListener
 from .sqlite_blobs import SqliteBlobs
 from .sqlite_engine import EngineObserver, SqliteEngine
 from .sqlite_faults import Faults
+from .sqlite_groups import SqliteGroups
 
 __all__ = ["SqliteStorage"]
 
 T = TypeVar("T")
 
 
-class SqliteStorage(SqliteBlobs):
+class SqliteStorage(SqliteBlobs, SqliteGroups):
     """Every store on one SQLite database file (WAL, secure_delete, synchronous=FULL)."""
 
     def __init__(
@@ -108,7 +109,7 @@ class SqliteStorage(SqliteBlobs):
     async def stats(self) -> dict[str, int]:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
             counts: dict[str, int] = {}
-            for table in ("users", "devices", "sessions", "events"):
+            for table in ("users", "devices", "sessions", "events", "groups"):
                 counts[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for state, count in conn.execute("SELECT state, count(*) FROM messages GROUP BY state"):
                 counts[f"messages_{state}"] = count
