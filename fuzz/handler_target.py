@@ -82,7 +82,9 @@ class RelayUnderFuzz:
     async def _start(self) -> None:
         from driver import Person  # the test driver speaks the protocol with e2e_recall only
 
-        self.work = tempfile.TemporaryDirectory(prefix="fuzz-relay-")
+        # Under the runner's scratch directory when there is one (fuzz/run.py removes it).
+        scratch = os.environ.get("E2E_RECALL_FUZZ_SCRATCH") or None
+        self.work = tempfile.TemporaryDirectory(prefix="fuzz-relay-", dir=scratch)
         config = load_config(
             env={},
             flags={

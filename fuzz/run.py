@@ -69,9 +69,31 @@ def _guarded(
         stats.executions += 1
         if stats.runs and stats.executions >= stats.runs:
             print(stats.line(), flush=True)
+            _clean_scratch()  # os._exit skips every finaliser, so tidy up first
             os._exit(1 if stats.crashes else 0)  # libFuzzer would keep going
 
     return one
+
+
+SCRATCH_ENV = "E2E_RECALL_FUZZ_SCRATCH"
+
+
+def _scratch() -> Path:
+    """One temporary directory per run for the corpus copy and the targets' own files.
+
+    Targets put what they create (the handler target's relay data) under
+    ``$E2E_RECALL_FUZZ_SCRATCH``, so a run that ends through ``os._exit``
+    still leaves nothing in /tmp.
+    """
+    if not os.environ.get(SCRATCH_ENV):
+        os.environ[SCRATCH_ENV] = tempfile.mkdtemp(prefix="fuzz-run-")
+    return Path(os.environ[SCRATCH_ENV])
+
+
+def _clean_scratch() -> None:
+    where = os.environ.get(SCRATCH_ENV)
+    if where:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def replay(name: str, target: Callable[[bytes], None]) -> Stats:
@@ -148,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         atheris.Fuzz()
         return 0
-    work = seeds if args.keep_corpus else Path(tempfile.mkdtemp(prefix="fuzz-corpus-"))
+    work = seeds if args.keep_corpus else _scratch() / "corpus"
+    work.mkdir(parents=True, exist_ok=True)
     if not args.keep_corpus and seeds.exists():
         shutil.copytree(seeds, work, dirs_exist_ok=True)
     stats = Stats(args.target, args.runs)
