@@ -1,8 +1,10 @@
 """The crash suite, long form: ``python reliability/crash.py --kills 50 --operations 10000``.
 
-Runs the relay as a process under a mixed load, SIGKILLs it at random
-moments, restarts it, and checks that nothing acknowledged was lost and
-nothing recalled came back (see tests/support/crash_harness.py for the
+Runs the relay as a process under a mixed load (with attachments: uploads
+in several PATCHes, sends that bind them, downloads, recalls that destroy
+them), SIGKILLs it at random moments, restarts it, and checks that nothing
+acknowledged was lost and nothing recalled came back, blobs and their files
+included (see tests/support/crash_harness.py and crash_blobs.py for the
 method).  Prints the table of figures that docs/reliability.md records, and
 exits 1 if any "lost", "resurrected" or similar count is not zero.
 """
@@ -14,7 +16,7 @@ import asyncio
 import json
 import sys
 import tempfile
-from dataclasses import asdict
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
@@ -32,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=2, help="devices per person")
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--no-blobs",
+        action="store_true",
+        help="leave attachments out of the workload (uploads, downloads, kills aimed at them)",
+    )
     parser.add_argument("--keep", type=Path, help="run in this directory and keep it")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     args = parser.parse_args(argv)
@@ -42,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         devices_per_person=args.devices,
         workers=args.workers,
         seed=args.seed,
+        blobs=not args.no_blobs,
     )
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
@@ -50,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="e2e-recall-crash-") as work:
             findings = asyncio.run(crash_suite(Path(work), config))
     if args.json:
-        print(json.dumps(asdict(findings), indent=2, sort_keys=True, default=str))
+        # not dataclasses.asdict: it rebuilds a Counter from (key, value) pairs, counting the pairs
+        plain = {k: dict(v) if isinstance(v, Counter) else v for k, v in vars(findings).items()}
+        print(json.dumps(plain, indent=2, sort_keys=True, default=str))
     else:
         table = Table(title=f"crash suite, seed {args.seed}")
         table.add_column("figure")

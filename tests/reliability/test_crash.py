@@ -1,4 +1,4 @@
-"""The crash suite, short: a few SIGKILLs under a mixed load, then the reckoning.
+"""The crash suite, short: a few SIGKILLs under a mixed load with attachments, then the reckoning.
 
 ``python reliability/crash.py`` runs the long version (50 kills over 10,000
 operations) and prints the table docs/reliability.md records.
@@ -19,10 +19,19 @@ async def test_kills_lose_nothing_acknowledged_and_bring_nothing_recalled_back(
     )
     assert findings.problems() == {}
     assert findings.kills == 4
-    assert findings.restarts == 4
+    assert findings.restarts == 5  # and one more at the end, for the start-up sweep's check
     # The reckoning looked at real data, not at an empty run.
     assert findings.checked_present > 20
     assert findings.checked_recalled > 10
     assert findings.checked_notices == 8
     kinds = {key.split()[0] for key in findings.operations}
-    assert kinds == {"send", "open", "recall", "recall+replace", "receipt"}
+    assert kinds == {
+        *("send", "open", "recall", "recall+replace", "receipt"),
+        *("upload-create", "upload-patch", "download"),
+    }
+    assert findings.operations["send with files ok"] > 5
+    # Attachments: the blob checks looked at real uploads and blobs too.
+    assert findings.checked_blobs_recalled > 5
+    assert findings.checked_blobs_present + findings.checked_uploads_resumed > 3
+    assert findings.checked_partial_refused > 0
+    assert findings.checked_blob_dirs == findings.restarts

@@ -22,6 +22,13 @@ the API and checked against what the workers saw:
 - every device's event stream holds at most one notice per message (no
   duplicate), and exactly one for a message that is still there;
 - every unknown operation is resolved to applied or not applied.
+
+With ``blobs`` (the default) the workload also uploads attachments (some in
+several PATCHes, some trickled so a kill lands mid-body), binds them in
+sends, downloads them and recalls messages that carry them, and the killer
+also aims at a streaming upload, at a recall of a message with files while
+it runs, and right after one was acknowledged (before its files are
+unlinked); see tests/support/crash_blobs.py for what is then checked.
 """
 
 from __future__ import annotations
@@ -36,10 +43,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from crash_blobs import BlobWork
 
 import e2e_recall as er
 
-from crash_model import CrashConfig, Findings, Sent
+from crash_model import CrashConfig, Findings, Sent, Upload
 from crash_reckoning import Reckoning
 from driver import Person, RelayRefused
 from relay_process import RelayProcess, Target, free_port, relay_cli, target
@@ -54,7 +62,7 @@ def _route(path: str) -> str:
     return "/".join("{id}" if len(part) == 32 else part for part in path.split("?")[0].split("/"))
 
 
-class CrashRun(Reckoning):
+class CrashRun(Reckoning, BlobWork):
     """One run of the suite against one relay data directory."""
 
     def __init__(self, work: Path, config: CrashConfig) -> None:
@@ -78,6 +86,11 @@ class CrashRun(Reckoning):
         self.reckoning = False  # refusals while reading back are expected, not counted
         self.up = asyncio.Event()
         self.recall_acked = asyncio.Event()
+        self.uploads: list[Upload] = []
+        self.upload_streaming = asyncio.Event()
+        self.blob_recall_sent = asyncio.Event()
+        self.blob_recall_acked = asyncio.Event()
+        self.destroyed: set[bytes] = set()
 
     # -- transport --------------------------------------------------------------------------
     async def call(
@@ -159,6 +172,8 @@ class CrashRun(Reckoning):
                 self.findings.restarts += 1
             self.reckoning = True
             await self._reckon()
+            if self.config.blobs:
+                await self._reckon_blobs()
         self.relay.kill()
         self._check_integrity("final")
         self.findings.seconds = time.monotonic() - started
@@ -183,7 +198,10 @@ class CrashRun(Reckoning):
             target = (number + self.rng.uniform(0.3, 0.9)) * gap
             while self.done < target:
                 await asyncio.sleep(0.01)
-            if self.rng.random() < 0.4:  # right after a recall: during its WAL truncation
+            roll = self.rng.random()
+            if self.config.blobs and roll < 0.6:  # mid-upload, mid-recall, before the unlink
+                await self._wait_for_blob_moment(roll)
+            elif self.rng.random() < 0.4:  # right after a recall: during its WAL truncation
                 self.recall_acked.clear()
                 try:
                     await asyncio.wait_for(self.recall_acked.wait(), 5)
@@ -192,6 +210,7 @@ class CrashRun(Reckoning):
                 except TimeoutError:
                     pass
             self.up.clear()
+            destroyed = set(self.destroyed)  # recalls acknowledged before the kill
             os.kill(self.relay.pid, signal.SIGKILL)
             await asyncio.to_thread(self.relay.wait)
             self.findings.kills += 1
@@ -199,13 +218,17 @@ class CrashRun(Reckoning):
             await asyncio.sleep(self.rng.uniform(0, 0.3))  # clients hit a dead port meanwhile
             await asyncio.to_thread(self.relay.restart)
             self.findings.restarts += 1
+            if self.config.blobs:
+                self._after_start(destroyed, f"after kill {number + 1}")
             self.up.set()
 
     async def _worker(self, index: int) -> None:
         while self.done < self.config.operations:
             self.done += 1
             roll = self.rng.random()
-            if roll < 0.45:
+            if self.config.blobs and roll < 0.3:  # a fifth of the sends' share goes to files
+                acted = await (self._upload_step() if roll < 0.18 else self._download_step())
+            elif roll < 0.45:
                 acted = False
             elif roll < 0.70:
                 acted = await self._open()
@@ -228,21 +251,34 @@ class CrashRun(Reckoning):
         self.findings.operations[f"{kind} {outcome}"] += 1
 
     # -- operations -------------------------------------------------------------------------
-    async def _prepare(self, sender: Person, recipient: Person, replaces: bytes | None) -> Sent:
+    async def _prepare(
+        self,
+        sender: Person,
+        recipient: Person,
+        replaces: bytes | None,
+        blobs: list[Upload] | None = None,
+    ) -> Sent:
         text = f"{sender.name}->{recipient.name} {os.urandom(12).hex()}"
         header, sealed = sender.seal(recipient, text, replaces=replaces)
         wraps = sender.wraps_to(recipient, header, sealed.message_key)
-        body = {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
-        return Sent(sender, recipient, header, body, text)
+        blob_ids = [u.blob_id for u in blobs or []]
+        body = {"envelope": sealed.envelope, "wraps": wraps, "blobs": blob_ids}
+        return Sent(sender, recipient, header, body, text, blobs=list(blobs or []))
 
     async def _send(self) -> None:
         sender, recipient = self.rng.sample(self.people, 2)
-        sent = await self._prepare(sender, recipient, None)
+        blobs = self._ready_blobs(sender) if self.config.blobs else []
+        sent = await self._prepare(sender, recipient, None, blobs)
+        for upload in blobs:
+            upload.message = sent
         sent.busy = True
         self.messages.append(sent)
         outcome, _ = await self.until_known(sender, "POST", "/v1/messages", sent.body)
         sent.send = outcome
-        self._record("send", outcome)
+        if outcome == "failed":
+            for upload in blobs:
+                upload.message = None  # not bound: free for another send
+        self._record("send with files" if blobs else "send", outcome)
         sent.busy = False
 
     async def _open(self) -> bool:
@@ -282,7 +318,15 @@ class CrashRun(Reckoning):
         return True
 
     async def _recall(self, *, with_replacement: bool) -> bool:
-        sent = self._pick(lambda m: m.send == "ok" and not m.recall and m.replacement is None)
+        with_files = self.config.blobs and self.rng.random() < 0.3
+        sent = self._pick(
+            lambda m: (
+                m.send == "ok"
+                and not m.recall
+                and m.replacement is None
+                and (bool(m.blobs) or not with_files)
+            )
+        ) or self._pick(lambda m: m.send == "ok" and not m.recall and m.replacement is None)
         if sent is None:
             return False
         replacement = None
@@ -296,8 +340,13 @@ class CrashRun(Reckoning):
             "replacement": replacement.body if replacement else None,
         }
         path = f"/v1/messages/{sent.header.message_id.hex()}/recall"
+        if sent.blobs:
+            self.blob_recall_sent.set()
         outcome, _ = await self.until_known(sent.sender, "POST", path, sent.recall_body)
         sent.recall = outcome
+        if sent.blobs and outcome == "ok":
+            self.destroyed |= {u.blob_id for u in sent.blobs}
+            self.blob_recall_acked.set()
         if replacement is not None and outcome != "failed":
             replacement.send = outcome
             sent.replacement = replacement

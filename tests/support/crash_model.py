@@ -26,6 +26,24 @@ class Sent:
     replacement: Sent | None = None
     opened: set[int] = field(default_factory=set)  # recipient device indexes that got the key
     receipts: set[int] = field(default_factory=set)
+    blobs: list[Upload] = field(default_factory=list)  # bound by this send, in order
+    downloaded: set[tuple[bytes, int]] = field(default_factory=set)  # (blob id, device) served
+    busy: bool = False
+
+
+@dataclass
+class Upload:
+    """One blob as its uploader knows it (the bytes are random: the relay treats them as opaque)."""
+
+    owner: Person
+    blob_id: bytes
+    data: bytes
+    digest: bytes
+    created: str = "pending"  # ok, failed, unknown (of POST /v1/blobs)
+    offset: int = -1  # where the relay last said the stored bytes end (-1: ask it)
+    acked: int = 0  # the highest offset a PATCH answer acknowledged as stored
+    complete: bool = False  # a PATCH answered complete
+    message: Sent | None = None  # the send that lists it, once one was attempted
     busy: bool = False
 
 
@@ -38,6 +56,8 @@ class CrashConfig:
     workers: int = 8
     seed: int = 1
     request_timeout: float = 5.0
+    blobs: bool = True  # uploads, sends that bind them, downloads, recalls that destroy them
+    blob_sizes: tuple[int, ...] = (0, 1, 4096, 65_553, 200_000, 700_000)
 
 
 @dataclass
@@ -61,6 +81,24 @@ class Findings:
     checked_present: int = 0  # acknowledged messages whose envelope came back byte for byte
     checked_recalled: int = 0  # recalled messages no route would give back
     checked_notices: int = 0
+    # attachments (blobs)
+    kills_mid_upload: int = 0  # while a PATCH body was streaming
+    kills_mid_blob_recall: int = 0  # a recall of a message with files sent, not yet answered
+    kills_after_blob_recall: int = 0  # its commit acknowledged, its unlink maybe not yet done
+    orphans_swept_at_start: int = 0  # files a kill left without a row, removed at start-up
+    blob_offsets_lost: list[str] = field(default_factory=list)  # stored offset < acknowledged
+    blobs_not_resumable: list[str] = field(default_factory=list)
+    blobs_corrupted: list[str] = field(default_factory=list)  # bytes or digest differ
+    blobs_lost: list[str] = field(default_factory=list)  # a bound blob of a live message gone
+    partial_served: list[str] = field(default_factory=list)  # an unfinished upload downloadable
+    blobs_resurrected: list[str] = field(default_factory=list)  # a recalled message's blob served
+    blob_files_left: list[str] = field(default_factory=list)  # a recalled blob's file on disk
+    orphan_files: list[str] = field(default_factory=list)  # a file under blob_dir nobody owns
+    checked_uploads_resumed: int = 0  # unfinished uploads found at their offset and completed
+    checked_blobs_present: int = 0  # bound blobs downloaded byte for byte at the end
+    checked_blobs_recalled: int = 0  # blobs of recalled messages refused and without a file
+    checked_partial_refused: int = 0  # unfinished uploads a download request was refused
+    checked_blob_dirs: int = 0  # times blob_dir was listed after a start-up
     seconds: float = 0.0
 
     def problems(self) -> dict[str, list[str]]:
@@ -75,6 +113,14 @@ class Findings:
                 ("missed_notices", self.missed_notices),
                 ("unresolved", self.unresolved),
                 ("integrity_failures", self.integrity_failures),
+                ("blob_offsets_lost", self.blob_offsets_lost),
+                ("blobs_not_resumable", self.blobs_not_resumable),
+                ("blobs_corrupted", self.blobs_corrupted),
+                ("blobs_lost", self.blobs_lost),
+                ("partial_served", self.partial_served),
+                ("blobs_resurrected", self.blobs_resurrected),
+                ("blob_files_left", self.blob_files_left),
+                ("orphan_files", self.orphan_files),
             )
             if values
         }
@@ -99,6 +145,23 @@ class Findings:
             ("missed notices", str(len(self.missed_notices))),
             ("unknown operations unresolved", str(len(self.unresolved))),
             ("integrity_check failures", str(len(self.integrity_failures))),
+            ("kills while an upload streamed", str(self.kills_mid_upload)),
+            ("kills while a recall with files ran", str(self.kills_mid_blob_recall)),
+            ("kills right after a recall with files", str(self.kills_after_blob_recall)),
+            ("orphan blob files swept at start-up", str(self.orphans_swept_at_start)),
+            ("unfinished uploads resumed and completed", str(self.checked_uploads_resumed)),
+            ("unfinished uploads refused as downloads", str(self.checked_partial_refused)),
+            ("bound blobs downloaded byte for byte", str(self.checked_blobs_present)),
+            ("recalled blobs refused, no file left", str(self.checked_blobs_recalled)),
+            ("blob_dir listings checked", str(self.checked_blob_dirs)),
+            ("acknowledged upload offsets lost", str(len(self.blob_offsets_lost))),
+            ("uploads not resumable", str(len(self.blobs_not_resumable))),
+            ("blobs changed", str(len(self.blobs_corrupted))),
+            ("bound blobs lost", str(len(self.blobs_lost))),
+            ("unfinished uploads served", str(len(self.partial_served))),
+            ("recalled blobs served (resurrected)", str(len(self.blobs_resurrected))),
+            ("recalled blobs' files left", str(len(self.blob_files_left))),
+            ("orphan files in blob_dir", str(len(self.orphan_files))),
             ("seconds", f"{self.seconds:.1f}"),
         ]
         return rows
