@@ -1,9 +1,12 @@
 """The remanence suite, long form: ``python reliability/remanence.py --messages 1000``.
 
-Sends distinctive messages to a relay process, recalls them all, lets the
-relay's own checkpoint and purge job run, and scans every byte it keeps
-(database, WAL, SHM, key, logs) for any 16-byte window of any ciphertext or
-wrap (method: tests/support/remanence_harness.py).  Exits 1 on any hit.
+Sends distinctive messages to a relay process, most with attachments of
+several sizes, abandons some uploads (halfway, or finished and never sent),
+recalls every message, lets the relay's own checkpoint, purge job, scrub and
+upload expiry run, and scans every byte it keeps (database, WAL, SHM, key,
+logs, the blob directory with partial/ and complete/) for any 16-byte window
+of any ciphertext, wrap or blob (method: tests/support/remanence_harness.py).
+Exits 1 on any hit.
 """
 
 from __future__ import annotations
@@ -22,12 +25,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--settle", type=float, default=30.0, help="most seconds to wait")
+    parser.add_argument("--no-files", action="store_true", help="messages without attachments")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="e2e-recall-remanence-") as work:
-        findings = asyncio.run(remanence_suite(Path(work), args.messages, args.settle))
+        findings = asyncio.run(
+            remanence_suite(Path(work), args.messages, args.settle, files=not args.no_files)
+        )
     print(f"messages sent and recalled     {findings.messages}")
     print(f"distinct 16-byte windows       {findings.windows}")
     print(f"hits while still stored        {findings.hits_before_recall}")
+    print(f"blobs sent and recalled        {findings.blobs_bound}")
+    print(f"uploads abandoned (expired)    {findings.blobs_abandoned}")
+    print(f"blob bytes                     {findings.blob_bytes}")
+    print(f"distinct blob windows          {findings.blob_windows}")
+    print(f"blob hits while still stored   {findings.blob_hits_before_recall}")
+    print(
+        f"blob files before / after      {findings.blob_files_before} / {findings.blob_files_after}"
+    )
     print(f"files scanned                  {len(findings.files_scanned)}")
     for name in findings.files_scanned:
         print(f"  {name}")
