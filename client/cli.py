@@ -6,14 +6,25 @@
     e2e-recall contacts add NAME WHO     pin a contact by handle or user id
     e2e-recall contacts list|verify|accept|remove NAME
     e2e-recall send NAME [--file PATH]... TEXT...
-                                         send (TEXT from stdin when omitted without files)
+                                         send to a contact or a group (TEXT from stdin when
+                                         omitted without files)
     e2e-recall inbox                     sealed messages: sender and time, never a preview
     e2e-recall open MSG [--downloads DIR]
                                          release the key, show the message, save its files
     e2e-recall recall MSG [--replace T]  recall, optionally replacing it with a correction
-    e2e-recall report MSG [--follow]     what the recall did, per recipient device
+    e2e-recall report MSG [--follow] [--details]
+                                         what the recall did, per recipient device (for a
+                                         group: counts and a line per member; --details
+                                         shows every device)
     e2e-recall watch                     live messages, recalls and report changes
-    e2e-recall history NAME              the conversation with NAME
+    e2e-recall history NAME              the conversation with NAME (a contact or a group)
+    e2e-recall group create NAME CONTACT...
+                                         a group of you and these contacts; you are its admin
+    e2e-recall group add|remove NAME MEMBER...
+                                         change the members (admins only)
+    e2e-recall group leave NAME          leave it; you get none of its later messages
+    e2e-recall group list [NAME]         your groups, or one group's members and admins
+    e2e-recall group rename NAME NEW     rename it on this device only
     e2e-recall delete MSG                delete on this device only
     e2e-recall sync                      send what is queued and fetch what is waiting
     e2e-recall demo                      the whole story, with a relay of its own
@@ -23,12 +34,13 @@ Profiles: --profile DIR or E2E_RECALL_PROFILE (default: the platform's user
 data directory).  Passphrase: prompted, or --passphrase-file FILE, or
 E2E_RECALL_PASSPHRASE for scripts.
 
-Exit codes: 0 done; 1 refused or failed (the sentence says why); 2 bad
-usage, unknown contact or message, or no relay yet; 3 relay unreachable
-(anything sent is queued and retried later); 4 keystore or profile problem,
-or wrong passphrase; 5 trust problem (a changed identity or relay key); 6
-another session of this device took over the live connection (watch,
-report --follow); 130 interrupted.
+Exit codes: 0 done; 1 refused or failed (the sentence says why, e.g. a
+group change only an admin may make); 2 bad usage, unknown contact, group
+or message, or no relay yet; 3 relay unreachable (anything sent is queued
+and retried later); 4 keystore or profile problem, or wrong passphrase; 5
+trust problem (a changed identity or relay key, or a group chain from the
+relay that does not verify); 6 another session of this device took over
+the live connection (watch, report --follow); 130 interrupted.
 
 JSON (--json) for scripts; these keys are stable, and one that does not
 apply is null:
@@ -36,20 +48,31 @@ apply is null:
                   profile}
   contacts list   [{name, handle, user_id, verified, key_changed}]
   send            {id, queued, problem}
-  inbox, history  [{id, contact, direction, sent_at, state, text, replaces,
-                  replaced_by, problem, files: [{name, size, media_type,
-                  saved_at}]}] (text is null and files empty until opened)
-  open, read      {id, contact, direction, sent_at, state, text, replaces,
-                  replaced_by, problem, files} (files as in inbox)
+  inbox, history  [{id, contact, group, direction, sent_at, state, text,
+                  replaces, replaced_by, problem, files: [{name, size,
+                  media_type, saved_at}]}] (text is null and files empty until
+                  opened; group is the group's name, null for a direct
+                  message; contact is the sender, or the group for your own)
+  open, read      {id, contact, group, direction, sent_at, state, text,
+                  replaces, replaced_by, problem, files} (files as in inbox)
   report          {message_id, state, sent_at, recalled_at, relay_receipt,
-                  files: {count, bytes, destroyed}, devices: [{person,
-                  device, state, sentence, attested_by, receipt,
-                  files_downloaded}]} (with --follow, one line per change;
+                  group, counts, files: {count, bytes, destroyed}, devices:
+                  [{person, device, state, sentence, attested_by, receipt,
+                  files_downloaded}]} (every device, with its person, also for
+                  a group; counts maps each state present to its number of
+                  devices; with --follow, one line per change;
                   files_downloaded is null for a message without files)
   recall          {message_id, state, sent_at, recalled_at, relay_receipt,
-                  files, devices, already_recalled, replacement_id, local_only}
-                  (devices as in report)
-  sync            {updates: [{kind, id, contact, detail}], queued}
+                  group, counts, files, devices, already_recalled,
+                  replacement_id, local_only} (devices as in report)
+  group           {name, group_id, seq, member, admin, members: [{user_id,
+                  name, admin, you}]} (group create, add, remove, leave and
+                  rename print the group after the change; member and admin
+                  are about you)
+  group list      [{name, group_id, seq, member, admin, members}] (members as
+                  in group; one group with NAME)
+  sync            {updates: [{kind, id, contact, detail}], queued} (for kind
+                  group, id is the group id and contact the group's name)
   watch           {kind, id, contact, detail}, one line per update
   bench           {runs, body_bytes, machine: {cpu, cores, python, cryptography,
                   pynacl, msgpack}, results: [{suite, path, devices, client:
@@ -73,6 +96,7 @@ from e2e_recall.errors import E2ERecallError
 from .bench import SUITES
 from .commands import run_command
 from .errors import ClientError, KeystoreError
+from .group_commands import add_group_parser
 
 __all__ = ["build_parser", "main"]
 
@@ -197,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("message")
     report.add_argument("--follow", action="store_true", help="keep watching it change")
     report.add_argument(
+        "--details", action="store_true", help="for a group message: every device, not counts"
+    )
+    report.add_argument(
         "--timeout", type=float, metavar="SECONDS", help="with --follow: stop after this long"
     )
     _json(report)
@@ -213,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         "message"
     )
     _json(sub.add_parser("sync", parents=[common], help="send queued, fetch waiting"))
+    add_group_parser(sub, common)
     demo = sub.add_parser("demo", help="play the whole story with a relay of its own")
     demo.add_argument(
         "--pause",

@@ -30,6 +30,10 @@ from . import account, attachments, contacts, receiving, sending
 from .attachments import ReceivedFile
 from .core import Clock, Core, system_clock
 from .errors import ClientError, NotFound, RelayKeyChanged, RelayUnreachable, UsageProblem
+from .group_people import display_name
+from .group_sending import send_to_group
+from .group_store import by_conversation
+from .groups import group_named
 from .keystore import DEFAULT_STRENGTH
 from .paths import Profile, default_downloads_dir
 from .receiving import Update
@@ -60,6 +64,7 @@ class Entry:
     replaces: bytes | None
     problem: str | None
     files: tuple[ReceivedFile, ...] = ()  # names and sizes; where saved, once saved
+    group: str | None = None  # the group's local name, for a message in a group
 
 
 def _closed_because(code: int | None) -> str:
@@ -172,8 +177,26 @@ class Client:
         opened_window: int = DEFAULT_OPENED_WINDOW,
         files: Sequence[Path] = (),
     ) -> SendOutcome:
-        """Send ``text`` and ``files`` (encrypted here, uploaded before the message)."""
+        """Send ``text`` and ``files`` (encrypted here, uploaded before the message).
+
+        ``name`` is a contact or a group (:mod:`client.groups`).
+        """
         await self._flush_quietly()
+        if group_named(self.core, name) is not None:
+            if self.core.store.contact_by_name(name) is not None:
+                raise UsageProblem(
+                    f"{name!r} names both a contact and a group; rename the group first "
+                    f"('e2e-recall group rename {name} NEW').",
+                    "ambiguous",
+                )
+            return await send_to_group(
+                self.core,
+                name,
+                text,
+                sealed_window=sealed_window,
+                opened_window=opened_window,
+                files=files,
+            )
         return await sending.send_text(
             self.core,
             name,
@@ -270,11 +293,16 @@ class Client:
         return found[0]
 
     def entry(self, row: StoredMessage) -> Entry:
-        peer = self.core.store.contact_by_user(row.peer)
+        group = by_conversation(self.core.store, row.conversation_id)
+        if group is not None:
+            name = group.name if row.outgoing else display_name(self.core, row.peer)
+        else:
+            peer = self.core.store.contact_by_user(row.peer)
+            name = peer.name if peer else row.peer.hex()[:8]
         text = self.core.store.unseal(row.body).decode("utf-8") if row.body is not None else None
         return Entry(
             message_id=row.message_id,
-            peer=peer.name if peer else row.peer.hex()[:8],
+            peer=name,
             outgoing=bool(row.outgoing),
             sent_at=row.sent_at,
             state=row.state,
@@ -283,6 +311,7 @@ class Client:
             replaces=row.replaces,
             problem=row.problem,
             files=tuple(attachments.read_files(self.core, row.message_id)),
+            group=group.name if group else None,
         )
 
     def inbox(self) -> list[Entry]:
@@ -290,12 +319,17 @@ class Client:
         return [self.entry(row) for row in self.core.store.incoming_in_state("sealed")]
 
     def history(self, name: str) -> list[Entry]:
-        who = self.contact(name)
-        return [
-            self.entry(row)
-            for row in self.core.store.conversation(who.user_id)
-            if row.state != "deleted"
-        ]
+        """The conversation with a contact, or a group's (when no contact has that name)."""
+        group = group_named(self.core, name)
+        if group is not None and self.core.store.contact_by_name(name) is None:
+            rows = self.core.store.in_conversation(group.conversation_id)
+        else:
+            who = self.contact(name)
+            direct = self.core.conversation_with(who.user_id)
+            rows = [
+                r for r in self.core.store.conversation(who.user_id) if r.conversation_id == direct
+            ]
+        return [self.entry(row) for row in rows if row.state != "deleted"]
 
     def outbox_size(self) -> int:
         return len(self.core.store.outbox())
@@ -315,7 +349,7 @@ class Client:
         """
         try:
             update = await receiving.process_event(
-                self.core, event["kind"], event["message_id"], event["payload"]
+                self.core, event["kind"], event.get("message_id") or b"", event["payload"]
             )
         except (RelayUnreachable, RelayKeyChanged):
             raise

@@ -25,6 +25,7 @@ from e2e_recall import format_fingerprint
 
 from .client import TAKEN_OVER, Client
 from .errors import RecallNotAccepted, RelayUnreachable, SessionReplaced, UsageProblem
+from .group_commands import run_group
 from .paths import resolve_profile_dir
 from .progress_bars import transfer_progress
 from .render import (
@@ -149,6 +150,8 @@ async def _dispatch(client: Client, args: argparse.Namespace, out: Console, err:
         return 0
     if command == "contacts":
         return await _contacts(client, args, out)
+    if command == "group":
+        return await run_group(client, args, out, err)
     if command == "send":
         return await _send(client, args, out, err)
     if command in ("inbox", "sync"):
@@ -380,7 +383,7 @@ async def _report(client: Client, args: argparse.Namespace, out: Console) -> int
     if args.json:
         print_json(out, view.to_json())
     else:
-        print_report(out, view, peer)
+        print_report(out, view, peer, details=args.details)
     if not args.follow:
         return 0
     stop = asyncio.Event()
@@ -394,7 +397,7 @@ async def _report(client: Client, args: argparse.Namespace, out: Console) -> int
                     print_json(out, change.to_json())
                 else:
                     out.rule()
-                    print_report(out, change, peer)
+                    print_report(out, change, peer, details=args.details)
             elif change.kind == "displaced":
                 raise _taken_over()
             elif not args.json:

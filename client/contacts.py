@@ -26,6 +26,7 @@ from e2e_recall.errors import E2ERecallError
 from .account import authed
 from .core import Core
 from .errors import ContactError, IdentityChanged, NotFound, RelayRefused, UsageProblem
+from .group_store import by_name as group_by_name
 from .store import Contact
 
 __all__ = [
@@ -110,6 +111,8 @@ async def add_contact(core: Core, name: str, who: str) -> Contact:
     _check_name(name)
     if core.store.contact_by_name(name) is not None:
         raise ContactError(f"There is already a contact named {name!r}.", "name_taken")
+    if group_by_name(core.store, name) is not None:
+        raise ContactError(f"There is already a group named {name!r}.", "name_taken")
     entry = await _directory(core, who)
     user_id = entry["user_id"]
     if user_id == core.user_id:

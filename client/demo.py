@@ -20,6 +20,7 @@ from rich.console import Console
 from .client import Client, Entry
 from .core import system_clock
 from .errors import ClientError, RecallNotAccepted
+from .groups import create_group
 from .render import print_entries, print_report, short
 
 __all__ = ["run_demo"]
@@ -147,6 +148,7 @@ async def _play(story: Story, root: Path, url: str, clock: DemoClock) -> None:
         await _typo_replaced(story, alice, laptop, phone)
         await _window_closed(story, alice, laptop, phone, clock)
         await _offline_device(story, alice, laptop, phone, clock)
+        await _group_recall(story, root, url, alice, laptop, phone, clock)
     finally:
         for client in (alice, laptop, phone):
             await client.close()
@@ -322,3 +324,60 @@ async def _offline_device(
     await alice.sync()
     await _show_report(story, alice, sent.message_id)
     story.bob_sees("phone", phone.history("alice"))
+
+
+async def _group_recall(
+    story: Story,
+    root: Path,
+    url: str,
+    alice: Client,
+    laptop: Client,
+    phone: Client,
+    clock: DemoClock,
+) -> None:
+    await story.scene(
+        "A group, recalled from everyone",
+        "Alice makes a group with Bob and Carol (who is on a plane) and posts the wrong "
+        "date for the trip. Bob reads it on his laptop; Alice recalls it from everyone at "
+        "once and sees the report member by member.",
+    )
+    carol = Client.create(root / "carol", _PASSPHRASE, strength="interactive", clock=clock)
+    try:
+        await carol.register(url, "carol")
+        await alice.add_contact("carol", "carol")
+        group = await create_group(alice.core, "trip", ["bob", "carol"])
+        story.say("alice", "e2e-recall group create trip bob carol")
+        sent = await alice.send(group.name, "The trip is on the 14th")
+        for device in (laptop, phone):
+            await device.sync()
+        await laptop.open_message(sent.message_id)
+        story.out.print("Bob's laptop opens it; his phone has it sealed; Carol is offline.")
+        await alice.recall(sent.message_id)
+        story.say("alice", f"recalls {short(sent.message_id)} from the whole group")
+        await laptop.sync()
+        await phone.sync()
+        await alice.sync()
+        story.out.print("[bold]Alice's report[/] (e2e-recall report):", highlight=False)
+        view = await alice.report(sent.message_id)
+        if sorted({line.person for line in view.lines}) != ["bob", "carol"]:
+            raise DemoWentWrong("the group report does not list every member")
+        print_report(story.out, view, group.name)
+        clock.advance(3 * 60 * MINUTE)
+        await carol.sync()
+        story.out.print(
+            "(Carol lands, syncs, and finds the group with nothing in it: the message was "
+            "recalled before her device fetched anything.)"
+        )
+        entries = carol.history(_group_name(carol, group.group_id))
+        print_entries(story.out, entries, title="Carol's group")
+    finally:
+        await carol.close()
+
+
+def _group_name(client: Client, group_id: bytes) -> str:
+    from .group_store import by_id
+
+    found = by_id(client.core.store, group_id)
+    if found is None:
+        raise DemoWentWrong("Carol's client did not learn of the group")
+    return found.name

@@ -11,6 +11,8 @@ from __future__ import annotations
 __all__ = [
     "ClientError",
     "ContactError",
+    "GroupChainInvalid",
+    "GroupRefused",
     "IdentityChanged",
     "KeystoreError",
     "NotFound",
@@ -106,3 +108,13 @@ class SessionReplaced(ClientError):
     """
 
     exit_code = 6
+
+
+class GroupRefused(ClientError):
+    """A group change that may not be made (not an admin, not a member, refused by the relay)."""
+
+
+class GroupChainInvalid(ClientError):
+    """A group's chain of changes did not verify; nothing of it was applied."""
+
+    exit_code = 5

@@ -36,6 +36,8 @@ from .attachments import delete_message_files, keep_for_download
 from .contacts import contact_for_sender
 from .core import Core
 from .errors import KeystoreError, NotFound, RelayRefused, RelayUnreachable, UsageProblem
+from .group_people import sender_contact
+from .group_store import by_conversation
 from .reporting import is_news
 from .store import Contact, OutboxItem, StoredMessage
 
@@ -84,6 +86,10 @@ async def process_event(core: Core, kind: str, message_id: bytes, payload: bytes
         return await _on_revocation(core, message_id, body)
     if kind == "report":
         return _on_report(core, message_id, body)
+    if kind == "group":
+        from .groups import on_group_event  # it imports this module
+
+        return await on_group_event(core, body)
     return None
 
 
@@ -109,12 +115,17 @@ def _kept_files_note(kept: list[str]) -> str | None:
 
 
 def verify_fetched(
-    core: Core, who: Contact, message_id: bytes, envelope: bytes
+    core: Core,
+    who: Contact,
+    message_id: bytes,
+    envelope: bytes,
+    conversation_id: bytes | None = None,
 ) -> tuple[Header, StoredMessage]:
     """Verify a fetched envelope against ``who``'s pinned key; the sealed row to keep.
 
     The signature is checked before any header field is read; the header must
-    name this message, its sender and our conversation with them; then the
+    name this message, its sender and our conversation with them (or the
+    group's, ``conversation_id``, for a group message); then the
     envelope is sealed under the storage key, which is what lets
     :func:`decrypt_opened` use it later without verifying the same bytes again.
     """
@@ -123,7 +134,7 @@ def verify_fetched(
     if (
         header.message_id != message_id
         or header.sender != who.user_id
-        or header.conversation_id != core.conversation_with(who.user_id)
+        or header.conversation_id != (conversation_id or core.conversation_with(who.user_id))
     ):
         raise UsageProblem("mismatched header", "mismatch")
     row = StoredMessage(
@@ -152,7 +163,25 @@ async def _on_notice(core: Core, message_id: bytes, notice: dict[str, Any]) -> U
     sender = notice.get("sender")
     if not isinstance(sender, bytes) or len(sender) != 32:
         return None
-    who = await contact_for_sender(core, sender)
+    group = by_conversation(core.store, notice.get("conversation_id"))
+    if group is not None:
+        if sender not in group.member_ids():  # as this device's verified chain has it now
+            return Update(
+                "dropped",
+                message_id,
+                group.name,
+                f"A message to {group.name} from someone who is not a member was dropped.",
+            )
+        who = await sender_contact(core, sender)
+    elif sender == core.user_id or notice.get("conversation_id") != core.conversation_with(sender):
+        return Update(  # a group this device does not know (or no conversation at all)
+            "dropped",
+            message_id,
+            "",
+            "A message for a conversation this device is not part of was dropped.",
+        )
+    else:
+        who = await contact_for_sender(core, sender)
     early = core.store.early_revocation(message_id)
     if early is not None and early[0] == who.user_id:  # its sender recalled it before it came
         return None
@@ -163,7 +192,9 @@ async def _on_notice(core: Core, message_id: bytes, notice: dict[str, Any]) -> U
             return None
         raise
     try:
-        header, row = verify_fetched(core, who, message_id, fetched["envelope"])
+        header, row = verify_fetched(
+            core, who, message_id, fetched["envelope"], group.conversation_id if group else None
+        )
     except (E2ERecallError, UsageProblem, KeyError, TypeError):
         return Update(
             "dropped",
@@ -179,9 +210,10 @@ async def _on_notice(core: Core, message_id: bytes, notice: dict[str, Any]) -> U
             if original is not None and original.peer == who.user_id and not original.outgoing:
                 original.replaced_by = message_id
                 core.store.save_message(original)
+    peer = f"{who.name} in {group.name}" if group else who.name
     if header.kind is MessageKind.REPLACEMENT:
-        return Update("replaced", message_id, who.name, "A correction arrived, sealed.")
-    return Update("message", message_id, who.name, "A sealed message arrived.")
+        return Update("replaced", message_id, peer, "A correction arrived, sealed.")
+    return Update("message", message_id, peer, "A sealed message arrived.")
 
 
 async def _on_revocation(core: Core, message_id: bytes, event: dict[str, Any]) -> Update | None:
@@ -189,7 +221,10 @@ async def _on_revocation(core: Core, message_id: bytes, event: dict[str, Any]) -
     signed = event.get("revocation")
     if not isinstance(sender, bytes) or not isinstance(signed, bytes):
         return None
-    who = await contact_for_sender(core, sender)
+    if by_conversation(core.store, event.get("conversation_id")) is not None:
+        who = await sender_contact(core, sender)  # a recall stays the sender's, member or not
+    else:
+        who = await contact_for_sender(core, sender)
     try:
         revocation = verify_revocation(signed, core.verify_key(who.identity_key))
     except E2ERecallError:
@@ -269,7 +304,9 @@ def _on_report(core: Core, message_id: bytes, report: dict[str, Any]) -> Update 
             row.state, row.recalled_at = "recalled", report.get("recalled_at")
         core.store.save_message(row)
     peer = core.store.contact_by_user(row.peer)
-    return Update("report", message_id, peer.name if peer else row.peer.hex()[:8])
+    group = by_conversation(core.store, row.conversation_id)
+    name = group.name if group else peer.name if peer else row.peer.hex()[:8]
+    return Update("report", message_id, name)
 
 
 def decrypt_opened(core: Core, row: StoredMessage, wrap: bytes) -> str:
@@ -314,7 +351,7 @@ async def open_message(core: Core, message_id: bytes) -> StoredMessage:
     if row.state != "sealed" or row.envelope is None:
         raise UsageProblem(f"This message cannot be opened: it was {row.state}.", "not_openable")
     who = core.store.contact_by_user(row.peer)
-    if who is None:
+    if who is None and by_conversation(core.store, row.conversation_id) is None:
         raise NotFound("The sender is no longer among your contacts.", "no_contact")
     try:
         answer = await authed(core, "POST", f"/v1/messages/{message_id.hex()}/open", {})

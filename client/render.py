@@ -19,7 +19,7 @@ from e2e_recall.report import format_time
 
 from .client import Entry
 from .receiving import Update
-from .reporting import ReportView, summary
+from .reporting import DeviceLine, ReportView, summary
 from .store import Contact
 
 __all__ = [
@@ -87,6 +87,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     return {
         "id": entry.message_id.hex(),
         "contact": entry.peer,
+        "group": entry.group,
         "direction": "out" if entry.outgoing else "in",
         "sent_at": entry.sent_at,
         "state": entry.state,
@@ -125,6 +126,10 @@ def _entry_text(entry: Entry, by_id: dict[bytes, Entry]) -> str:
     return f"({entry.state})"
 
 
+def _sender(entry: Entry) -> str:
+    return f"{entry.peer} in {entry.group}" if entry.group else entry.peer
+
+
 def print_entries(console: Console, entries: list[Entry], *, title: str) -> None:
     by_id = {e.message_id: e for e in entries}
     shown = [e for e in entries if not (e.replaces is not None and e.replaces in by_id and e.text)]
@@ -136,7 +141,7 @@ def print_entries(console: Console, entries: list[Entry], *, title: str) -> None
         for column in ("id", "when", "who", "message"):
             table.add_column(column)
         for e in shown:
-            who = f"you → {e.peer}" if e.outgoing else e.peer
+            who = f"you → {e.peer}" if e.outgoing else _sender(e)
             table.add_row(
                 short(e.message_id), format_time(e.sent_at), who, escape(_entry_text(e, by_id))
             )
@@ -144,7 +149,7 @@ def print_entries(console: Console, entries: list[Entry], *, title: str) -> None
         return
     console.print(f"{title}:")
     for e in shown:
-        who = f"you -> {e.peer}" if e.outgoing else e.peer
+        who = f"you -> {e.peer}" if e.outgoing else _sender(e)
         console.print(
             f"{short(e.message_id)}  {format_time(e.sent_at)}  {who}: {_entry_text(e, by_id)}",
             markup=False,
@@ -179,10 +184,15 @@ def print_contacts(console: Console, contacts: list[Contact]) -> None:
         console.print("  ".join(row), markup=False, highlight=False)
 
 
-def print_report(console: Console, view: ReportView, peer: str) -> None:
-    """The honest report: one line per recipient device, in the core model's words."""
+def print_report(console: Console, view: ReportView, peer: str, *, details: bool = False) -> None:
+    """The honest report: one line per recipient device, in the core model's words.
+
+    For a group message, unless ``details``: counts per state over every
+    device, then one line per member (:func:`_print_members`).
+    """
+    to = f"group {view.group}" if view.group else peer
     console.print(
-        f"Report for message {short(view.message_id)} to {escape(peer)}, "
+        f"Report for message {short(view.message_id)} to {escape(to)}, "
         f"sent {format_time(view.sent_at)}"
         + (f", recalled {format_time(view.recalled_at)}" if view.recalled_at else "")
         + ":",
@@ -195,6 +205,9 @@ def print_report(console: Console, view: ReportView, peer: str) -> None:
         console.print("[bold red]The relay's purge receipt does NOT verify.[/]")
     if not view.lines:
         console.print("No device has been told about it.")
+    elif view.group is not None and not details:
+        _print_members(console, view)
+        return
     for line in view.lines:
         label = _STATE_LABEL[line.state]
         receipt = {
@@ -218,7 +231,31 @@ def print_report(console: Console, view: ReportView, peer: str) -> None:
             )
 
 
+def _counted(lines: list[DeviceLine] | tuple[DeviceLine, ...]) -> str:
+    """``2 deleted, 1 pending``: how many of ``lines`` are in each state, in table order."""
+    counts = [(s, sum(1 for line in lines if line.state is s)) for s in _STATE_LABEL]
+    return ", ".join(f"{n} {_STATE_LABEL[s]}" for s, n in counts if n)
+
+
+def _print_members(console: Console, view: ReportView) -> None:
+    """The compact group report: counts over all devices, then one line per person."""
+    console.print(f"Devices: {_counted(view.lines)} ({len(view.lines)} in all).", markup=False)
+    people: dict[str, list[DeviceLine]] = {}
+    for line in view.lines:
+        people.setdefault(line.person, []).append(line)
+    for person, lines in people.items():
+        who = "your other devices" if person == "you" else person
+        devices = f"{len(lines)} device" + ("s" if len(lines) > 1 else "")
+        console.print(f"  {who} ({devices}): {_counted(lines)}", markup=False, highlight=False)
+    console.print(
+        f"Every device, with what each guarantee means: "
+        f"e2e-recall report {short(view.message_id)} --details",
+        markup=False,
+    )
+
+
 _UPDATE_TEXT = {
+    "group": "{detail}",
     "message": "New sealed message from {peer} [{id}]: open it with 'e2e-recall open {id}'.",
     "replaced": "{peer} sent a correction [{id}]: open it with 'e2e-recall open {id}'.",
     "recalled": "{peer} recalled message [{id}] ({detail}); it is gone from this device.",

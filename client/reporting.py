@@ -28,6 +28,8 @@ from e2e_recall.revocation import revocation_digest
 
 from .contacts import cached_devices
 from .core import Core
+from .group_people import cached_member_devices, display_name
+from .group_store import by_conversation
 
 __all__ = [
     "TERMINAL_STATES",
@@ -72,6 +74,15 @@ class ReportView:
     files: int = 0  # how many files the message carried
     files_bytes: int = 0  # their size at the relay (padded ciphertext)
     files_destroyed: bool = False  # the relay no longer holds them
+    group: str | None = None  # the group's local name, for a message to a group
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many devices are in each state (only the states that occur)."""
+        found: dict[str, int] = {}
+        for line in self.lines:
+            found[str(line.state)] = found.get(str(line.state), 0) + 1
+        return found
 
     @property
     def settled(self) -> bool:
@@ -87,6 +98,8 @@ class ReportView:
             "sent_at": self.sent_at,
             "recalled_at": self.recalled_at,
             "relay_receipt": self.relay_receipt or None,
+            "group": self.group,
+            "counts": self.counts,
             "files": {
                 "count": self.files,
                 "bytes": self.files_bytes,
@@ -111,13 +124,12 @@ def _line(core: Core, raw: dict[str, Any], report: dict[str, Any]) -> DeviceLine
     user, device_id = raw["user"], raw["device_id"]
     state = DeviceState(raw["state"])
     who = core.store.contact_by_user(user)
-    person = "you" if user == core.user_id else (who.name if who else user.hex()[:8])
+    person = who.name if who else display_name(core, user)
     receipt = ""
     if raw.get("receipt") is not None:
         receipt = "unverifiable"
-        certificates = (
-            [c for c in cached_devices(core, who) if c.device_id == device_id] if who else []
-        )
+        known = cached_devices(core, who) if who else cached_member_devices(core, user)
+        certificates = [c for c in known if c.device_id == device_id]
         for certificate in certificates:
             try:
                 verify_deletion_receipt(
@@ -244,6 +256,7 @@ def build_report(core: Core, report: dict[str, Any]) -> ReportView:
         except E2ERecallError:
             relay_receipt = "invalid"
     lines = tuple(_line(core, raw, report) for raw in report.get("devices", []))
+    group = by_conversation(core.store, report.get("conversation_id"))
     files = _files(report)
     return ReportView(
         message_id=report["message_id"],
@@ -255,6 +268,7 @@ def build_report(core: Core, report: dict[str, Any]) -> ReportView:
         files=files["count"],
         files_bytes=files["bytes"],
         files_destroyed=files["destroyed"],
+        group=group.name if group else None,
     )
 
 

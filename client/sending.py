@@ -51,6 +51,7 @@ from .errors import (
     RelayUnreachable,
     UsageProblem,
 )
+from .group_store import by_conversation
 from .store import OutboxItem, StoredMessage
 
 __all__ = [
@@ -130,6 +131,20 @@ async def _devices(core: Core, name: str) -> list[DeviceCertificate]:
         return cached
 
 
+async def _recipient_devices(
+    core: Core, row: StoredMessage, *, fresh: bool = False
+) -> list[DeviceCertificate]:
+    """Who a message of ``row``'s conversation goes to: the contact, or the group's members."""
+    if by_conversation(core.store, row.conversation_id) is not None:
+        from .group_sending import group_devices  # it imports this module
+
+        return await group_devices(core, row.conversation_id)
+    who = core.store.contact_by_user(row.peer)
+    if who is None:
+        raise ContactError("The recipient is no longer a contact.", "no_contact")
+    return await (refresh_devices(core, who) if fresh else _devices(core, who.name))
+
+
 def _check_text(text: str, *, with_files: bool = False) -> bytes:
     data = text.encode("utf-8")
     if not text.strip() and not with_files:
@@ -152,6 +167,7 @@ def _seal(
     message_id: bytes | None = None,
     message_key: bytes | None = None,
     files: Sequence[OutgoingFile] = (),
+    conversation_id: bytes | None = None,
 ) -> tuple[Header, bytes, bytes]:
     if not 0 < opened_window <= sealed_window:
         raise UsageProblem(
@@ -162,7 +178,7 @@ def _seal(
     now = core.clock()
     header = Header(
         message_id=os.urandom(16) if message_id is None else message_id,
-        conversation_id=core.conversation_with(peer),
+        conversation_id=conversation_id or core.conversation_with(peer),
         sender=core.user_id,
         sender_device=core.device_id,
         sent_at=now,
@@ -217,6 +233,7 @@ def prepare_send(
     message_id: bytes | None = None,
     message_key: bytes | None = None,
     files: Sequence[OutgoingFile] = (),
+    conversation_id: bytes | None = None,
 ) -> PreparedSend:
     """Seal ``text`` once, wrap its key to every verified device, seal it for the outbox.
 
@@ -234,6 +251,7 @@ def prepare_send(
         message_id=message_id,
         message_key=message_key,
         files=files,
+        conversation_id=conversation_id,
     )
     request = {
         "envelope": envelope,
@@ -339,11 +357,8 @@ async def _deliver_send(
 async def _rewrap(
     core: Core, row: StoredMessage, request: dict[str, Any]
 ) -> list[dict[str, bytes]]:
-    """Wrap the same key again for the recipient's current devices (same ciphertext)."""
-    who = core.store.contact_by_user(row.peer)
-    if who is None:
-        raise ContactError("The recipient is no longer a contact.", "no_contact")
-    devices = await refresh_devices(core, who)
+    """Wrap the same key again for the recipients' current devices (same ciphertext)."""
+    devices = await _recipient_devices(core, row, fresh=True)
     header = Header(
         message_id=row.message_id,
         conversation_id=row.conversation_id,
@@ -427,10 +442,7 @@ async def recall(core: Core, message_id: bytes, replacement: str | None = None) 
     replacement_row = None
     if replacement is not None:
         _check_text(replacement)
-        who = core.store.contact_by_user(row.peer)
-        if who is None:
-            raise ContactError("The recipient is no longer a contact.", "no_contact")
-        devices = await _devices(core, who.name)
+        devices = await _recipient_devices(core, row)
         header, envelope, key = _seal(
             core,
             row.peer,
@@ -438,6 +450,7 @@ async def recall(core: Core, message_id: bytes, replacement: str | None = None) 
             sealed_window=row.recall_sealed_until - row.sent_at,
             opened_window=row.recall_opened_until - row.sent_at,
             replaces=message_id,
+            conversation_id=row.conversation_id,
         )
         request["replacement"] = {
             "envelope": envelope,

@@ -239,6 +239,10 @@ class LocalStore:
                 "store_damaged",
             ) from None
 
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """One statement, for tables kept by other modules (``group_store``)."""
+        return self._db.execute(sql, args)
+
     # meta ---------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> bytes | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -312,6 +316,14 @@ class LocalStore:
 
     def conversation(self, peer: bytes) -> list[StoredMessage]:
         return self._select(StoredMessage, "messages", "WHERE peer = ? ORDER BY sent_at", (peer,))
+
+    def in_conversation(self, conversation_id: bytes) -> list[StoredMessage]:
+        return self._select(
+            StoredMessage,
+            "messages",
+            "WHERE conversation_id = ? ORDER BY sent_at",
+            (conversation_id,),
+        )
 
     def incoming_in_state(self, *states: str) -> list[StoredMessage]:
         marks = ", ".join("?" * len(states))

@@ -33,7 +33,7 @@ def test_the_demo_tells_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
     assert "Traceback" not in done.stdout + done.stderr
     out = done.stdout
     scenes = re.findall(r"^─+ (\d+)\. (.+?) ─+$", out, flags=re.MULTILINE)
-    assert [int(number) for number, _ in scenes] == [1, 2, 3, 4, 5, 6, 7]
+    assert [int(number) for number, _ in scenes] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert re.search(r"A relay is running at http://127\.0\.0\.1:\d+", out)
     # One scene per situation, each with the report a user would see.
     for sentence in (
@@ -50,6 +50,12 @@ def test_the_demo_tells_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
         "Device receipt: signature verified.",
         "The relay destroyed its 1 attached file(s).",
         "It had not downloaded the attached file(s).",
+        # The group scene: one recall reaches every member, reported member by member.
+        "to group trip",
+        "Devices: 1 never delivered, 2 deleted (3 in all).",
+        "  bob (2 devices): 2 deleted",
+        "  carol (1 device): 1 never delivered",
+        "Carol's group: nothing.",
     ):
         assert sentence in out, sentence
     # A recipient who never received the first message sees nothing of it.
@@ -73,3 +79,5 @@ def test_every_cli_command_is_exercised_by_these_tests() -> None:
     assert missing == []
     for action in ("add", "list", "verify", "accept", "remove"):
         assert f'"contacts", "{action}"' in sources, action
+    for action in ("create", "add", "remove", "leave", "list", "rename"):
+        assert f'"group", "{action}"' in sources, action
