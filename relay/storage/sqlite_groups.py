@@ -114,9 +114,8 @@ class SqliteGroups:
     _engine: SqliteEngine
     _clock: Callable[[], int]
     _listeners: list[EventListener]
-
-    def _announce(self, events: list[EventRecord]) -> None:
-        raise NotImplementedError  # provided by SqliteStorage
+    # SqliteStorage's method: hand committed events to the listeners (the hub).
+    _announce: Callable[[list[EventRecord]], None]
 
     async def get_group(
         self, group_id: bytes | None = None, conversation_id: bytes | None = None

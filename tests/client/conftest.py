@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from client.client import Client
 
 from cli_harness import Person
 from relay_process import RelayProcess, free_port
@@ -41,3 +43,19 @@ def pair(alice: Person, bob: Person) -> tuple[Person, Person]:
     alice.run("contacts", "add", "bob", "bob")
     bob.run("contacts", "add", "alice", "alice")
     return alice, bob
+
+
+@pytest.fixture
+async def clients(tmp_path: Path, relay: RelayProcess) -> AsyncIterator[tuple[Client, Client]]:
+    """Alice and Bob through the client library in this process, each the other's contact."""
+    alice = Client.create(tmp_path / "alice", "alice passphrase", strength="interactive")
+    bob = Client.create(tmp_path / "bob", "bob passphrase", strength="interactive")
+    try:
+        await alice.register(relay.url(), "alice")
+        await bob.register(relay.url(), "bob")
+        await alice.add_contact("bob", "bob")
+        await bob.add_contact("alice", "alice")
+        yield alice, bob
+    finally:
+        await alice.close()
+        await bob.close()

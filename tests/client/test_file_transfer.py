@@ -9,11 +9,9 @@ leaves on the recipient's disk (nothing of the file).
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from client import receiving
 from client.account import ensure_session
@@ -21,24 +19,7 @@ from client.attachments import OutgoingFile, save_files, seal_files, upload_file
 from client.client import Client
 from e2e_recall import blob_length
 
-from relay_process import RelayProcess
-
 WINDOW = 16
-
-
-@pytest.fixture
-async def clients(tmp_path: Path, relay: RelayProcess) -> AsyncIterator[tuple[Client, Client]]:
-    alice = Client.create(tmp_path / "alice", "alice passphrase", strength="interactive")
-    bob = Client.create(tmp_path / "bob", "bob passphrase", strength="interactive")
-    try:
-        await alice.register(relay.url(), "alice")
-        await bob.register(relay.url(), "bob")
-        await alice.add_contact("bob", "bob")
-        await bob.add_contact("alice", "alice")
-        yield alice, bob
-    finally:
-        await alice.close()
-        await bob.close()
 
 
 def _windows(data: bytes, step: int = 997) -> set[bytes]:

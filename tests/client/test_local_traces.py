@@ -7,10 +7,7 @@ against a relay process on loopback, and scan every file of the profile.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from client.client import Client
 from client.receiving import process_event
@@ -27,21 +24,6 @@ def _profile_bytes(root: Path) -> bytes:
 
 def _windows(secret: bytes) -> set[bytes]:
     return {secret[i : i + WINDOW] for i in range(0, len(secret) - WINDOW + 1)}
-
-
-@pytest.fixture
-async def clients(tmp_path: Path, relay: RelayProcess) -> AsyncIterator[tuple[Client, Client]]:
-    alice = Client.create(tmp_path / "alice", "alice passphrase", strength="interactive")
-    bob = Client.create(tmp_path / "bob", "bob passphrase", strength="interactive")
-    try:
-        await alice.register(relay.url(), "alice")
-        await bob.register(relay.url(), "bob")
-        await alice.add_contact("bob", "bob")
-        await bob.add_contact("alice", "alice")
-        yield alice, bob
-    finally:
-        await alice.close()
-        await bob.close()
 
 
 async def test_a_recall_leaves_no_byte_of_the_message_on_the_recipients_disk(
