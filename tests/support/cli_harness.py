@@ -7,9 +7,12 @@ traceback: that check is made here, for every command of every test.
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +25,13 @@ from pathlib import Path
 from typing import IO, Any
 
 COMMAND_TIMEOUT = 60.0
+
+# One freshly made profile per person's name, made by the real ``init`` once per
+# test run and copied for each test: ``init`` is a whole process with a key
+# derivation, and every test would otherwise pay it for every person.  Each test
+# still registers its copy with its own relay; the tests of ``init`` itself run it.
+_TEMPLATES = Path(tempfile.mkdtemp(prefix="e2e-recall-profiles-"))
+atexit.register(shutil.rmtree, _TEMPLATES, ignore_errors=True)
 
 
 def console_script() -> Path:
@@ -111,8 +121,18 @@ class Person:
 
     def setup(self, relay_url: str, *, handle: str | None = None) -> None:
         """``init`` (cheap key derivation, for tests) and ``register``."""
-        self.run("init", "--kdf", "interactive")
+        self.initialise()
         self.run("register", relay_url, "--handle", handle or self.name)
+
+    def initialise(self) -> None:
+        """A new profile as ``init`` makes it: this name's template, copied."""
+        secret = hashlib.sha256(self.passphrase.encode()).hexdigest()[:12]
+        template = _TEMPLATES / f"{self.name}-{secret}"
+        if not template.exists():
+            maker = Person(_TEMPLATES / "making", self.name, self.passphrase)
+            maker.run("init", "--kdf", "interactive")
+            maker.profile.rename(template)
+        shutil.copytree(template, self.profile)
 
 
 class Stream:
