@@ -3,8 +3,7 @@
 Every attack is made by Mallory, a real registered user, against Alice and
 Bob.  Each must be refused with the right 4xx, a code and a sentence, reveal
 nothing of Alice's or Bob's data, and leave the honest people's view as it
-was (``Scene.still_intact``).  Group membership changes do not exist yet
-(the groups issue); their forgery joins this list when they do.
+was (``Scene.still_intact``).  Attacks on groups are in test_abuse_groups.py.
 
 The blob attacks run against a relay with small file limits (``BLOBS``) so
 that sizes past them, the quota and a silent upload take milliseconds.

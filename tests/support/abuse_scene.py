@@ -227,6 +227,9 @@ def every_route(scene: Scene) -> Iterable[tuple[str, str, dict[str, Any] | bytes
     yield "PATCH", f"/v1/blobs/{scene.partial_id.hex()}", scene.partial[half:]
     yield "GET", f"/v1/blobs/{scene.partial_id.hex()}/upload", None
     yield "GET", f"/v1/blobs/{scene.blob_id.hex()}", None
+    group = f"/v1/groups/{scene.alice.user_id[:16].hex()}"  # whether one exists is not the point
+    yield "POST", group + "/changes", {"change": b"\x00" * 64}
+    yield "GET", group, None
 
 
 ROUTE_NAMES = [
@@ -245,4 +248,6 @@ ROUTE_NAMES = [
     "blob_append",
     "blob_status",
     "blob_download",
+    "group_change",
+    "group",
 ]
