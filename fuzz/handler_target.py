@@ -27,7 +27,7 @@ import aiohttp
 from aiohttp import web
 
 from e2e_recall import wire
-from e2e_recall.domains import HASH_BLOB
+from e2e_recall.domains import HASH_BLOB, SIG_GROUP_CHANGE
 from e2e_recall.errors import E2ERecallError
 from e2e_recall.identity import fingerprint
 from relay.app import create_app
@@ -56,6 +56,8 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("PATCH", "/v1/blobs/{blob}"),
     ("GET", "/v1/blobs/{blob}/upload"),
     ("GET", "/v1/blobs/{blob}"),
+    ("POST", "/v1/groups/{group}/changes"),
+    ("GET", "/v1/groups/{group}"),
 )
 BLOB_ROUTES = range(14, 18)
 OCTETS = "application/octet-stream"
@@ -125,6 +127,9 @@ class RelayUnderFuzz:
         self.blob = os.urandom(70_000)  # a bound blob Alice may download: two chunks and more
         self.blob_id = await upload(self.bob, self.blob)
         await send_with(self.bob, self.alice, "a file", [self.blob_id])
+        from group_driver import create_group  # the relay tests' signed group chains
+
+        self.group = await create_group(self.alice, self.bob)
 
     async def _fresh_upload(self, body: bytes, exact: bool) -> str:
         """A new upload of Alice's for one PATCH: sized and digested for ``body`` if ``exact``."""
@@ -157,7 +162,14 @@ class RelayUnderFuzz:
             id=self.message_id if flags & 2 else rest[:16].hex(),
             user=self.alice.user_id.hex() if flags & 2 else rest[:32].hex(),
             handle="bob" if flags & 2 else rest[:8].decode("latin-1"),
+            group=self.group.group_id.hex() if flags & 2 else rest[:16].hex(),
         )
+        body = rest
+        if template.endswith("/changes") and flags & 16:
+            # the input as the body of a change Alice signed: the parsing behind it is reached
+            signature = self.alice.identity.sign(SIG_GROUP_CHANGE, rest)
+            signed = wire.encode({"body": rest, "signature": signature})
+            body = wire.encode({"change": signed})
         if template == "/v1/sync":
             path += f"?after={int.from_bytes(rest[:2], 'big')}&limit={rest[2] if rest[2:] else 1}"
         headers = {"Content-Type": "application/msgpack" if not flags & 4 else "text/plain"}
@@ -165,7 +177,7 @@ class RelayUnderFuzz:
             headers["Authorization"] = f"Bearer {self.token}"
         elif flags & 8:
             headers["Authorization"] = "Bearer " + rest[:43].decode("latin-1")
-        self.loop.run_until_complete(self._send(method, path, headers, rest))
+        self.loop.run_until_complete(self._send(method, path, headers, body))
         if template == "/v1/logout" and flags & 1:
             # the fuzzer logged Alice out: log in again, or every later input with "a
             # valid token" would stop at the session check

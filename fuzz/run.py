@@ -26,6 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
 CRASHES = HERE / "crashes"
+INSTRUMENTED = ["e2e_recall", "relay", "targets", "handler_target", "group_target"]
 MAX_LEN = {"file_decryptor": 140_000}  # a blob of three chunks; every other target: 8192
 
 
@@ -112,7 +113,8 @@ def _child() -> int:
     import atheris
 
     sys.path.insert(0, str(HERE))
-    with atheris.instrument_imports(include=["e2e_recall", "relay", "targets", "handler_target"]):
+    with atheris.instrument_imports(include=INSTRUMENTED):
+        import group_target  # noqa: F401  (imported here so that it is instrumented)
         from targets import TARGETS
     atheris.Setup(sys.argv, TARGETS[os.environ[_CHILD]])
     atheris.Fuzz()
@@ -149,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if stats.crashes else 0
     import atheris
 
-    with atheris.instrument_imports(include=["e2e_recall", "relay", "targets", "handler_target"]):
+    with atheris.instrument_imports(include=INSTRUMENTED):
+        import group_target  # noqa: F401  (imported here so that it is instrumented)
         from targets import TARGETS
     if args.target not in TARGETS:
         parser.error(f"no target {args.target!r}; choose from {', '.join(TARGETS)}")

@@ -71,6 +71,13 @@ def seeds() -> dict[str, list[bytes]]:
         for test in _tests(name):
             if (raw := _hex(test, "wrap")) is not None:
                 found["unwrap"].append(bytes([mode]) + raw)
+    for test in _tests("group_changes"):
+        if (raw := _hex(test, "signed")) is not None:
+            found["group_change"].append(b"\x00" + raw)
+            if (inner := _field(wire.decode, raw, "body")) is not None:
+                found["group_change"].append(b"\x01" + inner)
+    for action in range(5):  # a next change of the fuzz group: each action, by admin and member
+        found["group_change"] += [bytes([2, action, 0, 1]), bytes([2, action | 0x80, 1, 0])]
     found["file_decryptor"] = list(_file_seeds())
     found["body"] = list(_body_seeds())
     found["handlers"] = list(_handler_seeds(found, wire.encode))
@@ -164,6 +171,21 @@ def _handler_seeds(found: dict[str, list[bytes]], encode: object) -> Iterator[by
         for flags in (3, 0, 1, 2, 8):
             yield bytes([route, flags]) + body
     yield from _blob_route_seeds(encode)
+    yield from _group_route_seeds(found, encode)
+
+
+def _group_route_seeds(found: dict[str, list[bytes]], encode: Any) -> Iterator[bytes]:
+    """The group routes (18 post a change, 19 read the chain): see handler_target."""
+    changes = [s[1:] for s in found["group_change"] if s[0] == 0][:6]
+    bodies = [s[1:] for s in found["group_change"] if s[0] == 1][:6]
+    for change in changes:
+        for flags in (3, 1, 0):
+            yield bytes([18, flags]) + encode({"change": change})
+    for inner in bodies:  # signed by Alice in the target (flag 16), for her group or another
+        yield bytes([18, 1 | 2 | 16]) + inner
+        yield bytes([18, 1 | 16]) + inner
+    for flags in (3, 1, 0, 8):
+        yield bytes([19, flags]) + bytes(range(16))
 
 
 def _headed(text: bytes, body: bytes = b"") -> bytes:
@@ -200,6 +222,7 @@ TARGET_NAMES = (
     "file_decryptor",
     "body",
     "handlers",
+    "group_change",
 )
 
 

@@ -122,7 +122,7 @@ def envelope(data: bytes) -> None:
     raise InvariantBroken("a body decrypted under a key it was not sealed with")
 
 
-def _resigned(label: bytes, body: bytes) -> bytes:
+def resigned(label: bytes, body: bytes) -> bytes:
     return wire.encode({"body": body, "signature": SIGNER.sign(label, body)})
 
 
@@ -132,7 +132,7 @@ def _signed_target(label: bytes, verify: Callable[[bytes], object]) -> Callable[
             return
         mode, rest = data[0] % 2, data[1:]
         try:
-            verify(_resigned(label, rest) if mode else rest)
+            verify(resigned(label, rest) if mode else rest)
         except E2ERecallError:
             return
 
@@ -317,6 +317,13 @@ def body(data: bytes) -> None:
         return
 
 
+def group_change(data: bytes) -> None:
+    """Group changes, verified and applied (see group_target.py)."""
+    from group_target import group_change as run
+
+    run(data)
+
+
 def handlers(data: bytes) -> None:
     """Every request handler of the relay (started on first use: see handler_target.py)."""
     from handler_target import handlers as run
@@ -334,4 +341,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "unwrap": unwrap,
     "file_decryptor": file_decryptor,
     "body": body,
+    "group_change": group_change,
 }

@@ -24,6 +24,7 @@ TARGETS = [
     "file_decryptor",
     "body",
     "handlers",
+    "group_change",
 ]
 LINE = re.compile(r"^(\w+): (\d+) executions, (\d+) crashes, slowest ")
 
