@@ -2,10 +2,11 @@
 
 Runs the relay as a process under a mixed load (with attachments: uploads
 in several PATCHes, sends that bind them, downloads, recalls that destroy
-them), SIGKILLs it at random moments, restarts it, and checks that nothing
-acknowledged was lost and nothing recalled came back, blobs and their files
-included (see tests/support/crash_harness.py and crash_blobs.py for the
-method).  Prints the table of figures that docs/reliability.md records, and
+them; and groups: membership changes, group sends and recalls), SIGKILLs it
+at random moments, restarts it, and checks that nothing acknowledged was
+lost and nothing recalled came back, blobs and their files and group chains
+included (see tests/support/crash_harness.py, crash_blobs.py and
+crash_groups.py for the method).  Prints the table of figures that docs/reliability.md records, and
 exits 1 if any "lost", "resurrected" or similar count is not zero.
 """
 
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave attachments out of the workload (uploads, downloads, kills aimed at them)",
     )
+    parser.add_argument(
+        "--groups", type=int, default=2, help="groups changed, sent to and recalled from (0: none)"
+    )
     parser.add_argument("--keep", type=Path, help="run in this directory and keep it")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     args = parser.parse_args(argv)
@@ -50,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         seed=args.seed,
         blobs=not args.no_blobs,
+        groups=args.groups,
     )
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The crash suite, short: a few SIGKILLs under a mixed load with attachments, then the reckoning.
+"""The crash suite, short: a few SIGKILLs under a load with files and groups, then a reckoning.
 
 ``python reliability/crash.py`` runs the long version (50 kills over 10,000
 operations) and prints the table docs/reliability.md records.
@@ -21,13 +21,15 @@ async def test_kills_lose_nothing_acknowledged_and_bring_nothing_recalled_back(
     assert findings.kills == 4
     assert findings.restarts == 5  # and one more at the end, for the start-up sweep's check
     # The reckoning looked at real data, not at an empty run.
-    assert findings.checked_present > 5  # how many depends on where the kills land
+    # how many direct messages stay unopened and unrecalled depends on where the kills land
+    assert findings.checked_present + findings.checked_group_present > 10
     assert findings.checked_recalled > 10
     assert findings.checked_notices == 8
     kinds = {key.split()[0] for key in findings.operations}
     assert kinds == {
         *("send", "open", "recall", "recall+replace", "receipt"),
         *("upload-create", "upload-patch", "download"),
+        *("group-change", "group-send", "group-recall"),
     }
     assert findings.operations["send with files ok"] > 5
     # Attachments: the blob checks looked at real uploads and blobs too.
@@ -35,3 +37,8 @@ async def test_kills_lose_nothing_acknowledged_and_bring_nothing_recalled_back(
     assert findings.checked_blobs_present + findings.checked_uploads_resumed > 3
     assert findings.checked_partial_refused > 0
     assert findings.checked_blob_dirs == findings.restarts
+    # Groups: both chains read back whole, copies fetched, non-members refused.
+    assert findings.checked_group_chains == 2
+    assert findings.operations["group-change ok"] > 3
+    assert findings.checked_group_present > 5
+    assert findings.checked_group_outsiders > 5

@@ -29,6 +29,10 @@ sends, downloads them and recalls messages that carry them, and the killer
 also aims at a streaming upload, at a recall of a message with files while
 it runs, and right after one was acknowledged (before its files are
 unlinked); see tests/support/crash_blobs.py for what is then checked.
+
+With ``groups`` (two by default) workers also change groups' membership,
+send to groups and recall group messages, and the killer also aims at a
+membership change in flight; see tests/support/crash_groups.py.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from typing import Any
 
 import aiohttp
 from crash_blobs import BlobWork
+from crash_groups import GroupWork
 
 import e2e_recall as er
 
@@ -62,7 +67,7 @@ def _route(path: str) -> str:
     return "/".join("{id}" if len(part) == 32 else part for part in path.split("?")[0].split("/"))
 
 
-class CrashRun(Reckoning, BlobWork):
+class CrashRun(Reckoning, BlobWork, GroupWork):
     """One run of the suite against one relay data directory."""
 
     def __init__(self, work: Path, config: CrashConfig) -> None:
@@ -161,6 +166,7 @@ class CrashRun(Reckoning, BlobWork):
         timeout = aiohttp.ClientTimeout(total=self.config.request_timeout)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             await self._setup_people(await target(http, self.relay.url()), http)
+            await self._setup_groups()
             workers = [asyncio.create_task(self._worker(i)) for i in range(self.config.workers)]
             killer = asyncio.create_task(self._killer())
             await asyncio.gather(*workers)
@@ -174,6 +180,7 @@ class CrashRun(Reckoning, BlobWork):
             await self._reckon()
             if self.config.blobs:
                 await self._reckon_blobs()
+            await self._reckon_groups()
         self.relay.kill()
         self._check_integrity("final")
         self.findings.seconds = time.monotonic() - started
@@ -201,6 +208,11 @@ class CrashRun(Reckoning, BlobWork):
             roll = self.rng.random()
             if self.config.blobs and roll < 0.6:  # mid-upload, mid-recall, before the unlink
                 await self._wait_for_blob_moment(roll)
+            elif self.config.groups and roll < 0.7:  # while a membership change is in flight
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.group_change_sent.wait(), 5)
+                    await asyncio.sleep(self.rng.uniform(0, 0.005))
+                    self.findings.kills_mid_group_change += int(self.group_change_sent.is_set())
             elif self.rng.random() < 0.4:  # right after a recall: during its WAL truncation
                 self.recall_acked.clear()
                 try:
@@ -228,6 +240,8 @@ class CrashRun(Reckoning, BlobWork):
             roll = self.rng.random()
             if self.config.blobs and roll < 0.3:  # a fifth of the sends' share goes to files
                 acted = await (self._upload_step() if roll < 0.18 else self._download_step())
+            elif self.config.groups and roll < 0.4:  # part of the sends' share goes to groups
+                acted = await self._group_step()
             elif roll < 0.45:
                 acted = False
             elif roll < 0.70:

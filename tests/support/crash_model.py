@@ -58,6 +58,7 @@ class CrashConfig:
     request_timeout: float = 5.0
     blobs: bool = True  # uploads, sends that bind them, downloads, recalls that destroy them
     blob_sizes: tuple[int, ...] = (0, 1, 4096, 65_553, 200_000, 700_000)
+    groups: int = 2  # groups changed, sent to and recalled from (0: none)
 
 
 @dataclass
@@ -99,6 +100,16 @@ class Findings:
     checked_blobs_recalled: int = 0  # blobs of recalled messages refused and without a file
     checked_partial_refused: int = 0  # unfinished uploads a download request was refused
     checked_blob_dirs: int = 0  # times blob_dir was listed after a start-up
+    # groups
+    kills_mid_group_change: int = 0  # a membership change sent, not yet answered
+    group_changes_refused: list[str] = field(default_factory=list)  # a valid change refused
+    group_sends_refused: list[str] = field(default_factory=list)  # a send to the members refused
+    group_chains_wrong: list[str] = field(default_factory=list)  # chain != acknowledged changes
+    group_reports_wrong: list[str] = field(default_factory=list)  # report names others
+    group_outsiders_served: list[str] = field(default_factory=list)  # a non-member fetched it
+    checked_group_chains: int = 0
+    checked_group_present: int = 0  # member devices that fetched a live group message
+    checked_group_outsiders: int = 0  # non-members refused a group message
     seconds: float = 0.0
 
     def problems(self) -> dict[str, list[str]]:
@@ -121,6 +132,11 @@ class Findings:
                 ("blobs_resurrected", self.blobs_resurrected),
                 ("blob_files_left", self.blob_files_left),
                 ("orphan_files", self.orphan_files),
+                ("group_changes_refused", self.group_changes_refused),
+                ("group_sends_refused", self.group_sends_refused),
+                ("group_chains_wrong", self.group_chains_wrong),
+                ("group_reports_wrong", self.group_reports_wrong),
+                ("group_outsiders_served", self.group_outsiders_served),
             )
             if values
         }
@@ -162,6 +178,15 @@ class Findings:
             ("recalled blobs served (resurrected)", str(len(self.blobs_resurrected))),
             ("recalled blobs' files left", str(len(self.blob_files_left))),
             ("orphan files in blob_dir", str(len(self.orphan_files))),
+            ("kills while a group change was in flight", str(self.kills_mid_group_change)),
+            ("group chains read back and replayed", str(self.checked_group_chains)),
+            ("group message copies fetched byte for byte", str(self.checked_group_present)),
+            ("non-members refused a group message", str(self.checked_group_outsiders)),
+            ("valid group changes refused", str(len(self.group_changes_refused))),
+            ("group sends refused", str(len(self.group_sends_refused))),
+            ("group chains not as acknowledged", str(len(self.group_chains_wrong))),
+            ("group reports naming others", str(len(self.group_reports_wrong))),
+            ("group messages served to non-members", str(len(self.group_outsiders_served))),
             ("seconds", f"{self.seconds:.1f}"),
         ]
         return rows
