@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 MAX_REQUEST_PLAIN = 8 * 1024
-MAX_ANSWER_PLAIN = 1 << 20
+MAX_ANSWER_PLAIN = 768 * 1024  # a sealed answer stays within the relay's 1 MiB byte strings
 MAX_REQUEST = NONCE_LEN + MAX_REQUEST_PLAIN + TAG_LEN
 MAX_ANSWER = NONCE_LEN + MAX_ANSWER_PLAIN + TAG_LEN
 MAX_CONTACTS = 4096
