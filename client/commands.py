@@ -104,6 +104,11 @@ async def run_command(args: argparse.Namespace, out: Console, err: Console) -> i
 
         return await run_demo(out, pause=args.pause)
     root = resolve_profile_dir(getattr(args, "profile", None))
+    if args.command == "device" and args.action == "join":
+        from .device_commands import run_join
+
+        timeout = parse_duration(args.timeout)
+        return await run_join(root, _passphrase(args, new=True), args, out, timeout)
     if args.command == "init":
         client = Client.create(
             root, _passphrase(args, new=True), suite=args.suite, strength=args.kdf
@@ -152,6 +157,11 @@ async def _dispatch(client: Client, args: argparse.Namespace, out: Console, err:
         return await _contacts(client, args, out)
     if command == "group":
         return await run_group(client, args, out, err)
+    if command == "device":
+        from .device_commands import run_device
+
+        timeout = parse_duration(getattr(args, "timeout", None) or "10m")
+        return await run_device(client, args, out, timeout)
     if command == "send":
         return await _send(client, args, out, err)
     if command in ("inbox", "sync"):

@@ -119,7 +119,7 @@ def _people(root: Path, clock: DemoClock) -> tuple[Client, Client, Client]:
 async def _introduce(url: str, alice: Client, laptop: Client, phone: Client) -> None:
     await alice.register(url, "alice")
     await laptop.register(url, "bob")
-    await phone.register(url)
+    await phone.register(url, approver=laptop)  # the laptop approves its second device
     await alice.add_contact("bob", "bob")
     for device in (laptop, phone):
         await device.add_contact("alice", "alice")

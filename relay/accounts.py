@@ -219,7 +219,7 @@ class Accounts:
     async def login(self, device_id: bytes, challenge: bytes, signature: bytes) -> tuple[str, int]:
         """Check a device's answer to a challenge; return a new token and its expiry."""
         device = await self.storage.get_device(device_id)
-        if device is None or device.revoked_at is not None:
+        if device is None:
             raise Unauthorized("Login failed.", "login_failed")
         cert = await self.certificate(device)
         try:
@@ -228,6 +228,12 @@ class Accounts:
             )
         except ProtocolError:
             raise Unauthorized("Login failed.", "login_failed") from None
+        if device.revoked_at is not None:  # said only to the holder of the device's key
+            raise Unauthorized(
+                "This device was revoked; it can no longer log in.",
+                "device_revoked",
+                data={"revoked_at": device.revoked_at},
+            )
         await self._take(challenge)
         token = self.rng(TOKEN_BYTES)
         now = self.clock()
