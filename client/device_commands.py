@@ -28,11 +28,12 @@ from e2e_recall.report import format_time
 from . import account
 from .client import Client
 from .core import Core
+from .device_notes import notes_for
 from .errors import ClientError, NotFound, UsageProblem
 from .linking import LinkFailed, LinkOffer, join, short_device
 from .render import print_json
 
-__all__ = ["add_device_parser", "run_device", "run_join"]
+__all__ = ["add_device_parser", "print_device_notes", "run_device", "run_join"]
 
 _WAKE_SECONDS = 2.0  # between polls when no link event arrives
 
@@ -75,8 +76,20 @@ def _line(out: Console, value: dict[str, Any]) -> None:
 
 
 async def run_join(
-    root: Path, passphrase: str, args: argparse.Namespace, out: Console, timeout_ms: int
+    root: Path,
+    passphrase: str,
+    args: argparse.Namespace,
+    out: Console,
+    err: Console,
+    timeout_ms: int,
 ) -> int:
+    def sent(device_id: bytes) -> None:
+        err.print(
+            f"Asked to join as device {short_device(device_id)}; your other device shows the "
+            "same id. Waiting for it…",
+            markup=False,
+        )
+
     core, problems = await join(
         root,
         passphrase,
@@ -86,6 +99,7 @@ async def run_join(
         strength=args.kdf,
         timeout_ms=timeout_ms,
         device_name=args.name,
+        on_sent=sent,
     )
     client = Client(core)
     try:
@@ -112,6 +126,15 @@ async def run_join(
     finally:
         await client.close()
     return 0
+
+
+def print_device_notes(client: Client, name: str, out: Console) -> None:
+    """Under a conversation's history: the contact's device changes this device noticed."""
+    who = client.core.store.contact_by_name(name)
+    if who is None:
+        return
+    for at, text in notes_for(client.core, who.user_id):
+        out.print(f"{format_time(at)}  {text}", markup=False)
 
 
 def list_group_ids(core: Core) -> list[bytes]:

@@ -18,6 +18,7 @@ derived).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,7 +169,13 @@ def parse_user_code(text: str) -> bytes:
 
 
 async def _exchange(
-    url: str, secret: bytes, device: DeviceSecrets, name: str | None, timeout_ms: int, clock: Clock
+    url: str,
+    secret: bytes,
+    device: DeviceSecrets,
+    name: str | None,
+    timeout_ms: int,
+    clock: Clock,
+    on_sent: Callable[[bytes], None],
 ) -> LinkAnswer:
     keys = link_keys(secret)
     request = seal_link_request(
@@ -197,6 +204,7 @@ async def _exchange(
                     "link_used",
                 ) from None
             raise
+        on_sent(device.device_id)
         deadline = clock() + timeout_ms
         while clock() < deadline:
             try:
@@ -260,11 +268,14 @@ async def join(
     timeout_ms: int = 10 * 60 * 1000,
     device_name: str | None = None,
     clock: Clock = system_clock,
+    on_sent: Callable[[bytes], None] = lambda device_id: None,
 ) -> tuple[Core, list[str]]:
     """Make this profile a new device of the identity whose device shows ``code``.
 
-    Returns the core (registered and logged in) and the problems met while
-    fetching groups (each a sentence; the rest of the link stands).
+    ``on_sent`` is told this device's id once the request is at the relay
+    (for the person to compare with what the other device shows).  Returns the
+    core (registered and logged in) and the problems met while fetching
+    groups (each a sentence; the rest of the link stands).
     """
     secret = parse_user_code(code)
     url = check_relay_url(url)
@@ -278,7 +289,7 @@ async def join(
             f"Unknown wrapping suite {suite!r}; choose x25519 or xwing.", "bad_suite"
         )
     device = DeviceSecrets.generate(account.SUITES[suite])
-    answer = await _exchange(url, secret, device, device_name, timeout_ms, clock)
+    answer = await _exchange(url, secret, device, device_name, timeout_ms, clock, on_sent)
     del secret
     keys = Keys(answer.identity, device, answer.certificate.signed, bytes(nacl.utils.random(32)))
     profile.ensure()

@@ -27,7 +27,7 @@ def _link(old: Person, new: Person) -> dict[str, object]:
     """Link ``new`` (a fresh profile) to ``old``'s identity; the join's JSON."""
     link, first = _start_link(old)
     try:
-        joined = new.run(
+        result = new.run(
             "device",
             "join",
             str(first["code"]),
@@ -35,8 +35,10 @@ def _link(old: Person, new: Person) -> dict[str, object]:
             "--kdf",
             "interactive",
             "--json",
-        ).json()
+        )
+        joined = result.json()
         done = json.loads(link.expect(lambda line: '"linked"' in line))
+        assert f"Asked to join as device {str(joined['device_id'])[:8]}" in result.err
         assert link.wait() == 0
     finally:
         link.kill()
@@ -193,6 +195,7 @@ def test_revoking_a_device_with_the_cli(relay: RelayProcess, pair: tuple[Person,
     bob.run("send", "alice", "after the revocation")
     notes = [u["detail"] for u in _updates(bob, "device")]
     assert f"alice removed device {phone_id.hex()[:8]}" in notes
+    assert f"alice removed device {phone_id.hex()[:8]}" in bob.run("history", "alice").out
     assert _wraps_for(relay, phone_id) == []
     alice.run("sync")
     assert len(alice.run("inbox", "--json").json()) == 2
