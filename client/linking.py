@@ -18,6 +18,7 @@ derived).
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,6 +242,20 @@ async def _exchange(
     raise LinkFailed("No answer from your other device in time; nothing was kept.", "timeout")
 
 
+def _remove_profile(profile: Profile, whole: bool) -> None:
+    """Undo a join that could not register: the files it made (the directory if it made it)."""
+    if whole:
+        shutil.rmtree(profile.root, ignore_errors=True)
+        return
+    for path in (profile.keystore, profile.database):
+        for leftover in (
+            path,
+            path.with_name(path.name + "-wal"),
+            path.with_name(path.name + "-shm"),
+        ):
+            leftover.unlink(missing_ok=True)
+
+
 def _save_contacts(core: Core, contacts: tuple[LinkContact, ...]) -> None:
     now = core.clock()
     with core.store.transaction():
@@ -292,11 +307,22 @@ async def join(
     answer = await _exchange(url, secret, device, device_name, timeout_ms, clock, on_sent)
     del secret
     keys = Keys(answer.identity, device, answer.certificate.signed, bytes(nacl.utils.random(32)))
+    fresh_root = not root.exists()
     profile.ensure()
-    create_keystore(profile.keystore, passphrase, keys, strength)
-    core = Core(profile, keys, LocalStore(profile.database, keys.storage_key), clock)
-    _save_contacts(core, answer.contacts)
-    await account.register(core, answer.relay_url, answer.handle, approval=answer.approval)
+    try:
+        create_keystore(profile.keystore, passphrase, keys, strength)
+        core = Core(profile, keys, LocalStore(profile.database, keys.storage_key), clock)
+        _save_contacts(core, answer.contacts)
+        try:
+            await account.register(core, answer.relay_url, answer.handle, approval=answer.approval)
+        except BaseException:
+            core.close_store()
+            raise
+    except BaseException:
+        # The answer was used up: a profile that cannot register is of no use. Nothing
+        # half-made is left behind, and the person links again.
+        _remove_profile(profile, fresh_root)
+        raise
     problems = []
     for group_id in answer.groups:
         try:

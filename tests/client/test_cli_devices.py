@@ -199,3 +199,28 @@ def test_revoking_a_device_with_the_cli(relay: RelayProcess, pair: tuple[Person,
     assert _wraps_for(relay, phone_id) == []
     alice.run("sync")
     assert len(alice.run("inbox", "--json").json()) == 2
+
+
+def test_a_join_that_cannot_register_leaves_no_profile(alice: Person) -> None:
+    # Alice's device believes in another handle than the relay has for her, so the relay
+    # refuses the new device's registration (409 handle_mismatch) after the answer was
+    # taken: the joining profile must not be left half-made.
+    with sqlite3.connect(alice.profile / "client.db") as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'handle'", (b"not-alice",))
+    phone = _phone(alice)
+    link, first = _start_link(alice)
+    try:
+        failed = phone.run(
+            "device",
+            "join",
+            str(first["code"]),
+            str(first["relay"]),
+            "--kdf",
+            "interactive",
+            expect=1,
+        )
+    finally:
+        link.kill()
+    assert "another handle" in failed.err
+    assert not phone.profile.exists()
+    assert not phone.profile.is_dir()

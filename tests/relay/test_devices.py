@@ -17,7 +17,7 @@ import pytest
 
 import e2e_recall as er
 from e2e_recall import wire
-from e2e_recall.auth import sign_registration
+from e2e_recall.auth import sign_login, sign_registration
 from e2e_recall.device_admin import sign_device_revocation
 from e2e_recall.link_code import link_keys, new_link_secret
 from e2e_recall.linking import open_link_request, seal_link_request
@@ -195,7 +195,18 @@ async def test_revoking_a_device_withdraws_it_everywhere_at_once(
     assert lines[phone_id] == "never_delivered"
     # The phone's session ended; logging in again is refused.
     await _refused(alice.call("GET", "/v1/sync", device=1), 401, "bad_token")
-    await _refused(alice.login(1), 401, "login_failed")
+    told = await _refused(alice.login(1), 401, "device_revoked")  # it proved its key
+    assert told.body["facts"] == {"revoked_at": relay.clock.now}
+    challenge = (await alice.call("POST", "/v1/challenge", token=""))["challenge"]
+    forged = er.SigningKey.generate()  # someone who knows only the revoked device's id
+    guess = {
+        "device_id": phone_id,
+        "challenge": challenge,
+        "signature": sign_login(
+            forged, relay=relay.relay_id, device_id=phone_id, challenge=challenge
+        ),
+    }
+    await _refused(alice.call("POST", "/v1/login", guess, token=""), 401, "login_failed")
     # The directory no longer lists it, and a wrap to it is refused.
     assert [c.device_id for c in await bob.lookup(alice)] == [alice.devices[0].secrets.device_id]
     header2, sealed = bob.seal(alice, "after the revocation")
