@@ -20,10 +20,12 @@ from e2e_recall import (
     issue_device_certificate,
 )
 from e2e_recall.auth import relay_fingerprint, sign_login, sign_registration
+from e2e_recall.device_admin import sign_device_approval
 from e2e_recall.errors import E2ERecallError
+from e2e_recall.report import format_time
 
 from .core import Clock, Core, system_clock
-from .errors import KeystoreError, RelayKeyChanged, RelayRefused, UsageProblem
+from .errors import DeviceRevoked, KeystoreError, RelayKeyChanged, RelayRefused, UsageProblem
 from .keystore import DEFAULT_STRENGTH, Keys, create_keystore, open_keystore
 from .paths import Profile
 from .store import LocalStore
@@ -37,6 +39,7 @@ __all__ = [
     "login",
     "open_profile",
     "register",
+    "revoked",
 ]
 
 SUITES = {"x25519": WrapSuite.X25519, "xwing": WrapSuite.XWING}
@@ -67,7 +70,11 @@ def create_linked_profile(
     strength: str = DEFAULT_STRENGTH,
     clock: Clock = system_clock,
 ) -> Core:
-    """Another device for an existing identity (the demo's second phone; issue 8 adds linking)."""
+    """Another device for an existing identity, made in-process (the demo and tests).
+
+    People link a device with ``e2e-recall device link`` / ``join``
+    (:mod:`client.linking`); this one must be registered with an approver.
+    """
     return _create(profile, passphrase, identity, SUITES[suite], strength, clock)
 
 
@@ -119,8 +126,19 @@ async def _relay_key(transport: Transport) -> VerifyKey:
         ) from None
 
 
-async def register(core: Core, url: str, handle: str | None = None) -> None:
-    """Register this device (and, the first time, the identity) with the relay at ``url``."""
+async def register(
+    core: Core,
+    url: str,
+    handle: str | None = None,
+    approval: bytes | None = None,
+    approver: DeviceSecrets | None = None,
+) -> None:
+    """Register this device (and, the first time, the identity) with the relay at ``url``.
+
+    A linked device passes the ``approval`` its linking device signed
+    (docs/protocol.md section 17.4); a device made in-process from an identity
+    (the demo, tests) passes the ``approver``'s secrets to sign one here.
+    """
     url = check_relay_url(url)
     known = core.store.get_meta("relay_url")
     if known is not None and known.decode() != url:
@@ -139,6 +157,13 @@ async def register(core: Core, url: str, handle: str | None = None) -> None:
         challenge=challenge,
         certificate=core.keys.certificate,
     )
+    if approval is None and approver is not None:
+        approval = sign_device_approval(
+            approver.signing_key,
+            relay=relay_fingerprint(relay_key),
+            approver=approver.device_id,
+            certificate=core.keys.certificate,
+        )
     body: dict[str, Any] = {
         "identity_key": core.keys.identity.public_key.raw,
         "certificate": core.keys.certificate,
@@ -146,6 +171,7 @@ async def register(core: Core, url: str, handle: str | None = None) -> None:
         "identity_signature": identity_signature,
         "device_signature": device_signature,
         "handle": handle,
+        "approval": approval,
     }
     try:
         await transport.call("POST", "/v1/register", body, auth=False)
@@ -176,16 +202,32 @@ async def login(core: Core) -> None:
         device_id=core.device_id,
         challenge=challenge,
     )
-    answer = await transport.call(
-        "POST",
-        "/v1/login",
-        {"device_id": core.device_id, "challenge": challenge, "signature": signature},
-        auth=False,
-    )
+    try:
+        answer = await transport.call(
+            "POST",
+            "/v1/login",
+            {"device_id": core.device_id, "challenge": challenge, "signature": signature},
+            auth=False,
+        )
+    except RelayRefused as exc:
+        if exc.code == "device_revoked":
+            raise revoked(exc.data.get("revoked_at")) from None
+        raise
     transport.token = answer["token"]
     with core.store.transaction():
         core.store.set_meta("token", core.store.seal(answer["token"].encode()))
         core.store.set_int("token_expires_at", answer["expires_at"])
+
+
+def revoked(at: object) -> DeviceRevoked:
+    """The error for a device the relay says was revoked (at ``at``, if it says when)."""
+    when = f" on {format_time(at)}" if isinstance(at, int) else ""
+    return DeviceRevoked(
+        f"This device was revoked{when} by another of your devices; it can no longer send "
+        "or receive. To use this computer again, link it as a new device: 'e2e-recall "
+        "device join CODE URL' with a new --profile.",
+        "device_revoked",
+    )
 
 
 async def ensure_session(core: Core) -> None:

@@ -25,6 +25,13 @@
     e2e-recall group leave NAME          leave it; you get none of its later messages
     e2e-recall group list [NAME]         your groups, or one group's members and admins
     e2e-recall group rename NAME NEW     rename it on this device only
+    e2e-recall device link [--timeout 10m]
+                                         show a one-time code that links a new device to you
+    e2e-recall device join CODE RELAY_URL
+                                         on a new profile: become one of your devices (your
+                                         identity, contacts and groups; history is not copied)
+    e2e-recall device list               your devices, this one marked, revoked ones dated
+    e2e-recall device revoke DEVICE      withdraw one of your other devices (4+ hex digits)
     e2e-recall delete MSG                delete on this device only
     e2e-recall sync                      send what is queued and fetch what is waiting
     e2e-recall demo                      the whole story, with a relay of its own
@@ -40,7 +47,8 @@ or message, or no relay yet; 3 relay unreachable (anything sent is queued
 and retried later); 4 keystore or profile problem, or wrong passphrase; 5
 trust problem (a changed identity or relay key, or a group chain from the
 relay that does not verify); 6 another session of this device took over
-the live connection (watch, report --follow); 130 interrupted.
+the live connection (watch, report --follow); 7 this device was revoked
+by another of your devices; 130 interrupted.
 
 JSON (--json) for scripts; these keys are stable, and one that does not
 apply is null:
@@ -72,7 +80,16 @@ apply is null:
   group list      [{name, group_id, seq, member, admin, members}] (members as
                   in group; one group with NAME)
   sync            {updates: [{kind, id, contact, detail}], queued} (for kind
-                  group, id is the group id and contact the group's name)
+                  group, id is the group id and contact the group's name; for
+                  kind device, id is the device id, contact the contact whose
+                  devices changed or "you", detail the sentence)
+  device link     {code, relay, expires_at} on a first line at once, then
+                  {linked, device_id, registered} on a second when the new
+                  device has joined
+  device join     {user_id, device_id, relay, contacts, groups, problems}
+  device list     [{device_id, created_at, revoked_at, this_device,
+                  wrap_suite}]
+  device revoke   {device_id, revoked_at, already_revoked, wraps_destroyed}
   watch           {kind, id, contact, detail}, one line per update
   bench           {runs, body_bytes, machine: {cpu, cores, python, cryptography,
                   pynacl, msgpack}, results: [{suite, path, devices, client:
@@ -95,6 +112,7 @@ from e2e_recall.errors import E2ERecallError
 
 from .bench import SUITES
 from .commands import run_command
+from .device_commands import add_device_parser
 from .errors import ClientError, KeystoreError
 from .group_commands import add_group_parser
 
@@ -241,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _json(sub.add_parser("sync", parents=[common], help="send queued, fetch waiting"))
     add_group_parser(sub, common)
+    add_device_parser(sub, common)
     demo = sub.add_parser("demo", help="play the whole story with a relay of its own")
     demo.add_argument(
         "--pause",

@@ -29,6 +29,7 @@ from e2e_recall.errors import E2ERecallError
 from . import account, attachments, contacts, receiving, sending
 from .attachments import ReceivedFile
 from .core import Clock, Core, system_clock
+from .device_events import device_updates
 from .errors import ClientError, NotFound, RelayKeyChanged, RelayUnreachable, UsageProblem
 from .group_people import display_name
 from .group_sending import send_to_group
@@ -142,8 +143,12 @@ class Client:
             "profile": str(self.core.profile.root),
         }
 
-    async def register(self, url: str, handle: str | None = None) -> None:
-        await account.register(self.core, url, handle)
+    async def register(
+        self, url: str, handle: str | None = None, *, approver: Client | None = None
+    ) -> None:
+        """Register; a further device made in-process is approved by ``approver``."""
+        secrets = approver.core.keys.device if approver is not None else None
+        await account.register(self.core, url, handle, approver=secrets)
 
     # contacts -------------------------------------------------------------------------------------
     async def add_contact(self, name: str, who: str) -> Contact:
@@ -382,7 +387,7 @@ class Client:
                     self.core, "POST", "/v1/sync/ack", {"seq": self.core.store.get_int("cursor")}
                 )
             if not answer.get("more"):
-                return updates
+                return updates + device_updates(self.core)
 
     async def watch(self, stop: asyncio.Event | None = None) -> AsyncGenerator[Update, None]:
         """Live updates over the WebSocket, reconnecting with backoff until ``stop`` is set.
@@ -453,6 +458,8 @@ class Client:
                     if update is not None:
                         yield update
                 elif frame.get("type") == "caught_up":
+                    for noted in device_updates(self.core):
+                        yield noted
                     yield Update("caught_up", b"", "", "")
         finally:
             stopper.cancel()

@@ -24,6 +24,7 @@ from rich.console import Console
 from e2e_recall import format_fingerprint
 
 from .client import TAKEN_OVER, Client
+from .device_commands import print_device_notes
 from .errors import RecallNotAccepted, RelayUnreachable, SessionReplaced, UsageProblem
 from .group_commands import run_group
 from .paths import resolve_profile_dir
@@ -104,6 +105,11 @@ async def run_command(args: argparse.Namespace, out: Console, err: Console) -> i
 
         return await run_demo(out, pause=args.pause)
     root = resolve_profile_dir(getattr(args, "profile", None))
+    if args.command == "device" and args.action == "join":
+        from .device_commands import run_join
+
+        timeout = parse_duration(args.timeout)
+        return await run_join(root, _passphrase(args, new=True), args, out, err, timeout)
     if args.command == "init":
         client = Client.create(
             root, _passphrase(args, new=True), suite=args.suite, strength=args.kdf
@@ -152,6 +158,11 @@ async def _dispatch(client: Client, args: argparse.Namespace, out: Console, err:
         return await _contacts(client, args, out)
     if command == "group":
         return await run_group(client, args, out, err)
+    if command == "device":
+        from .device_commands import run_device
+
+        timeout = parse_duration(getattr(args, "timeout", None) or "10m")
+        return await run_device(client, args, out, timeout)
     if command == "send":
         return await _send(client, args, out, err)
     if command in ("inbox", "sync"):
@@ -207,6 +218,7 @@ async def _dispatch(client: Client, args: argparse.Namespace, out: Console, err:
             print_json(out, [entry_json(e) for e in entries])
         else:
             print_entries(out, entries, title=f"conversation with {args.name}")
+            print_device_notes(client, args.name, out)
         return 0
     if command == "delete":
         row = client.find(args.message)

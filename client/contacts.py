@@ -25,6 +25,7 @@ from e2e_recall.errors import E2ERecallError
 
 from .account import authed
 from .core import Core
+from .device_notes import device_change_notes
 from .errors import ContactError, IdentityChanged, NotFound, RelayRefused, UsageProblem
 from .group_store import by_name as group_by_name
 from .store import Contact
@@ -222,7 +223,9 @@ async def refresh_devices(core: Core, who: Contact) -> list[DeviceCertificate]:
     certificates = _verified_certificates(
         core, core.verify_key(who.identity_key), entry.get("devices") or []
     )
+    before = who.devices
     with core.store.transaction():
+        device_change_notes(core, who, before, certificates)
         who.devices = wire.encode([c.signed for c in certificates])
         who.handle = entry.get("handle") if isinstance(entry.get("handle"), str) else who.handle
         core.store.save_contact(who)

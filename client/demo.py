@@ -2,7 +2,8 @@
 
 A real relay runs in this process on 127.0.0.1 (a random port, a temporary
 SQLite database); Alice and Bob are real clients with their own profiles,
-talking to it over HTTP.  Bob has a laptop and a phone, and the phone is
+talking to it over HTTP.  Bob has a laptop and a phone (linked to his
+identity with a one-time code, as ``device link`` does), and the phone is
 offline for part of the story.  One clock drives relay and clients alike,
 so "ten minutes later" takes no time.  Nothing here is simulated except
 the passing of time: the reports are the relay's, checked by Alice's client.
@@ -21,6 +22,7 @@ from .client import Client, Entry
 from .core import system_clock
 from .errors import ClientError, RecallNotAccepted
 from .groups import create_group
+from .linking import LinkOffer, join
 from .render import print_entries, print_report, short
 
 __all__ = ["run_demo"]
@@ -101,28 +103,46 @@ async def run_demo(console: Console, *, pause: float = 0.0) -> int:
     return 0
 
 
-def _people(root: Path, clock: DemoClock) -> tuple[Client, Client, Client]:
-    def make(name: str, identity: object = None) -> Client:
+def _people(root: Path, clock: DemoClock) -> tuple[Client, Client]:
+    def make(name: str) -> Client:
         return Client.create(
             root / name,
             _PASSPHRASE,
             strength="interactive",  # a throwaway profile; real ones default to "moderate"
             clock=clock,
-            identity=identity,  # type: ignore[arg-type]
         )
 
-    alice, laptop = make("alice"), make("bob-laptop")
-    phone = make("bob-phone", laptop.core.keys.identity)  # a second device of Bob's identity
-    return alice, laptop, phone
+    return make("alice"), make("bob-laptop")
 
 
-async def _introduce(url: str, alice: Client, laptop: Client, phone: Client) -> None:
+async def _link_phone(root: Path, url: str, laptop: Client, clock: DemoClock) -> Client:
+    """Bob's phone joins his identity with the code his laptop shows, as 'device link' does."""
+    offer = await LinkOffer.open(laptop.core, 10 * 60 * 1000)
+
+    async def answer() -> None:
+        while (request := await offer.poll_request()) is None:
+            await asyncio.sleep(0.05)
+        await offer.answer(request)
+
+    answering = asyncio.create_task(answer())
+    try:
+        core, _ = await join(
+            root / "bob-phone", _PASSPHRASE, offer.code, url, strength="interactive", clock=clock
+        )
+    finally:
+        await answering
+    return Client(core)
+
+
+async def _introduce(
+    root: Path, url: str, alice: Client, laptop: Client, clock: DemoClock
+) -> Client:
     await alice.register(url, "alice")
     await laptop.register(url, "bob")
-    await phone.register(url)
+    await laptop.add_contact("alice", "alice")
+    phone = await _link_phone(root, url, laptop, clock)
     await alice.add_contact("bob", "bob")
-    for device in (laptop, phone):
-        await device.add_contact("alice", "alice")
+    return phone
 
 
 async def _show_report(story: Story, alice: Client, message_id: bytes) -> None:
@@ -132,13 +152,15 @@ async def _show_report(story: Story, alice: Client, message_id: bytes) -> None:
 
 async def _play(story: Story, root: Path, url: str, clock: DemoClock) -> None:
     story.out.print(f"A relay is running at {url} (temporary SQLite database).", highlight=False)
-    alice, laptop, phone = _people(root, clock)
+    alice, laptop = _people(root, clock)
+    phone: Client | None = None
     try:
-        await _introduce(url, alice, laptop, phone)
+        phone = await _introduce(root, url, alice, laptop, clock)
         story.out.print(
             "Alice has one device. Bob has a laptop (device "
             f"{laptop.device_id.hex()[:8]}) and a phone (device {phone.device_id.hex()[:8]}), "
-            "both under one identity.",
+            "both under one identity: the phone joined with a one-time code the laptop "
+            "showed ('e2e-recall device link').",
             highlight=False,
         )
         await _wrong_person(story, alice, laptop, phone)
@@ -151,7 +173,8 @@ async def _play(story: Story, root: Path, url: str, clock: DemoClock) -> None:
         await _group_recall(story, root, url, alice, laptop, phone, clock)
     finally:
         for client in (alice, laptop, phone):
-            await client.close()
+            if client is not None:
+                await client.close()
     story.out.print()
     story.out.rule("The end")
     story.out.print(

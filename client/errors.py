@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "ClientError",
     "ContactError",
+    "DeviceRevoked",
     "GroupChainInvalid",
     "GroupRefused",
     "IdentityChanged",
@@ -118,3 +119,9 @@ class GroupChainInvalid(ClientError):
     """A group's chain of changes did not verify; nothing of it was applied."""
 
     exit_code = 5
+
+
+class DeviceRevoked(ClientError):
+    """This device was revoked by another device of the same user; it cannot log in again."""
+
+    exit_code = 7

@@ -38,6 +38,7 @@ from .core import Core
 from .errors import KeystoreError, NotFound, RelayRefused, RelayUnreachable, UsageProblem
 from .group_people import sender_contact
 from .group_store import by_conversation
+from .own_copies import is_copy, myself
 from .reporting import is_news
 from .store import Contact, OutboxItem, StoredMessage
 
@@ -90,6 +91,10 @@ async def process_event(core: Core, kind: str, message_id: bytes, payload: bytes
         from .groups import on_group_event  # it imports this module
 
         return await on_group_event(core, body)
+    if kind in ("link", "device"):
+        from .device_events import on_device_event
+
+        return on_device_event(core, kind, message_id, body)
     return None
 
 
@@ -173,7 +178,11 @@ async def _on_notice(core: Core, message_id: bytes, notice: dict[str, Any]) -> U
                 f"A message to {group.name} from someone who is not a member was dropped.",
             )
         who = await sender_contact(core, sender)
-    elif sender == core.user_id or notice.get("conversation_id") != core.conversation_with(sender):
+    elif sender == core.user_id:
+        from .own_copies import on_own_copy  # a copy sent from another of our devices
+
+        return await on_own_copy(core, message_id, notice)  # type: ignore[no-any-return]
+    elif notice.get("conversation_id") != core.conversation_with(sender):
         return Update(  # a group this device does not know (or no conversation at all)
             "dropped",
             message_id,
@@ -221,7 +230,12 @@ async def _on_revocation(core: Core, message_id: bytes, event: dict[str, Any]) -
     signed = event.get("revocation")
     if not isinstance(sender, bytes) or not isinstance(signed, bytes):
         return None
-    if by_conversation(core.store, event.get("conversation_id")) is not None:
+    own = (
+        sender == core.user_id and by_conversation(core.store, event.get("conversation_id")) is None
+    )
+    if own:
+        who = myself(core)  # the recall of a copy from another of our devices
+    elif by_conversation(core.store, event.get("conversation_id")) is not None:
         who = await sender_contact(core, sender)  # a recall stays the sender's, member or not
     else:
         who = await contact_for_sender(core, sender)
@@ -236,10 +250,8 @@ async def _on_revocation(core: Core, message_id: bytes, event: dict[str, Any]) -
     with core.store.transaction():
         if row is None:
             core.store.remember_revocation(message_id, who.user_id, signed, core.clock())
-        elif (
-            row.outgoing
-            or row.peer != who.user_id
-            or (row.conversation_id != revocation.conversation_id)
+        elif (not is_copy(row) if own else (row.outgoing or row.peer != who.user_id)) or (
+            row.conversation_id != revocation.conversation_id
         ):
             return None
         elif row.state == "recalled":
@@ -344,7 +356,7 @@ def open_body(core: Core, row: StoredMessage, wrap: bytes) -> tuple[Body, bytes]
 async def open_message(core: Core, message_id: bytes) -> StoredMessage:
     """Release this device's key at the relay, decrypt, and keep the text sealed at rest."""
     row = core.store.message(message_id)
-    if row is None or row.outgoing:
+    if row is None or (row.outgoing and not is_copy(row)):
         raise NotFound("No received message with that id.", "no_message")
     if row.state == "opened":
         return row

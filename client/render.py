@@ -256,6 +256,7 @@ def _print_members(console: Console, view: ReportView) -> None:
 
 _UPDATE_TEXT = {
     "group": "{detail}",
+    "device": "{detail}",
     "message": "New sealed message from {peer} [{id}]: open it with 'e2e-recall open {id}'.",
     "replaced": "{peer} sent a correction [{id}]: open it with 'e2e-recall open {id}'.",
     "recalled": "{peer} recalled message [{id}] ({detail}); it is gone from this device.",

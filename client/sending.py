@@ -51,6 +51,7 @@ from .errors import (
     RelayUnreachable,
     UsageProblem,
 )
+from .group_people import member_devices
 from .group_store import by_conversation
 from .store import OutboxItem, StoredMessage
 
@@ -119,16 +120,19 @@ def _wraps(key: bytes, header: Header, devices: list[DeviceCertificate]) -> list
 
 
 async def _devices(core: Core, name: str) -> list[DeviceCertificate]:
-    """Fresh devices if the relay answers, the cached, verified ones if it does not."""
+    """Fresh devices if the relay answers, the cached, verified ones if it does not.
+
+    The contact's devices and our own other devices, which keep a copy.
+    """
     who = contact(core, name)
     try:
-        return await refresh_devices(core, who)
+        found = await refresh_devices(core, who)
     except RelayUnreachable:
         check_not_changed(who)
-        cached = cached_devices(core, who)
-        if not cached:
+        found = cached_devices(core, who)
+        if not found:
             raise
-        return cached
+    return found + await member_devices(core, [core.user_id])
 
 
 async def _recipient_devices(
@@ -142,7 +146,9 @@ async def _recipient_devices(
     who = core.store.contact_by_user(row.peer)
     if who is None:
         raise ContactError("The recipient is no longer a contact.", "no_contact")
-    return await (refresh_devices(core, who) if fresh else _devices(core, who.name))
+    if not fresh:
+        return await _devices(core, who.name)
+    return await refresh_devices(core, who) + await member_devices(core, [core.user_id])
 
 
 def _check_text(text: str, *, with_files: bool = False) -> bytes:

@@ -27,6 +27,9 @@ CHUNK_LEN: Final = 65536  # plaintext bytes in every secretstream chunk but the 
 MAX_FILES: Final = 16  # files one body may list
 MAX_FILE_SIZE: Final = 2**40  # protocol ceiling on one file; a relay's own limit is lower
 
+# Linking devices (docs/protocol.md section 17).
+LINK_SECRET_LEN: Final = 16  # the one-time secret behind a link code (128 bits)
+
 # Groups (docs/protocol.md section "Groups").
 MAX_GROUP_MEMBERS: Final = 1024  # members of one group, and user ids one change may name
 
@@ -39,6 +42,9 @@ SIG_PURGE_RECEIPT: Final = b"e2e-recall/v1/sig/purge-receipt\x00"
 SIG_REGISTRATION: Final = b"e2e-recall/v1/sig/registration\x00"
 SIG_LOGIN: Final = b"e2e-recall/v1/sig/login\x00"
 SIG_GROUP_CHANGE: Final = b"e2e-recall/v1/sig/group-change\x00"
+SIG_DEVICE_APPROVAL: Final = b"e2e-recall/v1/sig/device-approval\x00"
+SIG_DEVICE_REVOCATION: Final = b"e2e-recall/v1/sig/device-revocation\x00"
+SIG_LINK_PROOF: Final = b"e2e-recall/v1/sig/link-proof\x00"
 
 # Hash contexts: digest = SHA-256(LABEL || input).
 HASH_FINGERPRINT: Final = b"e2e-recall/v1/hash/fingerprint\x00"
@@ -54,6 +60,12 @@ HASH_GROUP_CONVERSATION: Final = b"e2e-recall/v1/hash/group-conversation\x00"
 
 # HKDF info prefixes: info = LABEL || context.
 KDF_FILE_KEY: Final = b"e2e-recall/v1/kdf/file-key\x00"
+KDF_LINK_ID: Final = b"e2e-recall/v1/kdf/link-id\x00"
+KDF_LINK_KEY: Final = b"e2e-recall/v1/kdf/link-key\x00"
+
+# AEAD associated-data prefixes: aad = LABEL || context.
+AEAD_LINK_REQUEST: Final = b"e2e-recall/v1/aead/link-request\x00"
+AEAD_LINK_ANSWER: Final = b"e2e-recall/v1/aead/link-answer\x00"
 
 # HPKE info prefix for wrapping a per-message key to one device.
 HPKE_WRAP_INFO: Final = b"e2e-recall/v1/hpke/wrap\x00"
@@ -67,6 +79,9 @@ SIGNATURE_LABELS: Final = (
     SIG_REGISTRATION,
     SIG_LOGIN,
     SIG_GROUP_CHANGE,
+    SIG_DEVICE_APPROVAL,
+    SIG_DEVICE_REVOCATION,
+    SIG_LINK_PROOF,
 )
 HASH_LABELS: Final = (
     HASH_FINGERPRINT,
@@ -80,5 +95,12 @@ HASH_LABELS: Final = (
     HASH_GROUP_CHANGE,
     HASH_GROUP_CONVERSATION,
 )
-KDF_LABELS: Final = (KDF_FILE_KEY,)
-ALL_LABELS: Final = (*SIGNATURE_LABELS, *HASH_LABELS, *KDF_LABELS, HPKE_WRAP_INFO)
+KDF_LABELS: Final = (KDF_FILE_KEY, KDF_LINK_ID, KDF_LINK_KEY)
+AEAD_LABELS: Final = (AEAD_LINK_REQUEST, AEAD_LINK_ANSWER)
+ALL_LABELS: Final = (
+    *SIGNATURE_LABELS,
+    *HASH_LABELS,
+    *KDF_LABELS,
+    *AEAD_LABELS,
+    HPKE_WRAP_INFO,
+)

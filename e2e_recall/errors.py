@@ -24,6 +24,7 @@ __all__ = [
     "AlreadyAdmin",
     "AlreadyMember",
     "AuthenticationFailure",
+    "BadCode",
     "BrokenChain",
     "CertificateExpired",
     "DecodeError",
@@ -204,3 +205,9 @@ class TooManyMembers(GroupChangeRefused):
     """The group would have more members than a group may have."""
 
     expect = "too_many_members"
+
+
+class BadCode(ProtocolError):
+    """That is not a valid link code: check it for a typo and type it again."""
+
+    expect = "bad_code"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from e2e_recall.auth import CHALLENGE_LEN, verify_login, verify_registration
 from e2e_recall.device import DeviceCertificate, verify_device_certificate
+from e2e_recall.device_admin import peek_approver, verify_device_approval
 from e2e_recall.errors import ProtocolError
 from e2e_recall.identity import fingerprint
 from e2e_recall.signing import SigningKey, VerifyKey
@@ -28,6 +29,7 @@ from .directory import DirectoryCache, LruCache
 from .errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     NotFound,
     ServiceUnavailable,
     Unauthorized,
@@ -125,8 +127,14 @@ class Accounts:
         identity_signature: bytes,
         device_signature: bytes,
         handle: str | None,
+        approval: bytes | None = None,
     ) -> DeviceRecord:
-        """Register a device (and its user, if new) after proof of possession."""
+        """Register a device (and its user, if new) after proof of possession.
+
+        A user's first device needs nothing more; every later one needs the
+        approval of a current device (:meth:`_check_approval`), so a device
+        that was revoked -- and still holds the identity key -- cannot add any.
+        """
         if handle is not None and not _HANDLE.fullmatch(handle):
             raise BadRequest(
                 "A handle is 3 to 32 lowercase letters, digits, '.', '_' or '-'.", "bad_handle"
@@ -145,6 +153,7 @@ class Accounts:
             )
         except ProtocolError as exc:
             raise from_protocol_error(exc) from None
+        await self._check_approval(cert.user, cert.device_id, certificate, approval, now)
         await self._take(challenge)
         user = UserRecord(cert.user, identity_key, handle, now)
         existing = await self.storage.get_user(user_id=cert.user)
@@ -157,6 +166,43 @@ class Accounts:
         self.cache.forget(cert.user, (cert.device_id,))
         self._certificates[cert.device_id] = cert
         return device
+
+    async def _check_approval(
+        self, user_id: bytes, device_id: bytes, certificate: bytes, approval: bytes | None, now: int
+    ) -> None:
+        devices = await self.storage.get_devices(user_id)
+        for device in devices:
+            if device.device_id == device_id and device.revoked_at is not None:
+                raise Forbidden(
+                    "This device was revoked; a revoked device can never be registered again.",
+                    "device_revoked",
+                )
+        if not devices or any(d.device_id == device_id for d in devices):
+            return  # the first device; or a retry of one registered (device_exists follows)
+        if approval is None:
+            raise Forbidden(
+                "This user already has a device: link the new one from it "
+                "('e2e-recall device link'), which approves it.",
+                "approval_required",
+            )
+        refusal = Forbidden(
+            "The approval is not from a current device of this user, or does not verify.",
+            "bad_approval",
+        )
+        try:
+            approver = next(d for d in devices if d.device_id == peek_approver(approval))
+            if approver.revoked_at is not None or not (
+                await self.certificate(approver)
+            ).is_valid_at(now):
+                raise refusal
+            verify_device_approval(
+                approval,
+                VerifyKey(approver.signing_key),
+                relay=self.relay_id,
+                certificate=certificate,
+            )
+        except (StopIteration, ProtocolError):
+            raise refusal from None
 
     async def certificate(self, device: DeviceRecord) -> DeviceCertificate:
         """The device's verified certificate (verified once, then cached)."""
@@ -173,7 +219,7 @@ class Accounts:
     async def login(self, device_id: bytes, challenge: bytes, signature: bytes) -> tuple[str, int]:
         """Check a device's answer to a challenge; return a new token and its expiry."""
         device = await self.storage.get_device(device_id)
-        if device is None or device.revoked_at is not None:
+        if device is None:
             raise Unauthorized("Login failed.", "login_failed")
         cert = await self.certificate(device)
         try:
@@ -182,6 +228,12 @@ class Accounts:
             )
         except ProtocolError:
             raise Unauthorized("Login failed.", "login_failed") from None
+        if device.revoked_at is not None:  # said only to the holder of the device's key
+            raise Unauthorized(
+                "This device was revoked; it can no longer log in.",
+                "device_revoked",
+                data={"revoked_at": device.revoked_at},
+            )
         await self._take(challenge)
         token = self.rng(TOKEN_BYTES)
         now = self.clock()
@@ -217,6 +269,12 @@ class Accounts:
         if device is None or device.revoked_at is not None:
             raise Unauthorized("This device is no longer registered.", "bad_token")
         return session
+
+    def forget_device(self, user_id: bytes, device_id: bytes) -> None:
+        """A device was revoked here: no cached directory entry or session may show it."""
+        self.cache.forget(user_id, (device_id,))
+        self._certificates.pop(device_id, None)
+        self._sessions.drop_where(lambda session: session.device_id == device_id)
 
     async def logout(self, session: Session) -> None:
         self._sessions.drop(session.token_hash)

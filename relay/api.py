@@ -16,6 +16,7 @@ from aiohttp import web
 from e2e_recall import wire
 from e2e_recall.domains import FINGERPRINT_LEN, ID_LEN, KEY_LEN, SIGNATURE_LEN
 from e2e_recall.errors import DecodeError
+from e2e_recall.linking import MAX_ANSWER
 from e2e_recall.schema import Field, check_map
 
 from .errors import BadRequest, PayloadTooLarge, RequestTimeout
@@ -52,6 +53,7 @@ REQUESTS: dict[str, tuple[Field, ...]] = {
         Field("identity_signature", "bin", size=SIGNATURE_LEN),
         Field("device_signature", "bin", size=SIGNATURE_LEN),
         Field("handle", "str", max_len=32, optional=True),
+        Field("approval", "bin", max_len=256, optional=True),
     ),
     "login": (
         Field("device_id", "bin", size=ID_LEN),
@@ -74,7 +76,16 @@ REQUESTS: dict[str, tuple[Field, ...]] = {
     # a signed group change: 1024 members of 32 bytes and the rest fit well within this
     "group_change": (Field("change", "bin", max_len=64 * 1024),),
     "open": (),
+    "link": (
+        Field("link_id", "bin", size=ID_LEN),
+        Field("expires_at", "uint", max_value=2**63 - 1),
+    ),
+    "link_message": (Field("sealed", "bin", max_len=MAX_ANSWER),),
+    "device_revocation": (Field("revocation", "bin", max_len=1024),),
 }
+
+# Keys a request may leave out (added later; older clients do not send them).
+_MAY_OMIT: dict[str, dict[str, Any]] = {"register": {"approval": None}}
 
 _LIMITS = wire.Limits(max_size=1 << 21, max_bin=1 << 20, max_array=4096, max_map=16, max_depth=4)
 
@@ -109,6 +120,8 @@ def parse_body(body: bytes, kind: str) -> dict[str, Any]:
 
 def check_body(value: Any, kind: str) -> dict[str, Any]:
     """An already decoded body (a WebSocket request's), checked like an HTTP one."""
+    if isinstance(value, dict) and kind in _MAY_OMIT:
+        value = _MAY_OMIT[kind] | value
     try:
         return check_map(value, REQUESTS[kind], kind)
     except DecodeError as exc:

@@ -56,6 +56,11 @@ class LruCache(Generic[K, V]):
     def drop(self, key: K) -> None:
         self._items.pop(key, None)
 
+    def drop_where(self, condition: Callable[[V], bool]) -> None:
+        """Drop every entry whose value meets ``condition`` (rare: a device revoked)."""
+        for key in [k for k, (_, value) in self._items.items() if condition(value)]:
+            del self._items[key]
+
 
 class DirectoryCache:
     def __init__(

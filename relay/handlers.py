@@ -24,7 +24,7 @@ from .errors import BadRequest, RateLimited, Unauthorized
 from .services import SERVICES, Services
 from .ws_requests import RequestRunner
 
-__all__ = ["session_of", "setup_routes"]
+__all__ = ["anonymous", "session_of", "setup_routes"]
 
 
 def _services(request: web.Request) -> Services:
@@ -45,7 +45,7 @@ async def session_of(request: web.Request) -> Session:
     return session
 
 
-def _anonymous(request: web.Request) -> None:
+def anonymous(request: web.Request) -> None:
     """Count a request that needs no session against its client address."""
     services = _services(request)
     peer = request.transport.get_extra_info("peername") if request.transport else None
@@ -116,13 +116,13 @@ async def well_known(request: web.Request) -> web.Response:
 
 
 async def challenge(request: web.Request) -> web.Response:
-    _anonymous(request)
+    anonymous(request)
     value, expires_at = await _services(request).accounts.challenge()
     return respond({"challenge": value, "expires_at": expires_at})
 
 
 async def register(request: web.Request) -> web.Response:
-    _anonymous(request)
+    anonymous(request)
     body = await read_request(request, "register")
     device = await _services(request).accounts.register(
         body["identity_key"],
@@ -131,12 +131,13 @@ async def register(request: web.Request) -> web.Response:
         body["identity_signature"],
         body["device_signature"],
         body["handle"],
+        body.get("approval"),
     )
     return respond({"user_id": device.user_id, "device_id": device.device_id}, status=201)
 
 
 async def login(request: web.Request) -> web.Response:
-    _anonymous(request)
+    anonymous(request)
     body = await read_request(request, "login")
     token, expires_at = await _services(request).accounts.login(
         body["device_id"], body["challenge"], body["signature"]
@@ -295,6 +296,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 def setup_routes(app: web.Application) -> None:
     from .blobs.routes import BLOB_ROUTES  # they check sessions with session_of, above
+    from .devices.routes import DEVICE_ROUTES
 
     routes: list[tuple[str, str, Any]] = [
         ("GET", "/healthz", healthz),
@@ -318,6 +320,7 @@ def setup_routes(app: web.Application) -> None:
         ("POST", "/v1/sync/ack", ack),
         ("GET", "/v1/ws", websocket),
         *BLOB_ROUTES,
+        *DEVICE_ROUTES,
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)

@@ -166,6 +166,17 @@ class Hub:
             return_exceptions=True,
         )
 
+    async def close_device(self, device_id: bytes) -> None:
+        """Close every connection of a device that was just revoked."""
+        sockets = [c.ws for c in self._by_device.get(device_id, ())]
+        await asyncio.gather(
+            *(
+                ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"device revoked")
+                for ws in sockets
+            ),
+            return_exceptions=True,
+        )
+
     async def _session_over(self, connection: _Connection) -> bool:
         """A connection lives no longer than its session; closing it if that has ended."""
         if self.clock() < connection.session.expires_at:

@@ -73,6 +73,7 @@ class Retention:
                 break
         forgotten = await self.storage.forget_tombstones(now - self.config.tombstone_retention)
         await self.storage.forget_challenges(now)
+        await self.storage.forget_links(now)
         if self.sweep is not None:
             await self.sweep()
         try:

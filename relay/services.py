@@ -16,6 +16,7 @@ from .accounts import Accounts
 from .blobs.service import Blobs
 from .blobs.store import FileBlobStore
 from .config import Config
+from .devices.service import Devices
 from .gauges import HeldGauges
 from .groups.service import Groups
 from .hub import Hub
@@ -59,6 +60,7 @@ class Services:
         self.hub = Hub(
             self.inbox, metrics, clock, config.max_websockets, config.max_websockets_per_user
         )
+        self.devices = Devices(storage, self.accounts, self.hub, clock)
         self.gauges = HeldGauges(storage, metrics, config.stats_interval)
         self.rate = RateLimiter(config.requests_per_minute)
         self.address_rate = RateLimiter(config.address_requests_per_minute)

@@ -38,6 +38,7 @@ from ..revocation import (
 )
 from ..signing import SigningKey, VerifyKey
 from ..wrapping import WrapPrivateKey, WrapPublicKey, WrapSuite, unwrap_message_key, wrap_info
+from .check_devices import DEVICE_RUNNERS
 from .check_files import FILE_RUNNERS, descriptors_out
 from .check_groups import GROUP_RUNNERS
 from .fields import MalformedTest, hex_field
@@ -446,6 +447,7 @@ RUNNERS: dict[str, Runner] = {
     "RefusalSentence": _refusal,
     **FILE_RUNNERS,
     **GROUP_RUNNERS,
+    **DEVICE_RUNNERS,
 }
 
 

@@ -115,6 +115,10 @@ FLAG_NOTES: dict[str, tuple[str, str]] = {
     "FromFuture": ("RecallRule", "A revocation dated beyond the allowed clock skew."),
     "Expired": ("Validity", "Outside the certificate's validity period."),
     "Unsorted": ("Encoding", "A list that must be sorted and unique is not."),
+    "Typo": (
+        "Input",
+        "A link code with a changed, swapped, missing, extra or foreign symbol: bad_code.",
+    ),
     "UnknownValue": ("Encoding", "A string field with a value outside its enumeration."),
     "ChunkReordered": ("Stream", "Two chunks of an authentic blob swapped."),
     "ChunkDuplicated": ("Stream", "A chunk of an authentic blob repeated."),

@@ -15,6 +15,7 @@ from .gen_auth import auth_vectors
 from .gen_certificate import certificate_vectors
 from .gen_codec import codec_vectors, identity_vectors
 from .gen_crypto import body_vectors, wrap_vectors
+from .gen_devices import linking_vectors, revocation_device_vectors
 from .gen_files import file_vectors
 from .gen_groups import group_vectors
 from .gen_messages import envelope_vectors
@@ -46,6 +47,9 @@ FILES: dict[str, Callable[[Context, dict[str, Any] | None], VectorFile]] = {
     "file_encryption.json": lambda ctx, _: file_vectors(ctx),
     # After it, for the same reason.
     "group_changes.json": lambda ctx, _: group_vectors(ctx),
+    # After the groups, for the same reason.
+    "linking.json": lambda ctx, _: linking_vectors(ctx),
+    "device_revocation.json": lambda ctx, _: revocation_device_vectors(ctx),
 }
 
 

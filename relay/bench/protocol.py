@@ -21,6 +21,7 @@ import aiohttp
 import e2e_recall as er
 from e2e_recall import wire
 from e2e_recall.auth import sign_login, sign_registration
+from e2e_recall.device_admin import sign_device_approval
 
 from .errors import BenchFailed
 
@@ -240,6 +241,15 @@ class RelayClient:
                 "identity_signature": identity_signature,
                 "device_signature": device_signature,
                 "handle": None,
+                # After the first, each device is approved by the first (protocol.md 17.4).
+                "approval": sign_device_approval(
+                    user.devices[0].secrets.signing_key,
+                    relay=self.relay_id,
+                    approver=user.devices[0].secrets.device_id,
+                    certificate=certificate,
+                )
+                if user.devices
+                else None,
             }
             await self.call("POST", "/v1/register", wire.encode(body))
             device = BenchDevice(user, secrets, certificate)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from e2e_recall.domains import ID_LEN
+from e2e_recall.report import DeviceState
 
 from ..errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from ..storage.base import Changes, DeliveryRecord, MessageState, MessageView
@@ -91,11 +92,20 @@ def bind_rule(
 
 
 def settled(deliveries: Sequence[DeliveryRecord], has_files: bool) -> bool:
-    """Every device has its key and, when there are files, every blob: nothing left to hold."""
+    """Every device has its key and, when there are files, every blob: nothing left to hold.
+
+    A device revoked before it had its key (its line ``never_delivered`` or
+    ``delivered_sealed`` while the message is live) will never ask: nothing
+    is held for it either.
+    """
     return all(
-        d.key_released_at is not None and (not has_files or d.downloaded_at is not None)
+        d.state in _GIVEN_UP
+        or (d.key_released_at is not None and (not has_files or d.downloaded_at is not None))
         for d in deliveries
     )
+
+
+_GIVEN_UP = frozenset({DeviceState.NEVER_DELIVERED, DeviceState.DELIVERED_SEALED})
 
 
 def download_changes(view: MessageView, device_id: bytes, blob_id: bytes, now: int) -> Changes:

@@ -23,6 +23,7 @@ from typing import Protocol, TypeVar
 from e2e_recall.report import DeviceState
 
 from .blob_records import BindRule, BlobMetaStore, BoundFile
+from .device_records import DeviceStore
 from .group_records import GroupStore
 
 __all__ = [
@@ -153,6 +154,8 @@ class EventKind(StrEnum):
     REVOCATION = "revocation"  # a signed revocation for a message the device fetched
     REPORT = "report"  # the report of one of the user's own messages changed
     GROUP = "group"  # a group the user is or was in took a change (message_id: the group id)
+    LINK = "link"  # a new device's request reached a link slot (message_id: the link id)
+    DEVICE = "device"  # one of the user's devices was revoked (message_id: its device id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +313,9 @@ class EventStore(Protocol):
 EventListener = Callable[[set[bytes], "list[EventRecord] | None"], None]
 
 
-class Storage(AccountStore, MessageStore, EventStore, BlobMetaStore, GroupStore, Protocol):
+class Storage(
+    AccountStore, MessageStore, EventStore, BlobMetaStore, GroupStore, DeviceStore, Protocol
+):
     """A whole backend: the stores and their lifecycle."""
 
     def on_events(self, listener: EventListener) -> None:

@@ -33,6 +33,7 @@ from .base import (
 )
 from .blob_records import BindRule, BlobListener
 from .sqlite_blobs import SqliteBlobs
+from .sqlite_devices import SqliteDevices
 from .sqlite_engine import EngineObserver, SqliteEngine
 from .sqlite_faults import Faults
 from .sqlite_groups import SqliteGroups
@@ -42,7 +43,7 @@ __all__ = ["SqliteStorage"]
 T = TypeVar("T")
 
 
-class SqliteStorage(SqliteBlobs, SqliteGroups):
+class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteDevices):
     """Every store on one SQLite database file (WAL, secure_delete, synchronous=FULL)."""
 
     def __init__(
@@ -109,7 +110,7 @@ class SqliteStorage(SqliteBlobs, SqliteGroups):
     async def stats(self) -> dict[str, int]:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
             counts: dict[str, int] = {}
-            for table in ("users", "devices", "sessions", "events", "groups"):
+            for table in ("users", "devices", "sessions", "events", "groups", "links"):
                 counts[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for state, count in conn.execute("SELECT state, count(*) FROM messages GROUP BY state"):
                 counts[f"messages_{state}"] = count

@@ -315,7 +315,7 @@ def _second_device(first: Person, name: str, url: str) -> Person:
             async with Client.create(
                 device.profile, device.passphrase, strength="interactive", identity=identity
             ) as new:
-                await new.register(url, first.name)
+                await new.register(url, first.name, approver=old)
 
     asyncio.run(make())
     return device

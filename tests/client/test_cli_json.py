@@ -23,6 +23,10 @@ def test_help_documents_every_json_command() -> None:
         "bench",
         "group",
         "group list",
+        "device link",
+        "device join",
+        "device list",
+        "device revoke",
     }
 
 

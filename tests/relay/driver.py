@@ -20,6 +20,7 @@ from aiohttp import web
 import e2e_recall as er
 from e2e_recall import wire
 from e2e_recall.auth import sign_login, sign_registration
+from e2e_recall.device_admin import sign_device_approval
 from e2e_recall.identity import fingerprint
 from relay.app import create_app
 from relay.config import load_config
@@ -146,9 +147,23 @@ class Person:
                 raise RelayRefused(response.status, payload)
             return payload  # type: ignore[no-any-return]
 
+    def approval(self, certificate: bytes, by: int = 0) -> bytes:
+        """Device ``by``'s approval of a new certificate (section 17.4)."""
+        approver = self.devices[by].secrets
+        return sign_device_approval(
+            approver.signing_key,
+            relay=self.relay.relay_id,
+            approver=approver.device_id,
+            certificate=certificate,
+        )
+
     async def add_device(
-        self, suite: er.WrapSuite = er.WrapSuite.X25519, handle: str | None = None
+        self,
+        suite: er.WrapSuite = er.WrapSuite.X25519,
+        handle: str | None = None,
+        approval: bytes | None = None,
     ) -> Device:
+        """Register another device; after the first, approved by device 0 unless given."""
         secrets = er.DeviceSecrets.generate(suite)
         cert = er.issue_device_certificate(
             self.identity,
@@ -175,6 +190,9 @@ class Person:
                 "identity_signature": id_sig,
                 "device_signature": dev_sig,
                 "handle": handle,
+                "approval": approval
+                if approval is not None or not self.devices
+                else self.approval(cert),
             },
             token="",
         )

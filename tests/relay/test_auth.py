@@ -468,6 +468,7 @@ async def test_a_registration_challenge_cannot_be_used_to_log_in(
         "identity_signature": id_sig,
         "device_signature": dev_sig,
         "handle": None,
+        "approval": alice.approval(certificate),
     }
     assert (await ask(alice, "POST", "/v1/register", registration)).status == 201
     login = _login_body(secrets.signing_key, relay.relay_id, secrets.device_id, challenge)
@@ -621,7 +622,7 @@ async def test_a_captured_registration_cannot_be_replayed(people: tuple[Person, 
         await _challenge(alice),
         alice.identity,
         laptop.signing_key,
-    )
+    ) | {"approval": alice.approval(certificate)}
     assert (await ask(alice, "POST", "/v1/register", captured)).status == 201
     before = await stats(relay)
     assert_refusal(await ask(alice, "POST", "/v1/register", captured), 401, "bad_challenge")
@@ -735,7 +736,7 @@ async def test_the_directory_leaves_out_expired_certificates(
         await _challenge(alice),
         alice.identity,
         tablet.signing_key,
-    )
+    ) | {"approval": alice.approval(certificate)}
     assert (await ask(alice, "POST", "/v1/register", body)).status == 201
     relay.clock.advance(2 * 60 * MINUTE)
     for answer in await _directory(bob, alice):
