@@ -58,6 +58,13 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/v1/blobs/{blob}"),
     ("POST", "/v1/groups/{group}/changes"),
     ("GET", "/v1/groups/{group}"),
+    ("POST", "/v1/links"),
+    ("GET", "/v1/links/{id}"),
+    ("PUT", "/v1/links/{id}/request"),
+    ("PUT", "/v1/links/{id}/answer"),
+    ("GET", "/v1/links/{id}/answer"),
+    ("GET", "/v1/devices"),
+    ("POST", "/v1/devices/{device}/revoke"),
 )
 BLOB_ROUTES = range(14, 18)
 OCTETS = "application/octet-stream"
@@ -163,6 +170,7 @@ class RelayUnderFuzz:
             user=self.alice.user_id.hex() if flags & 2 else rest[:32].hex(),
             handle="bob" if flags & 2 else rest[:8].decode("latin-1"),
             group=self.group.group_id.hex() if flags & 2 else rest[:16].hex(),
+            device=self.bob.devices[0].secrets.device_id.hex() if flags & 2 else rest[:16].hex(),
         )
         body = rest
         if template.endswith("/changes") and flags & 16:

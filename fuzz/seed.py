@@ -172,6 +172,20 @@ def _handler_seeds(found: dict[str, list[bytes]], encode: object) -> Iterator[by
             yield bytes([route, flags]) + body
     yield from _blob_route_seeds(encode)
     yield from _group_route_seeds(found, encode)
+    yield from _device_route_seeds(found, encode)
+
+
+def _device_route_seeds(found: dict[str, list[bytes]], encode: Any) -> Iterator[bytes]:
+    """The link and device routes (20 to 26): a plausible body each, with and without a token."""
+    bodies = {
+        20: {"link_id": bytes(range(16)), "expires_at": 1_800_000_000_000},
+        22: {"sealed": bytes(200)},
+        23: {"sealed": bytes(200)},
+        26: {"revocation": next(s[1:] for s in found["revocation"] if s[0] == 0)},
+    }
+    for route in range(20, 27):
+        for flags in (3, 1, 0):
+            yield bytes([route, flags]) + encode(bodies.get(route, {})) + bytes(range(16))
 
 
 def _group_route_seeds(found: dict[str, list[bytes]], encode: Any) -> Iterator[bytes]:

@@ -230,6 +230,13 @@ def every_route(scene: Scene) -> Iterable[tuple[str, str, dict[str, Any] | bytes
     group = f"/v1/groups/{scene.alice.user_id[:16].hex()}"  # whether one exists is not the point
     yield "POST", group + "/changes", {"change": b"\x00" * 64}
     yield "GET", group, None
+    link = f"/v1/links/{scene.alice.user_id[16:].hex()}"
+    yield "POST", "/v1/links", {"link_id": os.urandom(16), "expires_at": 2**40}
+    yield "GET", link, None
+    yield "PUT", link + "/answer", {"sealed": b"\x00" * 64}
+    yield "GET", "/v1/devices", None
+    bob_device = scene.bob.devices[0].secrets.device_id.hex()
+    yield "POST", f"/v1/devices/{bob_device}/revoke", {"revocation": b"\x00" * 64}
 
 
 ROUTE_NAMES = [
@@ -250,4 +257,9 @@ ROUTE_NAMES = [
     "blob_download",
     "group_change",
     "group",
+    "link_open",
+    "link_read",
+    "link_answer",
+    "devices",
+    "device_revoke",
 ]
