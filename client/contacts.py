@@ -33,6 +33,7 @@ from .store import Contact
 __all__ = [
     "accept_key",
     "add_contact",
+    "apply_directory_entry",
     "cached_devices",
     "contact",
     "contact_for_sender",
@@ -214,7 +215,18 @@ async def _current_entry(core: Core, who: Contact) -> dict[str, Any]:
 async def refresh_devices(core: Core, who: Contact) -> list[DeviceCertificate]:
     """The contact's current devices from the relay, checked against the pinned identity."""
     check_not_changed(who)
-    entry = await _current_entry(core, who)
+    return apply_directory_entry(core, who, await _current_entry(core, who))
+
+
+def apply_directory_entry(
+    core: Core, who: Contact, entry: dict[str, Any]
+) -> list[DeviceCertificate]:
+    """Take a checked directory entry for ``who``: a changed key is flagged, devices noted.
+
+    The entry may come from the contact's own lookup or from a group's
+    member directory; either way it was checked by :func:`_directory` or its
+    group twin (its key's fingerprint is its user id).
+    """
     if entry["identity_key"] != who.identity_key:
         with core.store.transaction():
             who.changed_key, who.changed_at = entry["identity_key"], core.clock()

@@ -13,12 +13,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Any
 
-from e2e_recall import DeviceCertificate, VerifyKey, wire
+from e2e_recall import DeviceCertificate, VerifyKey, fingerprint, wire
+from e2e_recall.errors import E2ERecallError
 
-from .contacts import _directory, _verified_certificates, cached_devices, refresh_devices
+from .account import authed
+from .contacts import (
+    _directory,
+    _verified_certificates,
+    apply_directory_entry,
+    cached_devices,
+    check_not_changed,
+    refresh_devices,
+)
 from .core import Core
-from .errors import ContactError, RelayUnreachable
+from .errors import ContactError, RelayRefused, RelayUnreachable
 from .group_store import Person, person, save_person
 from .store import Contact
 
@@ -26,6 +36,7 @@ __all__ = [
     "cached_member_devices",
     "display_name",
     "fresh_member_devices",
+    "group_member_devices",
     "known_key",
     "learn_people",
     "member_devices",
@@ -63,6 +74,11 @@ def display_name(core: Core, user_id: bytes) -> str:
 async def _fetch_person(core: Core, user_id: bytes) -> list[DeviceCertificate]:
     """The directory's entry for a member who is not a contact, kept with its checked devices."""
     entry = await _directory(core, user_id.hex())  # refuses a key whose fingerprint differs
+    return _store_person(core, user_id, entry)
+
+
+def _store_person(core: Core, user_id: bytes, entry: dict[str, Any]) -> list[DeviceCertificate]:
+    """Keep a checked directory entry of a member who is not a contact, with its devices."""
     identity = core.verify_key(entry["identity_key"])
     certificates = _verified_certificates(core, identity, entry.get("devices") or [])
     handle = entry.get("handle")
@@ -147,6 +163,85 @@ async def member_devices(core: Core, user_ids: Iterable[bytes]) -> list[DeviceCe
 
     found = await asyncio.gather(*(one(u) for u in user_ids))
     return [certificate for devices in found for certificate in devices]
+
+
+def _checked_entry(entry: object, user_id: bytes) -> dict[str, Any]:
+    """A member's entry from the group directory, held to what a directory answer must be."""
+    malformed = RelayRefused("The group directory answer is malformed.", "bad_answer", 200, {})
+    if not isinstance(entry, dict):
+        raise malformed
+    try:
+        identity = VerifyKey(entry["identity_key"])
+    except (KeyError, TypeError, E2ERecallError):
+        raise malformed from None
+    if entry.get("user_id") != user_id or fingerprint(identity) != user_id:
+        sentence = "The group directory answer does not match its own identity keys."
+        raise RelayRefused(sentence, "bad_answer", 200, {})
+    return entry
+
+
+def _take_member_entry(
+    core: Core, user_id: bytes, entry: dict[str, Any]
+) -> list[DeviceCertificate] | None:
+    """A member's devices from a checked entry; None to look the member up alone instead.
+
+    A contact found by handle is looked up alone when the entry carries another
+    handle: the handle may now name someone else, which is exactly what the
+    contact's own lookup warns about.
+    """
+    contact = core.store.contact_by_user(user_id)
+    if contact is not None and user_id != core.user_id:
+        if contact.handle and entry.get("handle") != contact.handle:
+            return None
+        check_not_changed(contact)
+        try:
+            return apply_directory_entry(core, contact, entry)
+        except ContactError as exc:
+            if exc.code == "no_devices":
+                return []
+            raise
+    certificates = _store_person(core, user_id, entry)
+    if user_id == core.user_id:
+        return [c for c in certificates if c.device_id != core.device_id]
+    return certificates
+
+
+async def group_member_devices(
+    core: Core, group_id: bytes, user_ids: Iterable[bytes]
+) -> list[DeviceCertificate]:
+    """Every current device of these members of one group, in one request to the relay.
+
+    The relay's group directory gives every member's entry at once; each is
+    checked like a directory answer.  A member it leaves out (or a contact
+    whose handle moved) is looked up alone, and if the relay cannot be
+    reached, or does not offer the group directory, :func:`member_devices`
+    does it the slow way (with the cached devices as its fallback).
+    """
+    wanted = list(dict.fromkeys(user_ids))
+    try:
+        answer = await authed(core, "GET", f"/v1/groups/{group_id.hex()}/devices")
+    except RelayUnreachable:
+        return await member_devices(core, wanted)
+    except RelayRefused as exc:
+        if exc.status != 404:
+            raise
+        return await member_devices(core, wanted)
+    members = answer.get("members") if isinstance(answer, dict) else None
+    entries = {item.get("user_id"): item for item in members or [] if isinstance(item, dict)}
+    found: list[DeviceCertificate] = []
+    alone = []
+    for user_id in wanted:
+        entry = entries.get(user_id)
+        taken = None
+        if entry is not None:
+            taken = _take_member_entry(core, user_id, _checked_entry(entry, user_id))
+        if taken is None:
+            alone.append(user_id)
+        else:
+            found += taken
+    if alone:
+        found += await member_devices(core, alone)
+    return found
 
 
 async def sender_contact(core: Core, user_id: bytes) -> Contact:

@@ -20,7 +20,7 @@ from e2e_recall import DeviceCertificate
 from .attachments import record_sent_files, seal_files
 from .core import Core
 from .errors import GroupRefused, RelayRefused, RelayUnreachable, UsageProblem
-from .group_people import member_devices
+from .group_people import group_member_devices
 from .group_store import StoredGroup, by_conversation
 from .groups import find_group, refresh_group
 from .sending import (
@@ -58,7 +58,7 @@ async def group_devices(core: Core, conversation_id: bytes) -> list[DeviceCertif
         raise GroupRefused("This device no longer knows that group.", "no_group")
     group = await _current(core, group)
     others = [m for m in group.member_ids() if m != core.user_id]
-    return await member_devices(core, [*others, core.user_id])
+    return await group_member_devices(core, group.group_id, [*others, core.user_id])
 
 
 async def send_to_group(

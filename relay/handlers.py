@@ -241,6 +241,13 @@ async def group(request: web.Request) -> web.Response:
     return respond(answer, status=status)
 
 
+async def group_devices(request: web.Request) -> web.Response:
+    session = await session_of(request)
+    services, group_id = _services(request), _group_id(request)
+    status, answer = await operations.group_devices(services, session, group_id, None)
+    return respond(answer, status=status)
+
+
 def _int_query(request: web.Request, name: str, default: int, maximum: int) -> int:
     text = request.query.get(name)
     if text is None:
@@ -316,6 +323,7 @@ def setup_routes(app: web.Application) -> None:
         ("GET", "/v1/messages/{message_id}/report", report),
         ("POST", "/v1/groups/{group_id}/changes", group_change),
         ("GET", "/v1/groups/{group_id}", group),
+        ("GET", "/v1/groups/{group_id}/devices", group_devices),
         ("GET", "/v1/sync", sync),
         ("POST", "/v1/sync/ack", ack),
         ("GET", "/v1/ws", websocket),

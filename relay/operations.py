@@ -117,6 +117,23 @@ async def group(services: Services, session: Session, group_id: bytes | None, _:
     return 200, {"group_id": group_id, "changes": await services.groups.chain(session, group_id)}
 
 
+async def group_devices(
+    services: Services, session: Session, group_id: bytes | None, _: Any
+) -> Answer:
+    assert group_id is not None
+    view, entries = await services.groups.member_directory(session, group_id)
+    members = [
+        {
+            "user_id": user.user_id,
+            "identity_key": user.identity_key,
+            "handle": user.handle,
+            "devices": [d.certificate for d in devices],
+        }
+        for user, devices in entries
+    ]
+    return 200, {"group_id": group_id, "seq": view.group.seq, "members": members}
+
+
 OPERATIONS = {
     # name: (function, request schema in api.REQUESTS or None for no body, needs a message id)
     "send": (send, "send", False),
@@ -128,4 +145,5 @@ OPERATIONS = {
     # the group operations take the group id where the others take a message id
     "group_change": (group_change, "group_change", True),
     "group": (group, None, True),
+    "group_devices": (group_devices, None, True),
 }

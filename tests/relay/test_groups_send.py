@@ -166,3 +166,26 @@ async def test_recalls_per_day_count_per_group_conversation(
         assert (await alice.recall(direct))["report"]["state"] == "recalled"
     finally:
         await relay.runner.cleanup()
+
+
+async def test_the_group_directory_gives_every_member_entry_to_members_only(
+    relay: Relay, http: aiohttp.ClientSession
+) -> None:
+    alice, bob, carol, dave = await _people(relay, http, alice=2, bob=1, carol=3, dave=1)
+    group = await create_group(alice, bob, carol)
+    answer = await bob.call("GET", group.path + "/devices")
+    assert answer["group_id"] == group.group_id
+    assert answer["seq"] == 0
+    members = answer["members"]
+    assert [m["user_id"] for m in members] == sorted(p.user_id for p in (alice, bob, carol))
+    for person in (alice, bob, carol):
+        entry = next(m for m in members if m["user_id"] == person.user_id)
+        assert entry == await bob.call("GET", f"/v1/users/{person.user_id.hex()}")
+        assert len(entry["devices"]) == len(person.devices)
+    await group.change(alice, GroupAction.REMOVE, [carol])
+    after = await bob.call("GET", group.path + "/devices")
+    assert (after["seq"], len(after["members"])) == (1, 2)
+    for outsider in (carol, dave):  # removed, and never a member: the same 404
+        with pytest.raises(RelayRefused) as refused:
+            await outsider.call("GET", group.path + "/devices")
+        assert (refused.value.status, refused.value.code) == (404, "not_found")
