@@ -38,6 +38,7 @@ __all__ = [
     "RecallRefused",
     "RecallWindowClosed",
     "ReplayedRevocation",
+    "RotationRefused",
     "SignatureInvalid",
     "StaleChange",
     "TooManyMembers",
@@ -204,3 +205,9 @@ class TooManyMembers(GroupChangeRefused):
     """The group would have more members than a group may have."""
 
     expect = "too_many_members"
+
+
+class RotationRefused(ProtocolError):
+    """The new device certificate cannot replace the current one (protocol section 5.1)."""
+
+    expect = "rotation_refused"

@@ -40,6 +40,7 @@ from ..signing import SigningKey, VerifyKey
 from ..wrapping import WrapPrivateKey, WrapPublicKey, WrapSuite, unwrap_message_key, wrap_info
 from .check_files import FILE_RUNNERS, descriptors_out
 from .check_groups import GROUP_RUNNERS
+from .check_rotation import ROTATION_RUNNERS
 from .fields import MalformedTest, hex_field
 from .gen_codec import tagged
 
@@ -446,6 +447,7 @@ RUNNERS: dict[str, Runner] = {
     "RefusalSentence": _refusal,
     **FILE_RUNNERS,
     **GROUP_RUNNERS,
+    **ROTATION_RUNNERS,
 }
 
 

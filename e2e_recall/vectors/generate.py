@@ -21,6 +21,7 @@ from .gen_messages import envelope_vectors
 from .gen_model import key_vectors, report_vectors
 from .gen_receipts import deletion_vectors, purge_vectors
 from .gen_revocation import revocation_vectors
+from .gen_rotation import rotation_vectors
 
 __all__ = ["DEFAULT_SEED", "FILES", "generate", "write"]
 
@@ -46,6 +47,8 @@ FILES: dict[str, Callable[[Context, dict[str, Any] | None], VectorFile]] = {
     "file_encryption.json": lambda ctx, _: file_vectors(ctx),
     # After it, for the same reason.
     "group_changes.json": lambda ctx, _: group_vectors(ctx),
+    # After it, for the same reason.
+    "device_rotation.json": lambda ctx, _: rotation_vectors(ctx),
 }
 
 
