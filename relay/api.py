@@ -39,7 +39,11 @@ _WRAPS = Field(
     "list",
     min_len=1,
     max_len=4096,
-    item=(Field("device_id", "bin", size=ID_LEN), Field("wrap", "bin", max_len=2048)),
+    item=(
+        Field("device_id", "bin", size=ID_LEN),
+        Field("wrap", "bin", max_len=2048),
+        Field("key_id", "bin", size=ID_LEN),  # the wrapping key the wrap is made to
+    ),
 )
 # The blobs a send binds (each a bin[16], checked by relay.blobs.rules.check_blob_list).
 _BLOBS = Field("blobs", "list", max_len=16)
@@ -74,6 +78,8 @@ REQUESTS: dict[str, tuple[Field, ...]] = {
     # a signed group change: 1024 members of 32 bytes and the rest fit well within this
     "group_change": (Field("change", "bin", max_len=64 * 1024),),
     "open": (),
+    # a device's rotated certificate (relay/keys)
+    "certificate": (Field("certificate", "bin", max_len=8192),),
 }
 
 _LIMITS = wire.Limits(max_size=1 << 21, max_bin=1 << 20, max_array=4096, max_map=16, max_depth=4)

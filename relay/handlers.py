@@ -295,6 +295,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 def setup_routes(app: web.Application) -> None:
     from .blobs.routes import BLOB_ROUTES  # they check sessions with session_of, above
+    from .keys.routes import WRAP_KEY_ROUTES
 
     routes: list[tuple[str, str, Any]] = [
         ("GET", "/healthz", healthz),
@@ -318,6 +319,7 @@ def setup_routes(app: web.Application) -> None:
         ("POST", "/v1/sync/ack", ack),
         ("GET", "/v1/ws", websocket),
         *BLOB_ROUTES,
+        *WRAP_KEY_ROUTES,
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)

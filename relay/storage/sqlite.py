@@ -36,13 +36,14 @@ from .sqlite_blobs import SqliteBlobs
 from .sqlite_engine import EngineObserver, SqliteEngine
 from .sqlite_faults import Faults
 from .sqlite_groups import SqliteGroups
+from .sqlite_wrap_keys import SqliteWrapKeys
 
 __all__ = ["SqliteStorage"]
 
 T = TypeVar("T")
 
 
-class SqliteStorage(SqliteBlobs, SqliteGroups):
+class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteWrapKeys):
     """Every store on one SQLite database file (WAL, secure_delete, synchronous=FULL)."""
 
     def __init__(
