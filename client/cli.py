@@ -25,6 +25,10 @@
     e2e-recall group leave NAME          leave it; you get none of its later messages
     e2e-recall group list [NAME]         your groups, or one group's members and admins
     e2e-recall group rename NAME NEW     rename it on this device only
+    e2e-recall device rotate             rotate this device's wrapping key now (it also rotates
+                                         by itself, weekly, before talking to the relay)
+    e2e-recall device keys [--every D] [--lifetime D]
+                                         the wrapping keys kept; set the rotation schedule
     e2e-recall delete MSG                delete on this device only
     e2e-recall sync                      send what is queued and fetch what is waiting
     e2e-recall demo                      the whole story, with a relay of its own
@@ -32,7 +36,10 @@
 
 Profiles: --profile DIR or E2E_RECALL_PROFILE (default: the platform's user
 data directory).  Passphrase: prompted, or --passphrase-file FILE, or
-E2E_RECALL_PASSPHRASE for scripts.
+E2E_RECALL_PASSPHRASE for scripts.  Wrapping-key rotation: every 7 days,
+keys living 14 days, unless the profile sets otherwise (device keys) or
+E2E_RECALL_ROTATE_EVERY / E2E_RECALL_KEY_LIFETIME say (e.g. 7d, 14d);
+--rotate-every D does it for one command.
 
 Exit codes: 0 done; 1 refused or failed (the sentence says why, e.g. a
 group change only an admin may make); 2 bad usage, unknown contact, group
@@ -74,6 +81,12 @@ apply is null:
   sync            {updates: [{kind, id, contact, detail}], queued} (for kind
                   group, id is the group id and contact the group's name)
   watch           {kind, id, contact, detail}, one line per update
+  device rotate   {key_id, created_at, expires_at, deleted} (deleted: the ids
+                  of old keys deleted because nothing needs them any more)
+  device keys     {rotate_every, lifetime, keys: [{key_id, state, created_at,
+                  expires_at, usable_until}]} (state: current, previous or
+                  pending; usable_until: when the relay stops accepting wraps
+                  to a previous key; times in ms)
   bench           {runs, body_bytes, machine: {cpu, cores, python, cryptography,
                   pynacl, msgpack}, results: [{suite, path, devices, client:
                   {median_us, p90_us, runs, batch}, bare: {median_us, p90_us,
@@ -95,6 +108,7 @@ from e2e_recall.errors import E2ERecallError
 
 from .bench import SUITES
 from .commands import run_command
+from .device_commands import add_device_parser
 from .errors import ClientError, KeystoreError
 from .group_commands import add_group_parser
 
@@ -123,6 +137,13 @@ def _common(default: object) -> argparse.ArgumentParser:
         metavar="FILE",
         default=default,
         help="read the passphrase from FILE (or set E2E_RECALL_PASSPHRASE; default: prompt)",
+    )
+    common.add_argument(
+        "--rotate-every",
+        metavar="DURATION",
+        default=default,
+        help="rotate the wrapping key when it is this old, for this command only "
+        "(default: the profile's setting, 7d)",
     )
     return common
 
@@ -241,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _json(sub.add_parser("sync", parents=[common], help="send queued, fetch waiting"))
     add_group_parser(sub, common)
+    add_device_parser(sub, common)
     demo = sub.add_parser("demo", help="play the whole story with a relay of its own")
     demo.add_argument(
         "--pause",

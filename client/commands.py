@@ -40,6 +40,7 @@ from .render import (
     update_json,
 )
 from .reporting import ReportView
+from .rotation import override_rotate_every
 
 __all__ = ["parse_duration", "run_command"]
 
@@ -117,6 +118,9 @@ async def run_command(args: argparse.Namespace, out: Console, err: Console) -> i
             await client.close()
         return 0
     client = Client.open(root, _passphrase(args))
+    rotate_every = getattr(args, "rotate_every", None)
+    if rotate_every:
+        override_rotate_every(client.core, parse_duration(rotate_every))
     try:
         return await _dispatch(client, args, out, err)
     finally:
@@ -152,6 +156,10 @@ async def _dispatch(client: Client, args: argparse.Namespace, out: Console, err:
         return await _contacts(client, args, out)
     if command == "group":
         return await run_group(client, args, out, err)
+    if command == "device":
+        from .device_commands import run_device  # it imports parse_duration from here
+
+        return await run_device(client, args, out)
     if command == "send":
         return await _send(client, args, out, err)
     if command in ("inbox", "sync"):

@@ -23,6 +23,8 @@ def test_help_documents_every_json_command() -> None:
         "bench",
         "group",
         "group list",
+        "device rotate",
+        "device keys",
     }
 
 
