@@ -437,7 +437,7 @@ class Client:
                 receiver = receiver or asyncio.ensure_future(ws.receive())
                 done, _ = await asyncio.wait(
                     {receiver, stopper},
-                    timeout=rotation.CHECK_EVERY_MS / 1000,
+                    timeout=rotation.check_interval(self.core) / 1000,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if not done:  # quiet for a while: is the wrapping key due?

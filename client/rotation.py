@@ -278,6 +278,11 @@ def set_schedule(core: Core, rotate_every: int | None, lifetime: int | None) -> 
     return plan
 
 
+def check_interval(core: Core) -> int:
+    """How often a long-running client looks at the schedule: a minute, or the period if shorter."""
+    return min(CHECK_EVERY_MS, schedule(core).rotate_every)
+
+
 def override_rotate_every(core: Core, rotate_every: int) -> None:
     """The ``--rotate-every`` hook: this process only, nothing stored."""
     _state(core).rotate_every = rotate_every
@@ -397,7 +402,8 @@ async def maybe_rotate(core: Core) -> Rotation | None:
     """
     state = _state(core)
     now = core.clock()
-    if state.busy or (state.checked_at is not None and now - state.checked_at < CHECK_EVERY_MS):
+    waited = None if state.checked_at is None else now - state.checked_at
+    if state.busy or (waited is not None and waited < check_interval(core)):
         return None
     if core.store.get_meta("relay_url") is None or not key_rows(core.store):
         return None

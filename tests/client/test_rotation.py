@@ -168,3 +168,29 @@ def test_every_command_rotates_first_when_the_key_is_due(
     assert (plan["rotate_every"], plan["lifetime"]) == (14 * 86_400_000, 30 * 86_400_000)
     refused = bob.run("device", "keys", "--lifetime", "91d", expect=2)
     assert "90 days" in refused.err
+
+
+def test_watch_rotates_while_it_runs(tmp_path: Path, relay: RelayProcess) -> None:
+    alice, bob = _people(tmp_path, relay)
+    (first,) = bob.run("device", "keys", "--json").json()["keys"]
+    watch = bob.start("watch", "--json", "--timeout", "60", "--rotate-every", "2s")
+    try:
+        watch.expect_json("connected")
+        seen = {first["key_id"]}
+        deadline = time.monotonic() + 30
+        while len(seen) < 3:  # two rotations at least, one of them made while connected
+            assert time.monotonic() < deadline, f"watch did not rotate: {seen}"
+            time.sleep(0.5)
+            seen |= {k["key_id"] for k in bob.run("device", "keys", "--json").json()["keys"]}
+        sent = alice.run("send", "bob", "to whatever key is current", "--json").json()
+        watch.expect_json("message")
+        current = [
+            k["key_id"]
+            for k in bob.run("device", "keys", "--json").json()["keys"]
+            if k["state"] == "current"
+        ]
+        assert _relay_key_id(relay, sent["id"]) in seen
+        assert current[0] in seen
+    finally:
+        watch.kill()
+    assert bob.run("open", sent["id"][:8], "--json").json()["text"] == "to whatever key is current"
