@@ -21,7 +21,6 @@ from e2e_recall.receipts import DeletionCause, verify_deletion_receipt
 from e2e_recall.report import DeviceReport, DeviceState, Event, apply_event
 from e2e_recall.revocation import revocation_digest
 from e2e_recall.signing import VerifyKey
-from e2e_recall.wrapping import wrap_length
 
 from .accounts import Accounts, Session
 from .blobs.rules import bind_rule, check_blob_list, settled
@@ -36,7 +35,7 @@ from .errors import (
     from_protocol_error,
 )
 from .groups.rules import required_users
-from .keys.service import WrapKeys, check_wrap_key
+from .keys.service import WrapKeys
 from .reports import message_notice, report, report_events
 from .storage.base import (
     Changes,
@@ -210,7 +209,7 @@ class Messaging:
                 )
             if item.key_id is None:
                 raise BadRequest("Every wrap names the key it is made to.", "missing_field")
-            check_wrap_key(await self.keys.usable(device), item.key_id, item.wrap, wrap_length)
+            await self.keys.check_wrap(device, item.key_id, item.wrap)
             devices[item.device_id] = device
         others = {d.user_id for d in devices.values()} - {session.user_id}
         for user in await self._recipients(session, header, others):

@@ -22,7 +22,7 @@ from e2e_recall.device import DeviceCertificate, verify_device_certificate
 from e2e_recall.domains import MAX_CLOCK_SKEW_MS
 from e2e_recall.errors import ProtocolError, RotationRefused
 from e2e_recall.rotation import check_rotation, usable_until
-from e2e_recall.wrapping import WrapSuite
+from e2e_recall.wrapping import WrapSuite, wrap_length
 
 from ..accounts import Accounts, Session
 from ..errors import BadRequest, Conflict, NotFound, from_protocol_error
@@ -112,6 +112,20 @@ class WrapKeys:
         )
         self.accounts.cache.forget(session.user_id, (device.device_id,))
         return RotationOutcome(created, new.wrap_key.key_id, new.expires_at)
+
+    async def check_wrap(self, device: DeviceRecord, key_id: bytes, wrap: bytes) -> None:
+        """Refuse a wrap whose key does not accept wraps now (409) or of the wrong length (400).
+
+        The current key, the usual case, is checked from the cached
+        certificate alone; only a wrap to another key reads the stored ones.
+        """
+        current = await self.accounts.certificate(device)
+        if current.wrap_key.key_id == key_id and current.is_valid_at(self.clock()):
+            check_wrap_key(
+                {key_id: UsableKey(current.wrap_key.suite, True)}, key_id, wrap, wrap_length
+            )
+            return
+        check_wrap_key(await self.usable(device), key_id, wrap, wrap_length)
 
     async def usable(self, device: DeviceRecord) -> dict[bytes, UsableKey]:
         """The device's keys that accept wraps now, by key id (protocol section 5.1)."""
