@@ -25,6 +25,7 @@ from e2e_recall.rotation import check_rotation, usable_until
 from e2e_recall.wrapping import WrapSuite, wrap_length
 
 from ..accounts import Accounts, Session
+from ..directory import LruCache
 from ..errors import BadRequest, Conflict, NotFound, from_protocol_error
 from ..storage.base import DeviceRecord, Storage
 from ..storage.wrap_key_records import WrapKeyRecord
@@ -72,6 +73,8 @@ class WrapKeys:
         self.accounts = accounts
         self.clock = clock
         self.max_lifetime = max_lifetime
+        # Superseded certificates as verified, by their bytes (they never change).
+        self._verified: LruCache[bytes, DeviceCertificate] = LruCache(100_000)
 
     async def _own_device(self, session: Session) -> DeviceRecord:
         device = await self.storage.get_device(session.device_id)
@@ -141,10 +144,15 @@ class WrapKeys:
         return keys
 
     async def _stored(self, device: DeviceRecord, data: bytes) -> DeviceCertificate | None:
+        found = self._verified.get(data, 0.0)
+        if found is not None:
+            return found
         identity = await self.accounts.cache.identity(device.user_id)
         if identity is None:
             return None
-        return verify_device_certificate(data, identity, now=None)
+        cert = verify_device_certificate(data, identity, now=None)
+        self._verified.put(data, cert, float("inf"))
+        return cert
 
     async def status(self, session: Session) -> dict[str, Any]:
         """The device's keys that accept wraps and the wraps pending per key id."""
