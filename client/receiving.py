@@ -39,8 +39,8 @@ from .errors import KeystoreError, NotFound, RelayRefused, RelayUnreachable, Usa
 from .group_people import sender_contact
 from .group_store import by_conversation
 from .reporting import is_news
-from .rotation import private_keys
 from .store import Contact, OutboxItem, StoredMessage
+from .wrap_keys import private_keys
 
 __all__ = [
     "Update",

@@ -1,7 +1,8 @@
 """This device's wrapping keys: rotating them on a schedule and deleting the old ones.
 
-Every private wrapping key of the device is a row of ``wrap_keys`` in the
-local store, sealed under the storage key: the ``current`` one (whose
+Every private wrapping key of the device is a row of ``wrap_keys``
+(client/wrap_keys.py) in the local store, sealed under the storage key: the
+``current`` one (whose
 certificate the relay serves), ``previous`` ones (superseded, kept while
 wraps to them may still be pending) and at most one ``pending`` one (made,
 not yet accepted by the relay).  Why the store and not the keystore: a
@@ -30,13 +31,9 @@ minute in a long-running client such as ``watch``.
 from __future__ import annotations
 
 import os
-import weakref
 from dataclasses import dataclass, field
-from typing import Any
 
-from e2e_recall import wire
-from e2e_recall.device import DeviceCertificate, verify_device_certificate
-from e2e_recall.errors import E2ERecallError
+from e2e_recall.device import DeviceCertificate
 from e2e_recall.rotation import (
     DEFAULT_LIFETIME_MS,
     DEFAULT_MAX_LIFETIME_MS,
@@ -45,11 +42,24 @@ from e2e_recall.rotation import (
     rotation_due,
     usable_until,
 )
-from e2e_recall.wrapping import WrapPrivateKey, suite_from_wire
+from e2e_recall.wrapping import WrapPrivateKey
 
 from .core import Core
-from .errors import KeystoreError, RelayRefused, RelayUnreachable, UsageProblem
-from .store import LocalStore
+from .errors import RelayRefused, RelayUnreachable, UsageProblem
+from .wrap_keys import (
+    KeyRow,
+    adopt_key,
+    certificate_of,
+    current_certificate,
+    current_row,
+    describe_keys,
+    drop_keys,
+    forget_keys,
+    insert_key,
+    key_rows,
+    pending_row,
+    private_keys,
+)
 
 __all__ = [
     "LIFETIME_ENV",
@@ -59,6 +69,7 @@ __all__ = [
     "Schedule",
     "adopt_key",
     "current_certificate",
+    "describe_keys",
     "forget_keys",
     "key_rows",
     "maybe_rotate",
@@ -72,29 +83,6 @@ __all__ = [
 ROTATE_ENV = "E2E_RECALL_ROTATE_EVERY"
 LIFETIME_ENV = "E2E_RECALL_KEY_LIFETIME"
 CHECK_EVERY_MS = 60_000  # a long-running client looks at the schedule at most this often
-_TABLE = """
-CREATE TABLE IF NOT EXISTS wrap_keys (
-    key_id BLOB PRIMARY KEY,
-    state TEXT NOT NULL,
-    sealed BLOB NOT NULL,
-    certificate BLOB NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER,
-    usable_until INTEGER
-)
-"""
-_ready: weakref.WeakSet[LocalStore] = weakref.WeakSet()
-
-
-@dataclass
-class KeyRow:
-    key_id: bytes
-    state: str  # current | previous | pending
-    sealed: bytes  # the private key, sealed under the storage key
-    certificate: bytes
-    created_at: int
-    expires_at: int | None
-    usable_until: int | None  # for a previous key: when the relay stops accepting wraps to it
 
 
 @dataclass(frozen=True)
@@ -126,110 +114,6 @@ def _state(core: Core) -> _State:
     if not isinstance(core.rotation, _State):
         core.rotation = _State()
     return core.rotation
-
-
-_COLUMNS = "key_id, state, sealed, certificate, created_at, expires_at, usable_until"
-_SELECT = f"SELECT {_COLUMNS} FROM wrap_keys ORDER BY state = 'current' DESC, created_at DESC"  # noqa: S608
-_INSERT = f"INSERT OR IGNORE INTO wrap_keys ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
-
-
-def _table(store: LocalStore) -> LocalStore:
-    if store not in _ready:
-        store.execute(_TABLE)
-        _ready.add(store)
-    return store
-
-
-def key_rows(store: LocalStore) -> list[KeyRow]:
-    """Every kept key, the current one first, then the newest."""
-    found = _table(store).execute(_SELECT)
-    return [KeyRow(*row) for row in found]
-
-
-def _seal(store: LocalStore, private: WrapPrivateKey) -> bytes:
-    return store.seal(wire.encode({"suite": int(private.suite), "key": private.raw}))
-
-
-def _unseal(store: LocalStore, row: KeyRow) -> WrapPrivateKey:
-    try:
-        fields_ = wire.decode(store.unseal(row.sealed))
-        assert isinstance(fields_, dict)
-        return WrapPrivateKey(suite_from_wire(fields_["suite"]), fields_["key"])
-    except (AssertionError, KeyError, TypeError, E2ERecallError):
-        raise KeystoreError("A stored wrapping key is damaged.", "store_damaged") from None
-
-
-def _insert(
-    store: LocalStore, private: WrapPrivateKey, cert: DeviceCertificate, state: str
-) -> None:
-    row = KeyRow(
-        cert.wrap_key.key_id,
-        state,
-        _seal(store, private),
-        cert.signed,
-        cert.created_at,
-        cert.expires_at,
-        None,
-    )
-    store.execute(
-        _INSERT,
-        (
-            row.key_id,
-            row.state,
-            row.sealed,
-            row.certificate,
-            row.created_at,
-            row.expires_at,
-            row.usable_until,
-        ),
-    )
-
-
-def forget_keys(store: LocalStore) -> None:
-    """Remove every kept key (a new profile starting over in the same directory)."""
-    with _table(store).transaction():
-        store.execute("DELETE FROM wrap_keys")
-
-
-def adopt_key(store: LocalStore, private: WrapPrivateKey, cert: DeviceCertificate) -> None:
-    """Keep ``private`` as the current key (a new profile, or one from before rotation)."""
-    _table(store)
-    with store.transaction():
-        if not any(r.state == "current" for r in key_rows(store)):
-            _insert(store, private, cert, "current")
-
-
-def _certificate(core: Core, data: bytes) -> DeviceCertificate:
-    return verify_device_certificate(data, core.keys.identity.public_key, now=None)
-
-
-def _current(core: Core) -> KeyRow:
-    for row in key_rows(core.store):
-        if row.state == "current":
-            return row
-    raise KeystoreError("This profile has no wrapping key; it is damaged.", "store_damaged")
-
-
-def current_certificate(core: Core) -> bytes:
-    """The certificate the relay should have for this device (the keystore's for old profiles)."""
-    rows = key_rows(core.store)
-    current = [r for r in rows if r.state == "current"]
-    return current[0].certificate if current else core.keys.certificate
-
-
-def private_keys(core: Core, key_id: bytes | None) -> list[WrapPrivateKey]:
-    """The keys that may open a wrap: the one named, or (no key id) every kept key."""
-    rows = key_rows(core.store)
-    if not rows:  # a profile that predates rotation and was never converted
-        return [core.keys.device.wrap_key]
-    if key_id is not None:
-        rows = [r for r in rows if r.key_id == key_id]
-        if not rows:
-            raise KeystoreError(
-                "The key this message was wrapped to is no longer on this device.",
-                "key_deleted",
-            )
-    return [_unseal(core.store, r) for r in rows if r.state != "pending"]
 
 
 # -- the schedule -------------------------------------------------------------------------------
@@ -301,29 +185,25 @@ def issue_certificate(core: Core, private: WrapPrivateKey, created_at: int) -> D
 
 
 # -- rotating -----------------------------------------------------------------------------------
-def _pending(core: Core) -> KeyRow | None:
-    return next((r for r in key_rows(core.store) if r.state == "pending"), None)
-
-
 def _make_pending(core: Core) -> KeyRow:
     """The pending key: the one a crash left, or a new one, committed before any upload."""
     store = core.store
     with store.transaction():
-        found = _pending(core)
+        found = pending_row(core)
         if found is not None:
             return found
-        current = _certificate(core, _current(core).certificate)
+        current = certificate_of(core, current_row(core).certificate)
         private = WrapPrivateKey.generate(current.wrap_key.suite)
         created_at = max(core.clock(), current.created_at + 1)
-        _insert(store, private, issue_certificate(core, private, created_at), "pending")
-    found = _pending(core)
+        insert_key(store, private, issue_certificate(core, private, created_at), "pending")
+    found = pending_row(core)
     assert found is not None
     return found
 
 
 def _promote(core: Core, pending: KeyRow) -> None:
     store = core.store
-    new = _certificate(core, pending.certificate)
+    new = certificate_of(core, pending.certificate)
     with store.transaction():
         rows = {r.key_id: r for r in key_rows(store)}
         found = rows.get(pending.key_id)
@@ -331,21 +211,12 @@ def _promote(core: Core, pending: KeyRow) -> None:
             return  # another process of this profile promoted it already
         for row in rows.values():
             if row.state == "current":
-                until = usable_until(_certificate(core, row.certificate), new)
+                until = usable_until(certificate_of(core, row.certificate), new)
                 store.execute(
                     "UPDATE wrap_keys SET state = 'previous', usable_until = ? WHERE key_id = ?",
                     (until, row.key_id),
                 )
         store.execute("UPDATE wrap_keys SET state = 'current' WHERE key_id = ?", (pending.key_id,))
-
-
-def _drop(core: Core, key_ids: list[bytes]) -> None:
-    if not key_ids:
-        return
-    with core.store.transaction():
-        for key_id in key_ids:
-            core.store.execute("DELETE FROM wrap_keys WHERE key_id = ?", (key_id,))
-    core.store.scrub()
 
 
 async def rotate(core: Core) -> Rotation:
@@ -362,7 +233,7 @@ async def rotate(core: Core) -> Rotation:
             )
         except RelayRefused as exc:
             if exc.status < 500 and exc.code != "certificate_changed":
-                _drop(core, [pending.key_id])  # refused for good: nothing was wrapped to it
+                drop_keys(core, [pending.key_id])  # refused for good: nothing was wrapped to it
             raise
         _promote(core, pending)
     finally:
@@ -389,7 +260,7 @@ async def prune(core: Core) -> list[bytes]:
     if None in pending:  # wraps from before key ids: they could be to any key, keep them all
         return []
     doomed = [r.key_id for r in candidates if r.key_id not in usable and r.key_id not in pending]
-    _drop(core, doomed)
+    drop_keys(core, doomed)
     _state(core).deleted.extend(doomed)
     return doomed
 
@@ -409,8 +280,8 @@ async def maybe_rotate(core: Core) -> Rotation | None:
         return None
     state.checked_at, state.busy = now, True
     try:
-        current = _certificate(core, _current(core).certificate)
-        if _pending(core) is not None or rotation_due(
+        current = certificate_of(core, current_row(core).certificate)
+        if pending_row(core) is not None or rotation_due(
             current, now=now, rotate_every=schedule(core).rotate_every
         ):
             return await rotate(core)
@@ -421,17 +292,3 @@ async def maybe_rotate(core: Core) -> Rotation | None:
     finally:
         state.busy = False
     return None
-
-
-def describe_keys(core: Core) -> list[dict[str, Any]]:
-    """The kept keys, for ``e2e-recall device keys``: ids and dates, never the keys."""
-    return [
-        {
-            "key_id": r.key_id.hex(),
-            "state": r.state,
-            "created_at": r.created_at,
-            "expires_at": r.expires_at,
-            "usable_until": r.usable_until,
-        }
-        for r in key_rows(core.store)
-    ]
