@@ -117,7 +117,7 @@ def test_a_sender_with_a_stale_directory_recovers_by_itself(
     relay.stop()
     queued = alice.run("send", "bob", "written offline", "--json", expect=3).json()
     assert queued["queued"] is True  # wrapped to Bob's first key, from Alice's cached directory
-    relay.start()
+    relay.restart()
     rotated = bob.run("device", "rotate", "--json").json()
     _wait_until(first["expires_at"])  # now the relay refuses wraps to the first key
     alice.run("sync")  # 409 stale_key, a fresh directory, wrapped again, accepted
@@ -139,7 +139,7 @@ def test_a_rotation_cut_off_before_the_relay_answered_keeps_its_key_and_finishes
     pending = {k: s for k, (s, _) in _rows(bob).items() if s == "pending"}
     assert len(pending) == 1  # the new private key was kept before anything was sent
     (new_id,) = pending
-    relay.start()
+    relay.restart()
     bob.run("sync")  # any command that talks to the relay finishes the rotation
     assert {k: s for k, (s, _) in _rows(bob).items()} == {
         first["key_id"]: "previous",
