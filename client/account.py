@@ -8,6 +8,7 @@ not be checked, and a login signed for one relay is useless to another).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import nacl.utils
@@ -16,17 +17,19 @@ from e2e_recall import (
     DeviceSecrets,
     SigningKey,
     VerifyKey,
+    WrapPrivateKey,
     WrapSuite,
-    issue_device_certificate,
+    verify_device_certificate,
 )
 from e2e_recall.auth import relay_fingerprint, sign_login, sign_registration
 from e2e_recall.device_admin import sign_device_approval
 from e2e_recall.errors import E2ERecallError
 from e2e_recall.report import format_time
 
+from . import rotation
 from .core import Clock, Core, system_clock
 from .errors import DeviceRevoked, KeystoreError, RelayKeyChanged, RelayRefused, UsageProblem
-from .keystore import DEFAULT_STRENGTH, Keys, create_keystore, open_keystore
+from .keystore import DEFAULT_STRENGTH, Keys, create_keystore, open_keystore, reseal_keystore
 from .paths import Profile
 from .store import LocalStore
 from .transport import Transport, check_relay_url
@@ -92,18 +95,19 @@ def _create(
             "profile_exists",
         )
     device = DeviceSecrets.generate(suite)
-    certificate = issue_device_certificate(
-        identity,
-        device.device_id,
-        device.signing_key.public_key,
-        device.wrap_key.public_key,
-        created_at=clock(),
-    ).signed
-    keys = Keys(identity, device, certificate, storage_key=_random_key())
+    # The real wrapping key goes to the local store (client/rotation.py); the keystore
+    # keeps a placeholder that is never certified, so it never holds a key to delete.
+    placeholder = replace(device, wrap_key=WrapPrivateKey.generate(suite))
+    keys = Keys(identity, placeholder, b"", storage_key=_random_key(), wrap_keys_in_store=True)
     profile.ensure()
-    create_keystore(profile.keystore, passphrase, keys, strength)
     store = LocalStore(profile.database, keys.storage_key)
-    return Core(profile, keys, store, clock)
+    core = Core(profile, keys, store, clock)
+    certificate = rotation.issue_certificate(core, device.wrap_key, clock())
+    core.keys = replace(keys, certificate=certificate.signed)
+    rotation.forget_keys(store)  # a crash of an earlier init may have left some
+    rotation.adopt_key(store, device.wrap_key, certificate)
+    create_keystore(profile.keystore, passphrase, core.keys, strength)
+    return core
 
 
 def _random_key() -> bytes:
@@ -113,7 +117,25 @@ def _random_key() -> bytes:
 def open_profile(profile: Profile, passphrase: str, *, clock: Clock = system_clock) -> Core:
     keys = open_keystore(profile.keystore, passphrase)
     store = LocalStore(profile.database, keys.storage_key)
-    return Core(profile, keys, store, clock)
+    core = Core(profile, keys, store, clock)
+    if not keys.wrap_keys_in_store:
+        _move_wrap_key(core, passphrase)
+    return core
+
+
+def _move_wrap_key(core: Core, passphrase: str) -> None:
+    """A profile from before rotation: its wrapping key moves to the store, once.
+
+    The store's row is committed first, then the keystore is replaced with
+    one holding a placeholder; a crash between the two repeats the second
+    step next time (the row is not added twice).
+    """
+    keys = core.keys
+    certificate = verify_device_certificate(keys.certificate, keys.identity.public_key, now=None)
+    rotation.adopt_key(core.store, keys.device.wrap_key, certificate)
+    placeholder = replace(keys.device, wrap_key=WrapPrivateKey.generate(keys.device.wrap_key.suite))
+    core.keys = replace(keys, device=placeholder, wrap_keys_in_store=True)
+    reseal_keystore(core.profile.keystore, passphrase, core.keys)
 
 
 async def _relay_key(transport: Transport) -> VerifyKey:
@@ -155,7 +177,7 @@ async def register(
         core.keys.device.signing_key,
         relay=relay_fingerprint(relay_key),
         challenge=challenge,
-        certificate=core.keys.certificate,
+        certificate=rotation.current_certificate(core),
     )
     if approval is None and approver is not None:
         approval = sign_device_approval(
@@ -166,7 +188,7 @@ async def register(
         )
     body: dict[str, Any] = {
         "identity_key": core.keys.identity.public_key.raw,
-        "certificate": core.keys.certificate,
+        "certificate": rotation.current_certificate(core),
         "challenge": challenge,
         "identity_signature": identity_signature,
         "device_signature": device_signature,
@@ -233,13 +255,13 @@ def revoked(at: object) -> DeviceRevoked:
 async def ensure_session(core: Core) -> None:
     """Use the stored token while it lasts (with a minute to spare); log in otherwise."""
     transport = core.relay
-    if transport.token:
-        return
-    sealed = core.store.get_meta("token")
-    if sealed is not None and core.store.get_int("token_expires_at") > core.clock() + 60_000:
-        transport.token = core.store.unseal(sealed).decode()
-        return
-    await login(core)
+    if not transport.token:
+        sealed = core.store.get_meta("token")
+        if sealed is not None and core.store.get_int("token_expires_at") > core.clock() + 60_000:
+            transport.token = core.store.unseal(sealed).decode()
+        else:
+            await login(core)
+    await rotation.maybe_rotate(core)  # first, if the wrapping key is due (cheap otherwise)
 
 
 async def authed(

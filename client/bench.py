@@ -328,7 +328,11 @@ def _bare_send(alice: _Person, bob: _Person, suite: WrapSuite, text: str) -> Op:
         )
         prefix = info_prefix + message_id + conversation
         wraps = [
-            {"device_id": device, "wrap": hpke.encrypt(key, public, info=prefix + device + kid)}
+            {
+                "device_id": device,
+                "wrap": hpke.encrypt(key, public, info=prefix + device + kid),
+                "key_id": kid,
+            }
             for device, public, kid in devices
         ]
         outbox = msgpack.packb({"envelope": envelope, "key": key, "wraps": wraps})

@@ -32,6 +32,10 @@
                                          identity, contacts and groups; history is not copied)
     e2e-recall device list               your devices, this one marked, revoked ones dated
     e2e-recall device revoke DEVICE      withdraw one of your other devices (4+ hex digits)
+    e2e-recall device rotate             rotate this device's wrapping key now (it also rotates
+                                         by itself, weekly, before talking to the relay)
+    e2e-recall device keys [--every D] [--lifetime D]
+                                         the wrapping keys kept; set the rotation schedule
     e2e-recall delete MSG                delete on this device only
     e2e-recall sync                      send what is queued and fetch what is waiting
     e2e-recall demo                      the whole story, with a relay of its own
@@ -39,7 +43,10 @@
 
 Profiles: --profile DIR or E2E_RECALL_PROFILE (default: the platform's user
 data directory).  Passphrase: prompted, or --passphrase-file FILE, or
-E2E_RECALL_PASSPHRASE for scripts.
+E2E_RECALL_PASSPHRASE for scripts.  Wrapping-key rotation: every 7 days,
+keys living 14 days, unless the profile sets otherwise (device keys) or
+E2E_RECALL_ROTATE_EVERY / E2E_RECALL_KEY_LIFETIME say (e.g. 7d, 14d);
+--rotate-every D does it for one command.
 
 Exit codes: 0 done; 1 refused or failed (the sentence says why, e.g. a
 group change only an admin may make); 2 bad usage, unknown contact, group
@@ -91,6 +98,12 @@ apply is null:
                   wrap_suite}]
   device revoke   {device_id, revoked_at, already_revoked, wraps_destroyed}
   watch           {kind, id, contact, detail}, one line per update
+  device rotate   {key_id, created_at, expires_at, deleted} (deleted: the ids
+                  of old keys deleted because nothing needs them any more)
+  device keys     {rotate_every, lifetime, keys: [{key_id, state, created_at,
+                  expires_at, usable_until}]} (state: current, previous or
+                  pending; usable_until: when the relay stops accepting wraps
+                  to a previous key; times in ms)
   bench           {runs, body_bytes, machine: {cpu, cores, python, cryptography,
                   pynacl, msgpack}, results: [{suite, path, devices, client:
                   {median_us, p90_us, runs, batch}, bare: {median_us, p90_us,
@@ -141,6 +154,13 @@ def _common(default: object) -> argparse.ArgumentParser:
         metavar="FILE",
         default=default,
         help="read the passphrase from FILE (or set E2E_RECALL_PASSPHRASE; default: prompt)",
+    )
+    common.add_argument(
+        "--rotate-every",
+        metavar="DURATION",
+        default=default,
+        help="rotate the wrapping key when it is this old, for this command only "
+        "(default: the profile's setting, 7d)",
     )
     return common
 

@@ -26,7 +26,7 @@ import aiohttp
 from e2e_recall import SigningKey, format_fingerprint, wire
 from e2e_recall.errors import E2ERecallError
 
-from . import account, attachments, contacts, receiving, sending
+from . import account, attachments, contacts, receiving, rotation, sending
 from .attachments import ReceivedFile
 from .core import Clock, Core, system_clock
 from .device_events import device_updates
@@ -435,18 +435,25 @@ class Client:
     async def _frames(
         self, ws: aiohttp.ClientWebSocketResponse, stop: asyncio.Event
     ) -> AsyncIterator[Update]:
-        stopper = asyncio.ensure_future(stop.wait())
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        receiver: asyncio.Future[Any] | None = None
         try:
             while not stop.is_set():
-                receiver = asyncio.ensure_future(ws.receive())
+                receiver = receiver or asyncio.ensure_future(ws.receive())
                 done, _ = await asyncio.wait(
-                    {receiver, stopper}, return_when=asyncio.FIRST_COMPLETED
+                    {receiver, stopper},
+                    timeout=rotation.check_interval(self.core) / 1000,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
+                if not done:  # quiet for a while: is the wrapping key due?
+                    await rotation.maybe_rotate(self.core)
+                    continue
                 if receiver not in done:
                     receiver.cancel()
                     await ws.close()
                     return
                 message = receiver.result()
+                receiver = None
                 if message.type is not aiohttp.WSMsgType.BINARY:
                     return
                 frame = wire.decode(message.data, limits=_FRAME_LIMITS)
@@ -463,3 +470,5 @@ class Client:
                     yield Update("caught_up", b"", "", "")
         finally:
             stopper.cancel()
+            if receiver is not None:
+                receiver.cancel()

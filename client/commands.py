@@ -41,6 +41,7 @@ from .render import (
     update_json,
 )
 from .reporting import ReportView
+from .rotation import override_rotate_every
 
 __all__ = ["parse_duration", "run_command"]
 
@@ -123,6 +124,9 @@ async def run_command(args: argparse.Namespace, out: Console, err: Console) -> i
             await client.close()
         return 0
     client = Client.open(root, _passphrase(args))
+    rotate_every = getattr(args, "rotate_every", None)
+    if rotate_every:
+        override_rotate_every(client.core, parse_duration(rotate_every))
     try:
         return await _dispatch(client, args, out, err)
     finally:

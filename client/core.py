@@ -48,6 +48,8 @@ class Core:
     )
     _user_id: tuple[VerifyKey, bytes] | None = field(default=None, repr=False)
     _conversations: dict[tuple[bytes, bytes], bytes] = field(default_factory=dict, repr=False)
+    # The wrapping-key schedule's state in this process (client/rotation.py owns it).
+    rotation: object = field(default=None, repr=False)
 
     @property
     def user_id(self) -> bytes:

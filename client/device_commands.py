@@ -30,6 +30,7 @@ from .client import Client
 from .core import Core
 from .device_notes import notes_for
 from .errors import ClientError, NotFound, UsageProblem
+from .key_commands import KEY_ACTIONS, add_key_actions, run_keys
 from .linking import LinkFailed, LinkOffer, join, short_device
 from .render import print_json
 
@@ -39,7 +40,9 @@ _WAKE_SECONDS = 2.0  # between polls when no link event arrives
 
 
 def add_device_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    device = sub.add_parser("device", parents=[common], help="link, list and revoke devices")
+    device = sub.add_parser(
+        "device", parents=[common], help="link, list and revoke devices; rotate their keys"
+    )
     dsub = device.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     def action(name: str, text: str) -> argparse.ArgumentParser:
@@ -67,6 +70,7 @@ def add_device_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     action("list", "your devices; this one is marked")
     revoke = action("revoke", "revoke one of your other devices (by the start of its id)")
     revoke.add_argument("device", help="at least 4 hex digits of its id, as 'device list' shows")
+    add_key_actions(dsub, common)
 
 
 def _line(out: Console, value: dict[str, Any]) -> None:
@@ -148,6 +152,8 @@ async def run_device(
 ) -> int:
     if args.action == "link":
         return await _link(client, args, out, timeout_ms)
+    if args.action in KEY_ACTIONS:
+        return await run_keys(client, args, out)
     if args.action == "list":
         devices = await _devices(client.core)
         if args.json:

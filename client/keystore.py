@@ -11,6 +11,14 @@ later without breaking older files, and the sealed secrets:
 * the *storage key*, 32 random bytes that encrypt message bodies and session
   tokens in the local database, so the database alone reveals no content.
 
+Wrapping private keys rotate (``client/rotation.py``) and old ones must be
+deletable without a trace, so they live in the local database, sealed under
+the storage key, where a deleted row is overwritten in place
+(``secure_delete``) and pushed out of the WAL.  A keystore marked
+``wrap_keys = "store"`` therefore holds, in its device secrets, a wrapping
+key that was never certified (nothing is ever wrapped to it); profiles from
+before rotation are converted once, when they are next opened.
+
 The file is written to a temporary name, flushed and renamed, so a crash
 never leaves half a keystore.
 """
@@ -45,6 +53,7 @@ __all__ = [
     "Keys",
     "create_keystore",
     "open_keystore",
+    "reseal_keystore",
 ]
 
 KEYSTORE_VERSION = 1
@@ -78,16 +87,20 @@ class Keys:
     device: DeviceSecrets
     certificate: bytes
     storage_key: bytes
+    # True: the device's wrapping keys are in the local store and ``device.wrap_key``
+    # is an uncertified placeholder (see the module docstring).
+    wrap_keys_in_store: bool = False
 
     def to_wire(self) -> bytes:
-        return wire.encode(
-            {
-                "identity": dump_signing_key(self.identity),
-                "device": dump_device_secrets(self.device),
-                "certificate": self.certificate,
-                "storage_key": self.storage_key,
-            }
-        )
+        fields: dict[str, Any] = {
+            "identity": dump_signing_key(self.identity),
+            "device": dump_device_secrets(self.device),
+            "certificate": self.certificate,
+            "storage_key": self.storage_key,
+        }
+        if self.wrap_keys_in_store:
+            fields["wrap_keys"] = "store"
+        return wire.encode(fields)
 
     @classmethod
     def from_wire(cls, data: bytes) -> Keys:
@@ -101,11 +114,15 @@ class Keys:
             certificate = obj["certificate"]
             if not isinstance(certificate, bytes):
                 raise KeyError("certificate")
+            location = obj.get("wrap_keys")
+            if location not in (None, "store"):
+                raise KeyError("wrap_keys")
             return cls(
                 identity=load_signing_key(obj["identity"]),
                 device=load_device_secrets(obj["device"]),
                 certificate=certificate,
                 storage_key=storage_key,
+                wrap_keys_in_store=location == "store",
             )
         except (KeyError, TypeError, E2ERecallError):
             raise KeystoreError("The keystore is damaged.", "keystore_damaged") from None
@@ -165,6 +182,21 @@ def create_keystore(
         "salt": salt,
         "sealed": bytes(box.encrypt(keys.to_wire())),
     }
+    _write_atomically(path, wire.encode(document))
+
+
+def reseal_keystore(path: Path, passphrase: str, keys: Keys) -> None:
+    """Replace the keystore at ``path`` with ``keys``, at the cost it was made with.
+
+    Atomic (write, fsync, rename): a crash leaves the old keystore or the new
+    one.  Used once per profile, to move its wrapping key to the local store.
+    """
+    document = wire.decode(path.read_bytes(), limits=_LIMITS)
+    assert isinstance(document, dict)  # open_keystore checked it moments ago
+    opslimit, memlimit = document["opslimit"], document["memlimit"]
+    salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
+    box = nacl.secret.SecretBox(_derive(passphrase, salt, opslimit, memlimit))
+    document.update(salt=salt, sealed=bytes(box.encrypt(keys.to_wire())))
     _write_atomically(path, wire.encode(document))
 
 

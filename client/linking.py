@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nacl.utils
 
-from e2e_recall import DeviceSecrets, issue_device_certificate
+from e2e_recall import DeviceSecrets, WrapPrivateKey
 from e2e_recall.auth import relay_fingerprint
 from e2e_recall.device_admin import sign_device_approval
 from e2e_recall.errors import BadCode, E2ERecallError
@@ -39,6 +39,7 @@ from e2e_recall.linking import (
     seal_link_answer,
     seal_link_request,
 )
+from e2e_recall.rotation import issue_expiring_certificate
 
 from . import account
 from .core import Clock, Core, system_clock
@@ -47,8 +48,10 @@ from .group_store import list_groups
 from .groups import refresh_group
 from .keystore import DEFAULT_STRENGTH, Keys, create_keystore
 from .paths import Profile
+from .rotation import schedule
 from .store import Contact, LocalStore
 from .transport import Transport, check_relay_url
+from .wrap_keys import adopt_key, forget_keys
 
 __all__ = ["LinkFailed", "LinkOffer", "join", "short_device"]
 
@@ -121,12 +124,15 @@ class LinkOffer:
     async def answer(self, request: LinkRequest) -> None:
         """Certify the requester and send it the identity, contacts and groups."""
         core = self.core
-        certificate = issue_device_certificate(
+        # like every certificate a client issues, it expires by this profile's schedule;
+        # the new device rotates on from there by its own (client/rotation.py)
+        certificate = issue_expiring_certificate(
             core.keys.identity,
             request.device_id,
             request.signing_key,
             request.wrap_key,
             created_at=core.clock(),
+            lifetime=schedule(core).lifetime,
         ).signed
         approval = sign_device_approval(
             core.keys.device.signing_key,
@@ -306,12 +312,24 @@ async def join(
     device = DeviceSecrets.generate(account.SUITES[suite])
     answer = await _exchange(url, secret, device, device_name, timeout_ms, clock, on_sent)
     del secret
-    keys = Keys(answer.identity, device, answer.certificate.signed, bytes(nacl.utils.random(32)))
+    # As at init (client/account.py): the wrapping key lives in the local store, where
+    # rotation can delete it; the keystore keeps a placeholder that is never certified.
+    placeholder = replace(device, wrap_key=WrapPrivateKey.generate(device.wrap_key.suite))
+    keys = Keys(
+        answer.identity,
+        placeholder,
+        answer.certificate.signed,
+        bytes(nacl.utils.random(32)),
+        wrap_keys_in_store=True,
+    )
     fresh_root = not root.exists()
     profile.ensure()
     try:
+        store = LocalStore(profile.database, keys.storage_key)
+        forget_keys(store)
+        adopt_key(store, device.wrap_key, answer.certificate)
         create_keystore(profile.keystore, passphrase, keys, strength)
-        core = Core(profile, keys, LocalStore(profile.database, keys.storage_key), clock)
+        core = Core(profile, keys, store, clock)
         _save_contacts(core, answer.contacts)
         try:
             await account.register(core, answer.relay_url, answer.handle, approval=answer.approval)

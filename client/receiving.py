@@ -29,7 +29,7 @@ from e2e_recall import (
     wire,
 )
 from e2e_recall.body import decrypt_body
-from e2e_recall.errors import E2ERecallError
+from e2e_recall.errors import AuthenticationFailure, E2ERecallError
 
 from .account import authed
 from .attachments import delete_message_files, keep_for_download
@@ -41,6 +41,7 @@ from .group_store import by_conversation
 from .own_copies import is_copy, myself
 from .reporting import is_news
 from .store import Contact, OutboxItem, StoredMessage
+from .wrap_keys import private_keys
 
 __all__ = [
     "Update",
@@ -326,7 +327,9 @@ def decrypt_opened(core: Core, row: StoredMessage, wrap: bytes) -> str:
     return open_body(core, row, wrap)[0].text
 
 
-def open_body(core: Core, row: StoredMessage, wrap: bytes) -> tuple[Body, bytes]:
+def open_body(
+    core: Core, row: StoredMessage, wrap: bytes, key_id: bytes | None = None
+) -> tuple[Body, bytes]:
     """Unwrap this device's copy of the key and decrypt the envelope kept since it came.
 
     That envelope was verified against the sender's pinned key before it was
@@ -343,14 +346,29 @@ def open_body(core: Core, row: StoredMessage, wrap: bytes) -> tuple[Body, bytes]
     header, nonce, ciphertext = parts.get("header"), parts.get("nonce"), parts.get("ciphertext")
     if type(header) is not bytes or type(nonce) is not bytes or type(ciphertext) is not bytes:
         raise KeystoreError("A stored message is damaged.", "store_damaged")
-    key = unwrap_message_key(
-        wrap,
-        core.keys.device.wrap_key,
-        message_id=row.message_id,
-        conversation_id=row.conversation_id,
-        device_id=core.device_id,
-    )
+    key = _unwrap(core, row, wrap, key_id)
     return decrypt_body(nonce, ciphertext, key, header), key
+
+
+def _unwrap(core: Core, row: StoredMessage, wrap: bytes, key_id: bytes | None) -> bytes:
+    """Open the wrap with the private key it names (rotation keeps it until nothing needs it).
+
+    A wrap stored before key ids names none: each kept key is tried, newest first.
+    """
+    candidates = private_keys(core, key_id)
+    for index, private in enumerate(candidates):
+        try:
+            return unwrap_message_key(
+                wrap,
+                private,
+                message_id=row.message_id,
+                conversation_id=row.conversation_id,
+                device_id=core.device_id,
+            )
+        except AuthenticationFailure:
+            if index == len(candidates) - 1:
+                raise
+    raise KeystoreError("This device has no wrapping key.", "store_damaged")
 
 
 async def open_message(core: Core, message_id: bytes) -> StoredMessage:
@@ -381,7 +399,7 @@ async def open_message(core: Core, message_id: bytes) -> StoredMessage:
                 exc.code,
             ) from None
         raise
-    body, key = open_body(core, row, answer["wrap"])
+    body, key = open_body(core, row, answer["wrap"], answer.get("key_id"))
     text = body.text
     with core.store.transaction():
         keep_for_download(core, message_id, key, body.files)

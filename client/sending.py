@@ -74,6 +74,8 @@ DEFAULT_OPENED_WINDOW = 60 * MINUTE
 MAX_TEXT = 64 * 1024
 _OUTBOX_LIMITS = wire.Limits(max_size=8 << 20, max_bin=4 << 20)
 
+# Refusals that a fresh directory answers: wrap the same key again and retry once.
+_REWRAP = ("missing_devices", "stale_key")
 # Refusal codes that mean "the relay will never accept this recall".
 _RECALL_REFUSALS = {
     "window_closed",
@@ -114,6 +116,7 @@ def _wraps(key: bytes, header: Header, devices: list[DeviceCertificate]) -> list
                 conversation_id=header.conversation_id,
                 device_id=cert.device_id,
             ),
+            "key_id": cert.wrap_key.key_id,
         }
         for cert in devices
     ]
@@ -342,7 +345,7 @@ async def _deliver_send(
             _note_attempt(core, item, exc.sentence)
             return SendOutcome(item.message_id, queued=True, problem=exc.sentence)
         except RelayRefused as exc:
-            if exc.code == "missing_devices" and attempt == 0:
+            if exc.code in _REWRAP and attempt == 0:
                 request["wraps"] = await _rewrap(core, row, request)
                 continue
             _fail(core, row, exc.sentence)
@@ -484,6 +487,22 @@ async def recall(core: Core, message_id: bytes, replacement: str | None = None) 
     return await _deliver_recall(core, item)
 
 
+async def _post_recall(core: Core, item: OutboxItem, request: dict[str, Any]) -> dict[str, Any]:
+    """Post the recall; a replacement refused for stale wraps is wrapped again once."""
+    body = {"revocation": request["revocation"], "replacement": request["replacement"]}
+    path = f"/v1/messages/{item.message_id.hex()}/recall"
+    try:
+        return await authed(core, "POST", path, body)
+    except RelayRefused as exc:
+        replaced = request["replacement_id"]
+        copy = core.store.message(replaced) if replaced is not None else None
+        if exc.code not in _REWRAP or copy is None:
+            raise
+    assert copy is not None
+    body["replacement"]["wraps"] = await _rewrap(core, copy, {"key": request["replacement_key"]})
+    return await authed(core, "POST", path, body)
+
+
 def _cancel_unsent(core: Core, row: StoredMessage) -> RecallOutcome:
     """A message still in the outbox never reached anyone: drop it here."""
     with core.store.transaction():
@@ -514,12 +533,7 @@ async def _deliver_recall(core: Core, item: OutboxItem) -> RecallOutcome:
         replacement.setdefault("blobs", [])
     replacement_id: bytes | None = request["replacement_id"]
     try:
-        answer = await authed(
-            core,
-            "POST",
-            f"/v1/messages/{item.message_id.hex()}/recall",
-            {"revocation": request["revocation"], "replacement": replacement},
-        )
+        answer = await _post_recall(core, item, request)
     except RelayUnreachable as exc:
         _note_attempt(core, item, exc.sentence)
         raise

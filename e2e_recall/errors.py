@@ -39,6 +39,7 @@ __all__ = [
     "RecallRefused",
     "RecallWindowClosed",
     "ReplayedRevocation",
+    "RotationRefused",
     "SignatureInvalid",
     "StaleChange",
     "TooManyMembers",
@@ -211,3 +212,7 @@ class BadCode(ProtocolError):
     """That is not a valid link code: check it for a typo and type it again."""
 
     expect = "bad_code"
+class RotationRefused(ProtocolError):
+    """The new device certificate cannot replace the current one (protocol section 5.1)."""
+
+    expect = "rotation_refused"

@@ -146,7 +146,7 @@ def _handler_seeds(found: dict[str, list[bytes]], encode: object) -> Iterator[by
     revocation = next(s[1:] for s in found["revocation"] if s[0] == 0)
     receipt = next(s[2:] for s in found["receipts"] if s[:2] == b"\x00\x00")
     certificate = next(s[1:] for s in found["certificate"] if s[0] == 0)
-    wraps = [{"device_id": bytes(16), "wrap": bytes(48)}]
+    wraps = [{"device_id": bytes(16), "wrap": bytes(48), "key_id": bytes(16)}]
     bodies = {
         1: {
             "identity_key": bytes(32),

@@ -207,12 +207,13 @@ class Accounts:
     async def certificate(self, device: DeviceRecord) -> DeviceCertificate:
         """The device's verified certificate (verified once, then cached)."""
         cached = self._certificates.get(device.device_id)
-        if cached is not None:
-            return cached
+        if cached is not None and cached.signed == device.certificate:
+            return cached  # a rotation (relay/keys) changes the bytes, and so the entry
         identity = await self.cache.identity(device.user_id)
         if identity is None:
             raise NotFound("No such device.")
-        cert = verify_device_certificate(device.certificate, identity, now=device.created_at)
+        # Accepted before (registration or rotation): its dates are judged where it is used.
+        cert = verify_device_certificate(device.certificate, identity, now=None)
         self._certificates[device.device_id] = cert
         return cert
 

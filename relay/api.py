@@ -40,7 +40,11 @@ _WRAPS = Field(
     "list",
     min_len=1,
     max_len=4096,
-    item=(Field("device_id", "bin", size=ID_LEN), Field("wrap", "bin", max_len=2048)),
+    item=(
+        Field("device_id", "bin", size=ID_LEN),
+        Field("wrap", "bin", max_len=2048),
+        Field("key_id", "bin", size=ID_LEN),  # the wrapping key the wrap is made to
+    ),
 )
 # The blobs a send binds (each a bin[16], checked by relay.blobs.rules.check_blob_list).
 _BLOBS = Field("blobs", "list", max_len=16)
@@ -82,6 +86,8 @@ REQUESTS: dict[str, tuple[Field, ...]] = {
     ),
     "link_message": (Field("sealed", "bin", max_len=MAX_ANSWER),),
     "device_revocation": (Field("revocation", "bin", max_len=1024),),
+    # a device's rotated certificate (relay/keys)
+    "certificate": (Field("certificate", "bin", max_len=8192),),
 }
 
 # Keys a request may leave out (added later; older clients do not send them).

@@ -302,6 +302,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _duration("session_ttl", "limits", 30 * DAY_MS, "how long a login session lasts"),
     _duration(
+        "max_certificate_lifetime",
+        "limits",
+        90 * DAY_MS,
+        "longest lifetime (expires_at - created_at) of a rotated device certificate; "
+        "a longer one is refused with 400 lifetime_too_long",
+    ),
+    _duration(
         "websocket_idle_timeout",
         "limits",
         120_000,
@@ -452,6 +459,7 @@ def _validate(values: dict[str, Any]) -> None:
         "blob_quota",
         "upload_expiry",
         "blob_read_timeout",
+        "max_certificate_lifetime",
     ):
         if values[name] <= 0:
             raise ConfigError(f"{name} must be positive")

@@ -304,6 +304,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 def setup_routes(app: web.Application) -> None:
     from .blobs.routes import BLOB_ROUTES  # they check sessions with session_of, above
     from .devices.routes import DEVICE_ROUTES
+    from .keys.routes import WRAP_KEY_ROUTES
 
     routes: list[tuple[str, str, Any]] = [
         ("GET", "/healthz", healthz),
@@ -329,6 +330,7 @@ def setup_routes(app: web.Application) -> None:
         ("GET", "/v1/ws", websocket),
         *BLOB_ROUTES,
         *DEVICE_ROUTES,
+        *WRAP_KEY_ROUTES,
     ]
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)

@@ -21,7 +21,6 @@ from e2e_recall.receipts import DeletionCause, verify_deletion_receipt
 from e2e_recall.report import DeviceReport, DeviceState, Event, apply_event
 from e2e_recall.revocation import revocation_digest
 from e2e_recall.signing import VerifyKey
-from e2e_recall.wrapping import wrap_length
 
 from .accounts import Accounts, Session
 from .blobs.rules import bind_rule, check_blob_list, settled
@@ -36,6 +35,7 @@ from .errors import (
     from_protocol_error,
 )
 from .groups.rules import required_users
+from .keys.service import WrapKeys
 from .reports import message_notice, report, report_events
 from .storage.base import (
     Changes,
@@ -59,6 +59,7 @@ GroupLookup = Callable[[bytes], Awaitable[GroupView | None]]
 class Wrap:
     device_id: bytes
     wrap: bytes
+    key_id: bytes | None = None  # the key it is made to; the API requires it (relay/keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +122,10 @@ class Messaging:
         config: Config,
         clock: Callable[[], int],
         groups: GroupLookup | None = None,
+        keys: WrapKeys | None = None,
     ):
         self.storage = storage
+        self.keys = keys or WrapKeys(storage, accounts, clock, config.max_certificate_lifetime)
         self.groups = groups  # the group whose conversation a send names, if any
         self.accounts = accounts
         self.config = config
@@ -181,9 +184,9 @@ class Messaging:
             sent_at=header.sent_at,
             received_at=now,
         )
-        notice = message_notice(record)
         events = [
-            NewEvent(d.device_id, EventKind.MESSAGE, header.message_id, notice) for d in deliveries
+            NewEvent(d.device_id, EventKind.MESSAGE, header.message_id, message_notice(record, d))
+            for d in deliveries
         ]
         return PreparedMessage(header, record, deliveries, events, blob_ids)
 
@@ -204,13 +207,9 @@ class Messaging:
                 raise BadRequest(
                     "The sending device needs no wrap of its own message.", "wrap_to_self"
                 )
-            cert = await self.accounts.certificate(device)
-            if not cert.is_valid_at(self.clock()):
-                raise BadRequest(
-                    "A wrap is addressed to a device whose certificate expired.", "expired_device"
-                )
-            if len(item.wrap) != wrap_length(cert.wrap_key.suite):
-                raise BadRequest("A wrap has the wrong length for its device's key.", "bad_wrap")
+            if item.key_id is None:
+                raise BadRequest("Every wrap names the key it is made to.", "missing_field")
+            await self.keys.check_wrap(device, item.key_id, item.wrap)
             devices[item.device_id] = device
         others = {d.user_id for d in devices.values()} - {session.user_id}
         for user in await self._recipients(session, header, others):
@@ -228,6 +227,7 @@ class Messaging:
                 user_id=devices[item.device_id].user_id,
                 wrap=item.wrap,
                 own_device=devices[item.device_id].user_id == session.user_id,
+                key_id=item.key_id,
             )
             for item in wraps
         ]
@@ -336,10 +336,12 @@ class Messaging:
         result: bytes = await self._change(session, message_id, step)
         return result
 
-    async def open(self, session: Session, message_id: bytes) -> bytes:
-        """Release this device's wrap and record when; the message is then 'opened'."""
+    async def open(self, session: Session, message_id: bytes) -> tuple[bytes, bytes | None]:
+        """Release this device's wrap (and the key id it names); the message is then 'opened'."""
 
-        def step(view: MessageView, delivery: DeliveryRecord, now: int) -> tuple[Changes, bytes]:
+        def step(
+            view: MessageView, delivery: DeliveryRecord, now: int
+        ) -> tuple[Changes, tuple[bytes, bytes | None]]:
             message = view.message
             if message.state is not MessageState.LIVE or delivery.wrap is None:
                 if delivery.state in (DeviceState.QUEUED, DeviceState.NEVER_DELIVERED):
@@ -348,7 +350,7 @@ class Messaging:
             wrap = delivery.wrap
             opened = _transition(delivery, Event.KEY_RELEASED, now)
             if opened == delivery:
-                return Changes(), wrap
+                return Changes(), (wrap, delivery.key_id)
             changes = Changes(deliveries=[opened])
             first = message.first_opened_at
             if not delivery.own_device and first is None:
@@ -359,12 +361,15 @@ class Messaging:
                 # only for open_grace, so that a device whose answer was lost can ask again.
                 changes.message = replace(message, first_opened_at=first, all_opened_at=now)
                 if self.config.open_grace <= 0:
-                    return completion(view, changes.message, [opened, *others]), wrap
+                    return completion(view, changes.message, [opened, *others]), (
+                        wrap,
+                        delivery.key_id,
+                    )
             elif first != message.first_opened_at:
                 changes.message = replace(message, first_opened_at=first)
-            return changes, wrap
+            return changes, (wrap, delivery.key_id)
 
-        result: bytes = await self._change(session, message_id, step)
+        result: tuple[bytes, bytes | None] = await self._change(session, message_id, step)
         return result
 
     async def receipt(self, session: Session, message_id: bytes, receipt: bytes) -> None:

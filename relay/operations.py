@@ -35,7 +35,7 @@ Answer = tuple[int, dict[str, Any]]
 
 
 def _wraps(items: list[dict[str, bytes]]) -> list[Wrap]:
-    return [Wrap(item["device_id"], item["wrap"]) for item in items]
+    return [Wrap(item["device_id"], item["wrap"], item["key_id"]) for item in items]
 
 
 async def send(
@@ -63,7 +63,8 @@ async def open_message(
     services: Services, session: Session, message_id: bytes | None, _: Any
 ) -> Answer:
     assert message_id is not None
-    return 200, {"wrap": await services.messaging.open(session, message_id)}
+    wrap, key_id = await services.messaging.open(session, message_id)
+    return 200, {"wrap": wrap, "key_id": key_id}
 
 
 async def receipt(

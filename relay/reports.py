@@ -55,10 +55,15 @@ def report(view: MessageView) -> dict[str, Any]:
     }
 
 
-def message_notice(message: MessageRecord) -> bytes:
-    """What a recipient device is told before it fetches: never any content."""
+def message_notice(message: MessageRecord, delivery: DeliveryRecord | None = None) -> bytes:
+    """What a recipient device is told before it fetches: never any content.
+
+    ``key_id`` names the device's wrapping key its wrap was made to, so the
+    device knows which private key will open it (and keeps that one).
+    """
     return wire.encode(
         {
+            "key_id": None if delivery is None else delivery.key_id,
             "message_id": message.message_id,
             "conversation_id": message.conversation_id,
             "sender": message.sender,

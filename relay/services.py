@@ -21,6 +21,7 @@ from .gauges import HeldGauges
 from .groups.service import Groups
 from .hub import Hub
 from .inbox import Inbox
+from .keys.service import WrapKeys
 from .messaging import Messaging
 from .metrics import Metrics
 from .ratelimit import RateLimiter
@@ -51,7 +52,10 @@ class Services:
             max_pending_challenges=config.max_pending_challenges,
         )
         self.groups = Groups(storage, self.accounts, clock, config.max_group_members)
-        self.messaging = Messaging(storage, self.accounts, config, clock, self.groups.membership)
+        self.wrap_keys = WrapKeys(storage, self.accounts, clock, config.max_certificate_lifetime)
+        self.messaging = Messaging(
+            storage, self.accounts, config, clock, self.groups.membership, self.wrap_keys
+        )
         self.recalls = Recalls(storage, self.messaging, self.relay_key, config, clock)
         self.blobs = Blobs(storage, FileBlobStore(config.blob_path), self.messaging, config, clock)
         storage.on_blobs_destroyed(self.blobs.on_destroyed)

@@ -41,6 +41,7 @@ from ..wrapping import WrapPrivateKey, WrapPublicKey, WrapSuite, unwrap_message_
 from .check_devices import DEVICE_RUNNERS
 from .check_files import FILE_RUNNERS, descriptors_out
 from .check_groups import GROUP_RUNNERS
+from .check_rotation import ROTATION_RUNNERS
 from .fields import MalformedTest, hex_field
 from .gen_codec import tagged
 
@@ -448,6 +449,7 @@ RUNNERS: dict[str, Runner] = {
     **FILE_RUNNERS,
     **GROUP_RUNNERS,
     **DEVICE_RUNNERS,
+    **ROTATION_RUNNERS,
 }
 
 

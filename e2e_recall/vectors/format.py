@@ -114,6 +114,12 @@ FLAG_NOTES: dict[str, tuple[str, str]] = {
     ),
     "FromFuture": ("RecallRule", "A revocation dated beyond the allowed clock skew."),
     "Expired": ("Validity", "Outside the certificate's validity period."),
+    "SameWrapKey": ("Rotation", "A rotated certificate that keeps the current wrapping key."),
+    "NotLater": ("Rotation", "A rotated certificate not created after the current one."),
+    "OtherDevice": ("Rotation", "A rotated certificate for another device id."),
+    "SigningKeyChanged": ("Rotation", "A rotated certificate with another device signing key."),
+    "NoExpiry": ("Rotation", "A rotated certificate without an expiry."),
+    "LifetimeTooLong": ("Rotation", "A rotated certificate living longer than the relay allows."),
     "Unsorted": ("Encoding", "A list that must be sorted and unique is not."),
     "Typo": (
         "Input",

@@ -22,6 +22,7 @@ from .gen_messages import envelope_vectors
 from .gen_model import key_vectors, report_vectors
 from .gen_receipts import deletion_vectors, purge_vectors
 from .gen_revocation import revocation_vectors
+from .gen_rotation import rotation_vectors
 
 __all__ = ["DEFAULT_SEED", "FILES", "generate", "write"]
 
@@ -50,6 +51,8 @@ FILES: dict[str, Callable[[Context, dict[str, Any] | None], VectorFile]] = {
     # After the groups, for the same reason.
     "linking.json": lambda ctx, _: linking_vectors(ctx),
     "device_revocation.json": lambda ctx, _: revocation_device_vectors(ctx),
+    # After it, for the same reason.
+    "device_rotation.json": lambda ctx, _: rotation_vectors(ctx),
 }
 
 

@@ -213,7 +213,13 @@ def _send_request(
     return wire.encode(
         {
             "envelope": sealed.envelope,
-            "wraps": [{"device_id": recipient.device_id, "wrap": wrap}],
+            "wraps": [
+                {
+                    "device_id": recipient.device_id,
+                    "wrap": wrap,
+                    "key_id": recipient.secrets.wrap_key.public_key.key_id,
+                }
+            ],
             "blobs": [descriptor.blob_id],
         }
     )

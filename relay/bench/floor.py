@@ -102,7 +102,13 @@ def _seal(sender: _Party, recipient: _Party, now: int) -> dict[str, Any]:
     )
     return {
         "envelope": sealed.envelope,
-        "wraps": [{"device_id": recipient.device.device_id, "wrap": wrap}],
+        "wraps": [
+            {
+                "device_id": recipient.device.device_id,
+                "wrap": wrap,
+                "key_id": recipient.device.wrap_key.public_key.key_id,
+            }
+        ],
         "blobs": [],
     }
 
@@ -155,7 +161,7 @@ async def measure(sends: int = 4096, rounds: int = 8) -> dict[str, float]:
 
             async def prepare(number: int) -> None:
                 for body in bodies[number * per_round : (number + 1) * per_round]:
-                    wraps = [Wrap(w["device_id"], w["wrap"]) for w in body["wraps"]]
+                    wraps = [Wrap(w["device_id"], w["wrap"], w["key_id"]) for w in body["wraps"]]
                     prepared_list.append(
                         await services.messaging.prepare(session, body["envelope"], wraps)
                     )
@@ -200,7 +206,7 @@ async def measure(sends: int = 4096, rounds: int = 8) -> dict[str, float]:
 
             async def whole_serial(number: int) -> None:
                 for body in second[number * per_round : (number + 1) * per_round]:
-                    wraps = [Wrap(w["device_id"], w["wrap"]) for w in body["wraps"]]
+                    wraps = [Wrap(w["device_id"], w["wrap"], w["key_id"]) for w in body["wraps"]]
                     await services.messaging.send(session, body["envelope"], wraps)
 
             async def whole_concurrent(number: int) -> None:
@@ -211,7 +217,10 @@ async def measure(sends: int = 4096, rounds: int = 8) -> dict[str, float]:
                             services.messaging.send(
                                 session,
                                 body["envelope"],
-                                [Wrap(w["device_id"], w["wrap"]) for w in body["wraps"]],
+                                [
+                                    Wrap(w["device_id"], w["wrap"], w["key_id"])
+                                    for w in body["wraps"]
+                                ],
                             )
                             for body in chunk[start : start + BATCH]
                         )

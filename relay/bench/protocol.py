@@ -125,6 +125,7 @@ def seal_send(sender: BenchDevice, recipients: tuple[BenchDevice, ...], text: st
                 conversation_id=conversation,
                 device_id=device.device_id,
             ),
+            "key_id": device.secrets.wrap_key.public_key.key_id,
         }
         for device in recipients
     ]

@@ -25,6 +25,7 @@ from e2e_recall.report import DeviceState
 from .blob_records import BindRule, BlobMetaStore, BoundFile
 from .device_records import DeviceStore
 from .group_records import GroupStore
+from .wrap_key_records import WrapKeyStore
 
 __all__ = [
     "AccountStore",
@@ -145,6 +146,7 @@ class DeliveryRecord:
     deleted_at: int | None = None
     receipt: bytes | None = None
     downloaded_at: int | None = None  # when the device had received every blob of the message
+    key_id: bytes | None = None  # the wrapping key the wrap was made to (None: stored before 0008)
 
 
 class EventKind(StrEnum):
@@ -314,7 +316,14 @@ EventListener = Callable[[set[bytes], "list[EventRecord] | None"], None]
 
 
 class Storage(
-    AccountStore, MessageStore, EventStore, BlobMetaStore, GroupStore, DeviceStore, Protocol
+    AccountStore,
+    MessageStore,
+    EventStore,
+    BlobMetaStore,
+    GroupStore,
+    DeviceStore,
+    WrapKeyStore,
+    Protocol,
 ):
     """A whole backend: the stores and their lifecycle."""
 

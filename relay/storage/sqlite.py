@@ -37,13 +37,14 @@ from .sqlite_devices import SqliteDevices
 from .sqlite_engine import EngineObserver, SqliteEngine
 from .sqlite_faults import Faults
 from .sqlite_groups import SqliteGroups
+from .sqlite_wrap_keys import SqliteWrapKeys
 
 __all__ = ["SqliteStorage"]
 
 T = TypeVar("T")
 
 
-class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteDevices):
+class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteDevices, SqliteWrapKeys):
     """Every store on one SQLite database file (WAL, secure_delete, synchronous=FULL)."""
 
     def __init__(

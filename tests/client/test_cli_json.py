@@ -27,6 +27,8 @@ def test_help_documents_every_json_command() -> None:
         "device join",
         "device list",
         "device revoke",
+        "device rotate",
+        "device keys",
     }
 
 

@@ -162,15 +162,18 @@ class Person:
         suite: er.WrapSuite = er.WrapSuite.X25519,
         handle: str | None = None,
         approval: bytes | None = None,
+        lifetime: int | None = None,
     ) -> Device:
         """Register another device; after the first, approved by device 0 unless given."""
         secrets = er.DeviceSecrets.generate(suite)
+        now = self.relay.clock.now
         cert = er.issue_device_certificate(
             self.identity,
             secrets.device_id,
             secrets.signing_key.public_key,
             secrets.wrap_key.public_key,
-            created_at=self.relay.clock.now,
+            created_at=now,
+            expires_at=None if lifetime is None else now + lifetime,
         ).signed
         challenge = (await self.call("POST", "/v1/challenge", token=""))["challenge"]
         id_sig, dev_sig = sign_registration(
@@ -269,6 +272,7 @@ class Person:
                     conversation_id=header.conversation_id,
                     device_id=device.secrets.device_id,
                 ),
+                "key_id": device.secrets.wrap_key.public_key.key_id,
             }
             for device in to.devices
         ]
@@ -284,6 +288,7 @@ class Person:
                     conversation_id=header.conversation_id,
                     device_id=cert.device_id,
                 ),
+                "key_id": cert.wrap_key.key_id,
             }
             for cert in await self.lookup(to)
         ]

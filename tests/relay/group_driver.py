@@ -124,6 +124,7 @@ def wraps_to_people(
                         conversation_id=header.conversation_id,
                         device_id=dev.secrets.device_id,
                     ),
+                    "key_id": dev.secrets.wrap_key.public_key.key_id,
                 }
             )
     return wraps

@@ -186,7 +186,13 @@ def _routes(alice: Person, bob: Person, message_id: bytes) -> list[Route]:
             a,
             {
                 "envelope": os.urandom(300),
-                "wraps": [{"device_id": bob.devices[0].secrets.device_id, "wrap": os.urandom(80)}],
+                "wraps": [
+                    {
+                        "device_id": bob.devices[0].secrets.device_id,
+                        "key_id": bob.devices[0].secrets.wrap_key.public_key.key_id,
+                        "wrap": os.urandom(80),
+                    }
+                ],
                 "blobs": [],
             },
         ),
@@ -234,7 +240,9 @@ def _wrong_length(route: Route) -> bytes:
         name = sorted(route.fixed)[0]
         body[name] = body[name] + b"\x00"
     elif route.name == "send":
-        body["wraps"] = [{"device_id": os.urandom(15), "wrap": os.urandom(80)}]
+        body["wraps"] = [
+            {"device_id": os.urandom(15), "wrap": os.urandom(80), "key_id": os.urandom(16)}
+        ]
     else:
         name = _first_bin(body)
         assert name is not None
@@ -476,7 +484,7 @@ async def test_a_wrap_to_an_unregistered_device_is_refused(people: tuple[Person,
     before = await stats(alice.relay)
     header, sealed = alice.seal(bob, "to nobody")
     wraps = await alice.wraps_for(bob, header, sealed.message_key)
-    stranger = {"device_id": os.urandom(16), "wrap": os.urandom(80)}
+    stranger = {"device_id": os.urandom(16), "wrap": os.urandom(80), "key_id": os.urandom(16)}
     for attempt in ([stranger], [*wraps, stranger], [stranger, *wraps]):
         refused(await _send(alice, sealed.envelope, attempt), 400, "unknown_device")
     await _nothing_stored(alice, bob, header.message_id, before)
@@ -509,11 +517,21 @@ async def test_other_wrong_wrap_lists_are_refused(people: tuple[Person, Person])
     to_carol = await alice.wraps_for(carol, header, sealed.message_key)
     own = alice.devices[0].secrets.device_id
     laptop = alice.devices[1].secrets.device_id
+    own_key = alice.devices[0].secrets.wrap_key.public_key.key_id
+    laptop_key = alice.devices[1].secrets.wrap_key.public_key.key_id
     cases = [
         ([], 400, "bad_length"),
         ([*wraps, *wraps], 400, "duplicate_device"),
-        ([*wraps, {"device_id": own, "wrap": os.urandom(80)}], 400, "wrap_to_self"),
-        ([{"device_id": laptop, "wrap": os.urandom(80)}], 400, "bad_recipients"),
+        (
+            [*wraps, {"device_id": own, "wrap": os.urandom(80), "key_id": own_key}],
+            400,
+            "wrap_to_self",
+        ),
+        (
+            [{"device_id": laptop, "wrap": os.urandom(80), "key_id": laptop_key}],
+            400,
+            "bad_recipients",
+        ),
         ([*wraps, *to_carol], 400, "bad_recipients"),
         (to_carol, 403, "wrong_conversation"),
         ([{**wraps[0], "extra": b""}], 400, "unknown_field"),
@@ -1094,7 +1112,14 @@ def _mutated(draw: st.DrawFn, arena: Arena) -> Bad:
         elif change == "length":
             wraps[0]["wrap"] = draw(st.binary(max_size=120).filter(lambda w: len(w) != 80))
         elif change == "self":
-            wraps.append({"device_id": arena.alice.devices[0].secrets.device_id, "wrap": bytes(80)})
+            own = arena.alice.devices[0].secrets
+            wraps.append(
+                {
+                    "device_id": own.device_id,
+                    "wrap": bytes(80),
+                    "key_id": own.wrap_key.public_key.key_id,
+                }
+            )
         else:
             wraps[0]["extra"] = b""
         fields["wraps"] = wraps

@@ -88,6 +88,7 @@ async def test_kill_9_mid_stream_loses_nothing_acknowledged(tmp_path: Path) -> N
                             conversation_id=header.conversation_id,
                             device_id=cert.device_id,
                         ),
+                        "key_id": cert.wrap_key.key_id,
                     }
                     for cert in certificates
                 ]

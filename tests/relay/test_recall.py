@@ -191,6 +191,7 @@ async def test_own_devices_opening_does_not_shorten_the_window(
                 conversation_id=header.conversation_id,
                 device_id=laptop.device_id,
             ),
+            "key_id": laptop.wrap_key.public_key.key_id,
         }
     )
     await alice.call(

@@ -110,7 +110,8 @@ class World:
             conversation_id=header.conversation_id,
             device_id=to.device.device_id,
         )
-        return header, sealed.envelope, [Wrap(to.device.device_id, wrap)]
+        key_id = to.device.wrap_key.public_key.key_id
+        return header, sealed.envelope, [Wrap(to.device.device_id, wrap, key_id)]
 
     async def send(self, size: int) -> tuple[er.Header, int]:
         header, envelope, wraps = self.seal(self.alice, self.bob, size)

@@ -60,7 +60,7 @@ def _version(path: Path) -> int:
 
 
 def test_the_code_knows_every_schema_version() -> None:
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 8
     assert sorted(p.name[:4] for p in MIGRATIONS.glob("*.sql")) == [
         "0001",
         "0002",
@@ -68,6 +68,7 @@ def test_the_code_knows_every_schema_version() -> None:
         "0004",
         "0005",
         "0006",
+        "0008",
     ]
 
 

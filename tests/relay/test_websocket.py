@@ -43,9 +43,11 @@ async def test_a_connected_device_is_told_at_once_and_never_sees_content(
         "sender_device",
         "size",
         "sent_at",
+        "key_id",  # which of Bob's wrapping keys the wrap is made to (relay/keys)
     }
     assert notice["message_id"] == header.message_id
     assert notice["sender"] == alice.user_id
+    assert notice["key_id"] == bob.devices[0].secrets.wrap_key.public_key.key_id
 
 
 async def test_an_offline_device_gets_its_revocation_on_reconnect_exactly_once(

@@ -349,6 +349,7 @@ async def test_a_wrap_addressed_to_a_device_outside_the_conversation(scene: Scen
                 conversation_id=header.conversation_id,
                 device_id=stranger.device_id,
             ),
+            "key_id": stranger.wrap_key.public_key.key_id,
         }
     )
     with pytest.raises(RelayRefused) as refused:

@@ -1,0 +1,1 @@
+"""Devices' wrapping keys at the relay: rotation (service) and its routes."""
