@@ -38,6 +38,7 @@ from ..revocation import (
 )
 from ..signing import SigningKey, VerifyKey
 from ..wrapping import WrapPrivateKey, WrapPublicKey, WrapSuite, unwrap_message_key, wrap_info
+from .check_expiry import EXPIRY_RUNNERS
 from .check_files import FILE_RUNNERS, descriptors_out
 from .check_groups import GROUP_RUNNERS
 from .fields import MalformedTest, hex_field
@@ -160,6 +161,8 @@ def _envelope(group: dict[str, Any], test: dict[str, Any]) -> Any:
             "recallOpenedUntil": h.recall_opened_until,
             "kind": str(h.kind),
             "replaces": None if h.replaces is None else h.replaces.hex(),
+            "expireAfter": h.expire_after,
+            "expireFrom": None if h.expire_from is None else str(h.expire_from),
             "text": body.text,
         }
     }
@@ -200,6 +203,7 @@ def _acceptance(group: dict[str, Any], test: dict[str, Any]) -> Any:
             first_opened_at=facts["firstOpenedAt"],
             already_revoked=facts["alreadyRevoked"],
             recalls_today=facts["recallsToday"],
+            expired_at=facts["expiredAt"],
         ),
         now=test["now"],
         policy=RecallPolicy(
@@ -211,7 +215,11 @@ def _acceptance(group: dict[str, Any], test: dict[str, Any]) -> Any:
         ),
     )
     return {
-        "decision": {"alreadyRecalled": decision.already_recalled, "deadline": decision.deadline}
+        "decision": {
+            "alreadyRecalled": decision.already_recalled,
+            "deadline": decision.deadline,
+            "expired": decision.expired,
+        }
     }
 
 
@@ -407,6 +415,7 @@ def _sentence(group: dict[str, Any], test: dict[str, Any]) -> Any:
         fetched_at=test["fetchedAt"],
         key_released_at=test["keyReleasedAt"],
         deleted_at=test["deletedAt"],
+        expired_at=test["expiredAt"],
     )
     return {"sentence": describe(line), "attestedBy": [str(who) for who in line.attested_by]}
 
@@ -446,6 +455,7 @@ RUNNERS: dict[str, Runner] = {
     "RefusalSentence": _refusal,
     **FILE_RUNNERS,
     **GROUP_RUNNERS,
+    **EXPIRY_RUNNERS,
 }
 
 

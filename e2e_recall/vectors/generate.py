@@ -15,6 +15,7 @@ from .gen_auth import auth_vectors
 from .gen_certificate import certificate_vectors
 from .gen_codec import codec_vectors, identity_vectors
 from .gen_crypto import body_vectors, wrap_vectors
+from .gen_expiry import expiry_vectors
 from .gen_files import file_vectors
 from .gen_groups import group_vectors
 from .gen_messages import envelope_vectors
@@ -46,6 +47,8 @@ FILES: dict[str, Callable[[Context, dict[str, Any] | None], VectorFile]] = {
     "file_encryption.json": lambda ctx, _: file_vectors(ctx),
     # After it, for the same reason.
     "group_changes.json": lambda ctx, _: group_vectors(ctx),
+    # After it, for the same reason.
+    "expiry.json": lambda ctx, _: expiry_vectors(ctx),
 }
 
 
