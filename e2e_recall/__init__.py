@@ -63,6 +63,7 @@ from .errors import (
     WrongContext,
     WrongSigner,
 )
+from .expiry import ExpireFrom, copy_expires_at, is_expired
 from .group import (
     MAX_GROUP_MEMBERS,
     GroupAction,
@@ -138,6 +139,7 @@ __all__ = [
     "DeviceState",
     "E2ERecallError",
     "Event",
+    "ExpireFrom",
     "FileDecryptor",
     "FileDescriptor",
     "FileEncryptor",
@@ -184,6 +186,7 @@ __all__ = [
     "blob_hasher",
     "blob_length",
     "check_revocation_matches",
+    "copy_expires_at",
     "decide_recall",
     "describe",
     "direct_conversation_id",
@@ -192,6 +195,7 @@ __all__ = [
     "format_fingerprint",
     "group_change_digest",
     "group_conversation_id",
+    "is_expired",
     "issue_device_certificate",
     "next_state",
     "open_envelope",

@@ -144,6 +144,8 @@ class DeliveryRecord:
     deleted_at: int | None = None
     receipt: bytes | None = None
     downloaded_at: int | None = None  # when the device had received every blob of the message
+    expires_at: int | None = None  # when the sender's timer ends this copy (None: no timer yet)
+    expired_at: int | None = None  # when the relay destroyed this copy (timer or retention)
 
 
 class EventKind(StrEnum):
@@ -153,6 +155,7 @@ class EventKind(StrEnum):
     REVOCATION = "revocation"  # a signed revocation for a message the device fetched
     REPORT = "report"  # the report of one of the user's own messages changed
     GROUP = "group"  # a group the user is or was in took a change (message_id: the group id)
+    EXPIRED = "expired"  # the sender's timer (or retention) destroyed this device's copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +295,14 @@ class MessageStore(Protocol):
 
     async def messages_to_complete(self, opened_before: int, limit: int) -> list[bytes]:
         """Live messages every recipient device opened before ``opened_before``."""
+
+    async def copies_to_expire(self, now: int, limit: int) -> list[bytes]:
+        """Messages with a device copy whose timer is due at ``now`` (deliveries_expiring)."""
+        ...
+
+    async def next_expiry(self) -> int | None:
+        """The earliest timer not yet dealt with, for the job to sleep until."""
+        ...
 
     async def forget_tombstones(self, before: int) -> int:
         """Delete content-free rows and events older than ``before``; return how many."""
