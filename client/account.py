@@ -106,7 +106,11 @@ def _random_key() -> bytes:
 def open_profile(profile: Profile, passphrase: str, *, clock: Clock = system_clock) -> Core:
     keys = open_keystore(profile.keystore, passphrase)
     store = LocalStore(profile.database, keys.storage_key)
-    return Core(profile, keys, store, clock)
+    core = Core(profile, keys, store, clock)
+    from .expiring import expire_due  # it imports receiving, which imports this module
+
+    core.pending_updates.extend(expire_due(core))  # before any command shows anything
+    return core
 
 
 async def _relay_key(transport: Transport) -> VerifyKey:
