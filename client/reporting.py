@@ -148,7 +148,12 @@ def _line(core: Core, raw: dict[str, Any], report: dict[str, Any]) -> DeviceLine
                 receipt = "invalid"
     if state is DeviceState.DELETED and receipt == "invalid":
         # The relay says the device deleted it, but the device's signature says otherwise.
-        state = DeviceState.PENDING if raw.get("key_released_at") else DeviceState.DELIVERED_SEALED
+        if raw.get("expired_at") is not None:
+            state = DeviceState.EXPIRED  # what the relay did stands; the deletion does not
+        elif raw.get("key_released_at"):
+            state = DeviceState.PENDING
+        else:
+            state = DeviceState.DELIVERED_SEALED
     model = DeviceReport(
         user=user,
         device_id=device_id,
@@ -157,6 +162,7 @@ def _line(core: Core, raw: dict[str, Any], report: dict[str, Any]) -> DeviceLine
         key_released_at=raw.get("key_released_at"),
         recalled_at=raw.get("recalled_at"),
         deleted_at=raw.get("deleted_at"),
+        expired_at=raw.get("expired_at"),
     )
     sentence = describe(model)
     files = _files(report)

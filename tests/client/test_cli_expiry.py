@@ -112,6 +112,7 @@ def test_a_two_second_timer_deletes_every_copy_and_the_saved_file(
     # Bob's device confirmed with a signed deletion receipt after the relay destroyed it.
     assert device["state"] in ("expired", "deleted")
     assert "possibly already read" in device["sentence"]
+    assert "unknown time" not in device["sentence"]
     assert report["files"]["destroyed"] is True
     assert "Nothing to recall" in alice.run("recall", message_id[:8]).out
 

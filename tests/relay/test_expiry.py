@@ -87,6 +87,25 @@ def stored(relay: RelayProcess, message_id: bytes) -> dict[str, Any]:
     return {"state": state, "envelope": envelope, "wraps": wraps, "blobs": blobs}
 
 
+WINDOW = 16
+
+
+def windows(secret: bytes) -> set[bytes]:
+    return {secret[i : i + WINDOW] for i in range(len(secret) - WINDOW + 1)}
+
+
+def left_on_disk(relay: RelayProcess, secrets: set[bytes]) -> list[str]:
+    """Which of the relay's files still hold any 16-byte window of ``secrets``."""
+    found = []
+    for path in sorted(relay.data_dir.rglob("*")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if any(data[i : i + WINDOW] in secrets for i in range(len(data) - WINDOW + 1)):
+            found.append(path.name)
+    return found
+
+
 def blob_files(relay: RelayProcess) -> list[Path]:
     root = relay.data_dir / "blobs"
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
@@ -119,6 +138,10 @@ async def test_a_timer_from_sending_destroys_everything_and_tells_every_device(
         assert len(blob_files(relay)) == 1
         header, sealed = alice.seal(bob, "gone in two seconds", expire_after=2000, expire_from=SENT)
         wraps = await alice.wraps_for(bob, header, sealed.message_key)
+        parts = wire.decode(sealed.envelope)
+        secrets = windows(parts["nonce"] + parts["ciphertext"] + parts["signature"]) | windows(blob)
+        for item in wraps:
+            secrets |= windows(item["wrap"])
         async with bob.websocket(0) as bob_ws, alice.websocket(0) as alice_ws:
             await alice.call(
                 "POST",
@@ -130,6 +153,8 @@ async def test_a_timer_from_sending_destroys_everything_and_tells_every_device(
             before = stored(relay, header.message_id)
             assert before["envelope"] is not None
             assert all(w is not None for w in before["wraps"])
+            held = left_on_disk(relay, secrets)
+            assert any(name.startswith("relay.db") for name in held), held  # the scan sees them
 
             frames = await frames_until(bob_ws, expired_for(header.message_id))
             event = wire.decode(frames[-1]["payload"])
@@ -175,6 +200,34 @@ async def test_a_timer_from_sending_destroys_everything_and_tells_every_device(
                         device=device,
                     )
                 assert (refused.value.status, refused.value.code) == (410, "message_expired")
+
+        # Nothing of the ciphertext, the wraps or the file is left in any of the relay's files
+        # (database, WAL, blob directory) once its own checkpoint and scrub have run.
+        async def scrubbed() -> bool:
+            return not left_on_disk(relay, secrets)
+
+        await until(scrubbed, "every byte of the expired message to leave the relay's disk")
+
+        # Bob's opened device confirms its deletion: its line moves from expired to deleted.
+        receipt = er.sign_deletion_receipt(
+            bob.devices[0].secrets.signing_key,
+            user=bob.user_id,
+            device_id=bob.devices[0].secrets.device_id,
+            message_id=header.message_id,
+            conversation_id=header.conversation_id,
+            deleted_at=alice.relay.clock.now,
+            opened_at=opened["key_released_at"],
+            cause=er.DeletionCause.EXPIRY,
+        )
+        await bob.call(
+            "POST",
+            f"/v1/messages/{header.message_id.hex()}/receipt",
+            {"receipt": receipt.signed},
+            device=0,
+        )
+        lines = {d["device_id"]: d for d in (await alice.report(header.message_id))["devices"]}
+        assert lines[bob.devices[0].secrets.device_id]["state"] == "deleted"
+        assert lines[bob.devices[1].secrets.device_id]["state"] == "expired"
 
 
 async def test_a_timer_from_opening_runs_per_device_and_spares_the_unopened(
