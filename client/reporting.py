@@ -61,6 +61,7 @@ class DeviceLine:
     attested_by: tuple[str, ...]
     receipt: str  # "verified", "invalid", "unverifiable" or "" (no receipt)
     files_downloaded: bool | None = None  # None: the message carried no files
+    fetched: bool = True  # the device had a copy (so a deletion receipt may still come)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,10 @@ class ReportView:
     def settled(self) -> bool:
         """No line can change any more (every device is accounted for after a recall)."""
         return self.state in ("recalled", "expired") and all(
-            line.state in TERMINAL_STATES for line in self.lines
+            line.state in TERMINAL_STATES
+            # expired without ever fetching it: the device had nothing to delete or confirm
+            or (line.state is DeviceState.EXPIRED and not line.fetched)
+            for line in self.lines
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -182,6 +186,7 @@ def _line(core: Core, raw: dict[str, Any], report: dict[str, Any]) -> DeviceLine
         attested_by=tuple(str(a) for a in model.attested_by),
         receipt=receipt,
         files_downloaded=downloaded,
+        fetched=raw.get("fetched_at") is not None,
     )
 
 
