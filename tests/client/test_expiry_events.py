@@ -8,6 +8,7 @@ forged one (another sender, another conversation) can be tried.
 from __future__ import annotations
 
 from client.client import Client
+from client.groups import create_group
 from client.receiving import process_event
 from e2e_recall import ExpireFrom, wire
 
@@ -46,3 +47,27 @@ async def test_an_expired_event_deletes_only_what_it_names(clients: tuple[Client
     assert [e.state for e in bob.history("alice")] == ["expired"]
     again = await process_event(bob.core, "expired", sent.message_id, event())
     assert again is None  # said once; repeating the event changes nothing
+
+
+async def test_a_groups_timer_applies_to_its_later_messages(
+    clients: tuple[Client, Client],
+) -> None:
+    alice, bob = clients
+    group = await create_group(alice.core, "trip", ["bob"])
+    assert alice.conversation_timer("trip") is None
+    alice.set_conversation_timer("trip", (90_000, ExpireFrom.OPENED))
+    assert alice.conversation_timer("trip") == (90_000, ExpireFrom.OPENED)
+    assert alice.conversation_timer("bob") is None  # the direct conversation keeps its own
+    sent = await alice.send("trip", "leaving at 9")
+    mine = alice.core.store.message(sent.message_id)
+    assert mine is not None
+    assert mine.conversation_id == group.conversation_id
+    assert (mine.expire_after, mine.expire_from) == (90_000, "opened")
+    assert mine.expires_at == mine.sent_at + 90_000  # the sender's copy counts from sending
+    await bob.sync()
+    received = bob.core.store.message(sent.message_id)
+    assert received is not None
+    assert (received.expire_after, received.expires_at) == (90_000, None)  # until bob opens it
+    opened = await bob.open_message(sent.message_id)
+    assert opened.expires_at is not None
+    assert opened.expires_at >= mine.sent_at + 90_000
