@@ -120,6 +120,9 @@ def open_profile(profile: Profile, passphrase: str, *, clock: Clock = system_clo
     core = Core(profile, keys, store, clock)
     if not keys.wrap_keys_in_store:
         _move_wrap_key(core, passphrase)
+    from .expiring import expire_due  # it imports receiving, which imports this module
+
+    core.pending_updates.extend(expire_due(core))  # before any command shows anything
     return core
 
 

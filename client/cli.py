@@ -5,9 +5,12 @@
     e2e-recall whoami                    your user id, device and relay
     e2e-recall contacts add NAME WHO     pin a contact by handle or user id
     e2e-recall contacts list|verify|accept|remove NAME
-    e2e-recall send NAME [--file PATH]... TEXT...
+    e2e-recall send NAME [--file PATH]... [--expire AFTER] [--expire-from F] TEXT...
                                          send to a contact or a group (TEXT from stdin when
-                                         omitted without files)
+                                         omitted without files); --expire makes it disappear
+    e2e-recall expire NAME AFTER|off [--from sent|opened]
+                                         the timer of later messages to NAME (30s, 5m, 1h,
+                                         1d, 1w; counted from sending unless --from opened)
     e2e-recall inbox                     sealed messages: sender and time, never a preview
     e2e-recall open MSG [--downloads DIR]
                                          release the key, show the message, save its files
@@ -48,28 +51,45 @@ keys living 14 days, unless the profile sets otherwise (device keys) or
 E2E_RECALL_ROTATE_EVERY / E2E_RECALL_KEY_LIFETIME say (e.g. 7d, 14d);
 --rotate-every D does it for one command.
 
-Exit codes: 0 done; 1 refused or failed (the sentence says why, e.g. a
-group change only an admin may make); 2 bad usage, unknown contact, group
-or message, or no relay yet; 3 relay unreachable (anything sent is queued
-and retried later); 4 keystore or profile problem, or wrong passphrase; 5
-trust problem (a changed identity or relay key, or a group chain from the
-relay that does not verify); 6 another session of this device took over
-the live connection (watch, report --follow); 7 this device was revoked
-by another of your devices; 130 interrupted.
+Disappearing messages: a timer in the signed header (--expire AFTER, or the
+conversation's from 'expire NAME') makes every device delete its copy (text
+and saved files) and the relay destroy the ciphertext, AFTER the message was
+sent (default; your own copy always counts from sending) or, with
+--expire-from opened, after each device opened it (an unopened copy stays
+sealed at the relay until its retention ends). Every command first deletes
+copies whose time has passed, so an offline device deletes before it shows
+anything, and watch deletes them at the moment. Deleted copies show as
+expired; nothing can stop a reader's screenshots.
+
+Exit codes: 0 done; 1 refused or failed (the sentence says why, e.g. a group
+change only an admin may make, or opening a message that expired); 2 bad
+usage, unknown contact, group or message, or no relay yet; 3 relay
+unreachable (anything sent is queued and retried later); 4 keystore or
+profile problem, or wrong passphrase; 5 trust problem (a changed identity or
+relay key, or a group chain from the relay that does not verify); 6 another
+session of this device took over the live connection (watch, report
+--follow); 7 this device was revoked by another of your devices; 130
+interrupted.
 
 JSON (--json) for scripts; these keys are stable, and one that does not
 apply is null:
   whoami          {user_id, fingerprint, device_id, wrap_suite, handle, relay,
                   profile}
-  contacts list   [{name, handle, user_id, verified, key_changed}]
+  contacts list   [{name, handle, user_id, verified, key_changed, expire}]
+                  (expire: {after_ms, from}, the conversation's timer, or null)
+  expire          {name, expire}
   send            {id, queued, problem}
   inbox, history  [{id, contact, group, direction, sent_at, state, text,
-                  replaces, replaced_by, problem, files: [{name, size,
-                  media_type, saved_at}]}] (text is null and files empty until
-                  opened; group is the group's name, null for a direct
-                  message; contact is the sender, or the group for your own)
+                  replaces, replaced_by, problem, expires_at, files: [{name,
+                  size, media_type, saved_at}]}] (text is null and files empty
+                  until opened; group is the group's name, null for a direct
+                  message; contact is the sender, or the group for your own;
+                  expires_at is when this copy is deleted, null without a
+                  timer or, counted from opening, until opened; state expired
+                  once it was)
   open, read      {id, contact, group, direction, sent_at, state, text,
-                  replaces, replaced_by, problem, files} (files as in inbox)
+                  replaces, replaced_by, problem, expires_at, files} (files
+                  as in inbox)
   report          {message_id, state, sent_at, recalled_at, relay_receipt,
                   group, counts, files: {count, bytes, destroyed}, devices:
                   [{person, device, state, sentence, attested_by, receipt,
@@ -79,13 +99,15 @@ apply is null:
                   files_downloaded is null for a message without files)
   recall          {message_id, state, sent_at, recalled_at, relay_receipt,
                   group, counts, files, devices, already_recalled,
-                  replacement_id, local_only} (devices as in report)
-  group           {name, group_id, seq, member, admin, members: [{user_id,
+                  replacement_id, local_only, expired} (devices as in report;
+                  expired: its timer had destroyed it, nothing was recalled)
+  group           {name, group_id, seq, member, admin, expire, members: [{user_id,
                   name, admin, you}]} (group create, add, remove, leave and
                   rename print the group after the change; member and admin
                   are about you)
-  group list      [{name, group_id, seq, member, admin, members}] (members as
-                  in group; one group with NAME)
+  group list      [{name, group_id, seq, member, admin, expire, members}]
+                  (members as in group; one group with NAME; expire as in
+                  contacts list)
   sync            {updates: [{kind, id, contact, detail}], queued} (for kind
                   group, id is the group id and contact the group's name; for
                   kind device, id is the device id, contact the contact whose
@@ -127,6 +149,7 @@ from .bench import SUITES
 from .commands import run_command
 from .device_commands import add_device_parser
 from .errors import ClientError, KeystoreError
+from .expire_commands import add_expire_parser, add_send_timer_options
 from .group_commands import add_group_parser
 
 __all__ = ["build_parser", "main"]
@@ -236,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="how long you may recall it once opened (default 1h)",
     )
+    add_send_timer_options(send)
     _json(send)
+    add_expire_parser(sub, common)
 
     _json(sub.add_parser("inbox", parents=[common], help="sealed messages waiting"))
     for name in ("open", "read"):

@@ -19,18 +19,19 @@ import random
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
 from e2e_recall import SigningKey, format_fingerprint, wire
 from e2e_recall.errors import E2ERecallError
 
-from . import account, attachments, contacts, receiving, rotation, sending
+from . import account, attachments, contacts, expiring, receiving, rotation, sending
 from .attachments import ReceivedFile
 from .core import Clock, Core, system_clock
 from .device_events import device_updates
 from .errors import ClientError, NotFound, RelayKeyChanged, RelayUnreachable, UsageProblem
+from .expiring import Timer
 from .group_people import display_name
 from .group_sending import send_to_group
 from .group_store import by_conversation
@@ -66,6 +67,7 @@ class Entry:
     problem: str | None
     files: tuple[ReceivedFile, ...] = ()  # names and sizes; where saved, once saved
     group: str | None = None  # the group's local name, for a message in a group
+    expires_at: int | None = None  # when this copy is deleted here (None: no timer, or unopened)
 
 
 def _closed_because(code: int | None) -> str:
@@ -181,12 +183,17 @@ class Client:
         sealed_window: int = DEFAULT_SEALED_WINDOW,
         opened_window: int = DEFAULT_OPENED_WINDOW,
         files: Sequence[Path] = (),
+        timer: Timer | Literal["default"] | None = "default",
     ) -> SendOutcome:
         """Send ``text`` and ``files`` (encrypted here, uploaded before the message).
 
-        ``name`` is a contact or a group (:mod:`client.groups`).
+        ``name`` is a contact or a group (:mod:`client.groups`).  ``timer`` makes
+        it disappear (:mod:`client.expiring`); ``"default"`` takes the
+        conversation's own (``expire NAME``), None sends it without one.
         """
         await self._flush_quietly()
+        if timer == "default":
+            timer = expiring.conversation_timer(self.core, self.conversation_id(name))
         if group_named(self.core, name) is not None:
             if self.core.store.contact_by_name(name) is not None:
                 raise UsageProblem(
@@ -201,6 +208,7 @@ class Client:
                 sealed_window=sealed_window,
                 opened_window=opened_window,
                 files=files,
+                timer=timer,
             )
         return await sending.send_text(
             self.core,
@@ -209,7 +217,26 @@ class Client:
             sealed_window=sealed_window,
             opened_window=opened_window,
             files=files,
+            timer=timer,
         )
+
+    def conversation_id(self, name: str) -> bytes:
+        """The conversation a name stands for: a contact's (first), else a group's."""
+        if self.core.store.contact_by_name(name) is None:
+            group = group_named(self.core, name)
+            if group is not None:
+                return group.conversation_id
+        return self.core.conversation_with(self.contact(name).user_id)
+
+    def conversation_timer(self, name: str) -> Timer | None:
+        return expiring.conversation_timer(self.core, self.conversation_id(name))
+
+    def set_conversation_timer(self, name: str, timer: Timer | None) -> None:
+        expiring.set_conversation_timer(self.core, self.conversation_id(name), timer)
+
+    def expire_due(self) -> list[Update]:
+        """Delete every copy here whose timer has run out (no network)."""
+        return expiring.expire_due(self.core)
 
     async def open_message(self, message_id: bytes, downloads: Path | None = None) -> Entry:
         """Open a message and save its files in ``downloads`` (default: the platform's).
@@ -317,6 +344,7 @@ class Client:
             problem=row.problem,
             files=tuple(attachments.read_files(self.core, row.message_id)),
             group=group.name if group else None,
+            expires_at=row.expires_at,
         )
 
     def inbox(self) -> list[Entry]:
@@ -371,8 +399,9 @@ class Client:
 
     async def sync(self) -> list[Update]:
         """Send what waits in the outbox, then fetch and apply every queued event."""
+        updates: list[Update] = [*self.core.pending_updates, *expiring.expire_due(self.core)]
+        self.core.pending_updates.clear()
         await sending.flush_outbox(self.core)
-        updates: list[Update] = []
         while True:
             cursor = self.core.store.get_int("cursor")
             answer = await account.authed(
@@ -439,13 +468,15 @@ class Client:
         receiver: asyncio.Future[Any] | None = None
         try:
             while not stop.is_set():
+                for expired in expiring.expire_due(self.core):  # a timer that ran out here
+                    yield expired
                 receiver = receiver or asyncio.ensure_future(ws.receive())
                 done, _ = await asyncio.wait(
                     {receiver, stopper},
-                    timeout=rotation.check_interval(self.core) / 1000,
+                    timeout=self._quiet_for(),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
-                if not done:  # quiet for a while: is the wrapping key due?
+                if not done:  # a copy's moment came, or the wrapping key may be due
                     await rotation.maybe_rotate(self.core)
                     continue
                 if receiver not in done:
@@ -472,3 +503,11 @@ class Client:
             stopper.cancel()
             if receiver is not None:
                 receiver.cancel()
+
+    def _quiet_for(self) -> float:
+        """Seconds to listen before looking again: the next copy's deletion, or rotation."""
+        wait = rotation.check_interval(self.core) / 1000
+        due = expiring.next_due(self.core)
+        if due is not None:
+            wait = min(wait, max(0.0, (due - self.core.clock()) / 1000))
+        return wait

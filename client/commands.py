@@ -26,6 +26,8 @@ from e2e_recall import format_fingerprint
 from .client import TAKEN_OVER, Client
 from .device_commands import print_device_notes
 from .errors import RecallNotAccepted, RelayUnreachable, SessionReplaced, UsageProblem
+from .expire_commands import run_expire, send_timer
+from .expiring import describe_timer, timer_json
 from .group_commands import run_group
 from .paths import resolve_profile_dir
 from .progress_bars import transfer_progress
@@ -169,6 +171,8 @@ async def _dispatch(client: Client, args: argparse.Namespace, out: Console, err:
         return await run_device(client, args, out, timeout)
     if command == "send":
         return await _send(client, args, out, err)
+    if command == "expire":
+        return run_expire(client, args, out)
     if command in ("inbox", "sync"):
         if command == "sync":
             with _waiting(out, "Talking to the relay…"):
@@ -221,7 +225,11 @@ async def _dispatch(client: Client, args: argparse.Namespace, out: Console, err:
         if as_json:
             print_json(out, [entry_json(e) for e in entries])
         else:
-            print_entries(out, entries, title=f"conversation with {args.name}")
+            title = f"conversation with {args.name}"
+            timer = client.conversation_timer(args.name)
+            if timer is not None:
+                title += f" (new messages disappear {describe_timer(timer)})"
+            print_entries(out, entries, title=title)
             print_device_notes(client, args.name, out)
         return 0
     if command == "delete":
@@ -266,6 +274,7 @@ async def _contacts(client: Client, args: argparse.Namespace, out: Console) -> i
                         "user_id": c.user_id.hex(),
                         "verified": c.verified_at is not None,
                         "key_changed": c.changed_key is not None,
+                        "expire": timer_json(client.conversation_timer(c.name)),
                     }
                     for c in contacts
                 ],
@@ -308,6 +317,7 @@ async def _send(client: Client, args: argparse.Namespace, out: Console, err: Con
         text = "" if files and not args.text else sys.stdin.read()
     sealed_window = parse_duration(args.recall_window)
     opened_window = parse_duration(args.opened_window)
+    timer = send_timer(args)
     waiting = _waiting(out, "Sending…") if not files else contextlib.nullcontext()
     with waiting, transfer_progress(err, "Uploading", enabled=not args.json) as progress:
         client.core.progress = progress
@@ -317,6 +327,7 @@ async def _send(client: Client, args: argparse.Namespace, out: Console, err: Con
             sealed_window=sealed_window,
             opened_window=opened_window,
             files=files,
+            timer=timer,
         )
     result: dict[str, Any] = {
         "id": outcome.message_id.hex(),
@@ -377,12 +388,15 @@ async def _recall(client: Client, args: argparse.Namespace, out: Console, err: C
                 "already_recalled": outcome.already_recalled,
                 "replacement_id": outcome.replacement_id.hex() if outcome.replacement_id else None,
                 "local_only": outcome.local_only,
+                "expired": outcome.expired,
             },
         )
         return 0
     if outcome.local_only:
         out.print("Recalled before it left this device: no one received it.")
         return 0
+    if outcome.expired:
+        out.print("Nothing to recall: its timer had already run out and it was destroyed.")
     if outcome.already_recalled:
         out.print("It was already recalled; here is the report as it stands.")
     if outcome.replacement_id:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from e2e_recall import DeviceCertificate, VerifyKey, direct_conversation_id, fingerprint
 
@@ -39,6 +39,9 @@ class Core:
     transport: Transport | None = field(default=None)
     # How file transfers show their progress (the CLI sets rich bars); None: silently.
     progress: FileProgress | None = field(default=None)
+    # What happened on opening, before any command ran (copies whose timer ran out while
+    # nothing was running): receiving.Update values, shown by the next sync.
+    pending_updates: list[Any] = field(default_factory=list)
     # Pure results of checks already made in this session, so a long-lived client
     # (watch, the library, a group of many devices) does not repeat them for every
     # message.  Keyed by the exact bytes checked; nothing time-dependent is kept.

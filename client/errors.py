@@ -16,6 +16,7 @@ __all__ = [
     "GroupRefused",
     "IdentityChanged",
     "KeystoreError",
+    "MessageExpired",
     "NotFound",
     "NotRegistered",
     "RecallNotAccepted",
@@ -47,6 +48,10 @@ class UsageProblem(ClientError):
 
 class NotFound(UsageProblem):
     """No such message, contact or profile."""
+
+
+class MessageExpired(ClientError):
+    """The message's timer ran out: it is deleted here and cannot be opened."""
 
 
 class KeystoreError(ClientError):

@@ -18,6 +18,7 @@ from e2e_recall import format_fingerprint
 
 from .client import Client
 from .errors import RelayUnreachable, UsageProblem
+from .expiring import conversation_timer, timer_json
 from .group_people import display_name
 from .group_store import StoredGroup
 from .groups import (
@@ -76,6 +77,7 @@ def group_json(client: Client, group: StoredGroup) -> dict[str, Any]:
         "seq": group.seq,
         "member": bool(group.member),
         "admin": me in admins,
+        "expire": timer_json(conversation_timer(core, group.conversation_id)),
         "members": [
             {
                 "user_id": member.hex(),

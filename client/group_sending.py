@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from e2e_recall import DeviceCertificate
+from e2e_recall import DeviceCertificate, ExpireFrom
 
 from .attachments import record_sent_files, seal_files
 from .core import Core
@@ -69,6 +69,7 @@ async def send_to_group(
     sealed_window: int = DEFAULT_SEALED_WINDOW,
     opened_window: int = DEFAULT_OPENED_WINDOW,
     files: Sequence[Path] = (),
+    timer: tuple[int, ExpireFrom] | None = None,
 ) -> SendOutcome:
     """Seal once for the group's conversation, keep in the outbox, deliver."""
     _check_text(text, with_files=bool(files))
@@ -93,6 +94,7 @@ async def send_to_group(
         message_key=message_key,
         files=sealed_files,
         conversation_id=group.conversation_id,
+        timer=timer,
     )
     with core.store.transaction():
         core.store.save_message(prepared.local_copy)

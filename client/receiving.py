@@ -22,6 +22,7 @@ from e2e_recall import (
     Body,
     Header,
     MessageKind,
+    copy_expires_at,
     open_envelope,
     sign_deletion_receipt,
     unwrap_message_key,
@@ -35,7 +36,14 @@ from .account import authed
 from .attachments import delete_message_files, keep_for_download
 from .contacts import contact_for_sender
 from .core import Core
-from .errors import KeystoreError, NotFound, RelayRefused, RelayUnreachable, UsageProblem
+from .errors import (
+    KeystoreError,
+    MessageExpired,
+    NotFound,
+    RelayRefused,
+    RelayUnreachable,
+    UsageProblem,
+)
 from .group_people import sender_contact
 from .group_store import by_conversation
 from .own_copies import is_copy, myself
@@ -96,6 +104,10 @@ async def process_event(core: Core, kind: str, message_id: bytes, payload: bytes
         from .device_events import on_device_event
 
         return on_device_event(core, kind, message_id, body)
+    if kind == "expired":
+        from .expiring import on_expired_event  # it imports this module
+
+        return await on_expired_event(core, message_id, body)
     return None
 
 
@@ -159,6 +171,9 @@ def verify_fetched(
         replaced_by=None,
         recall_sealed_until=header.recall_sealed_until,
         recall_opened_until=header.recall_opened_until,
+        expire_after=header.expire_after,
+        expire_from=None if header.expire_from is None else str(header.expire_from),
+        expires_at=copy_expires_at(header, None),  # from-opened: set when this device opens it
     )
     return header, row
 
@@ -376,6 +391,12 @@ async def open_message(core: Core, message_id: bytes) -> StoredMessage:
     row = core.store.message(message_id)
     if row is None or (row.outgoing and not is_copy(row)):
         raise NotFound("No received message with that id.", "no_message")
+    if row.state == "expired" or (row.expires_at is not None and core.clock() >= row.expires_at):
+        raise MessageExpired(
+            "This message has expired: its sender's timer ran out, and it is deleted from "
+            "this device.",
+            "expired",
+        )
     if row.state == "opened":
         return row
     if row.state != "sealed" or row.envelope is None:
@@ -392,6 +413,12 @@ async def open_message(core: Core, message_id: bytes) -> StoredMessage:
                 row.state = "recalled" if exc.code == "message_recalled" else "expired"
                 core.store.save_message(row)
             core.store.scrub()
+            if exc.code == "message_expired" and row.expire_after is not None:
+                raise MessageExpired(
+                    "This message has expired: its sender's timer ran out before you opened "
+                    "it here, and it is deleted from this device.",
+                    "expired",
+                ) from None
             raise UsageProblem(
                 "This message was recalled by its sender before you opened it."
                 if exc.code == "message_recalled"
@@ -406,6 +433,8 @@ async def open_message(core: Core, message_id: bytes) -> StoredMessage:
         row.body = core.store.seal(text.encode("utf-8"))
         row.envelope = None
         row.state, row.opened_at = "opened", core.clock()
+        if row.expire_from == "opened" and row.expire_after is not None:
+            row.expires_at = row.opened_at + row.expire_after  # copy_expires_at, from opening
         core.store.clear_notification(message_id)
         core.store.save_message(row)
     return row

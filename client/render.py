@@ -95,6 +95,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         "replaces": entry.replaces.hex() if entry.replaces else None,
         "replaced_by": entry.replaced_by.hex() if entry.replaced_by else None,
         "problem": entry.problem,
+        "expires_at": entry.expires_at,
         "files": [
             {"name": f.name, "size": f.size, "media_type": f.media_type, "saved_at": f.saved_at}
             for f in entry.files
@@ -123,6 +124,8 @@ def _entry_text(entry: Entry, by_id: dict[bytes, Entry]) -> str:
         return text
     if entry.state == "sealed":
         return "(sealed: open it to read; the sender sees when you do)"
+    if entry.state == "expired":
+        return "(expired: its timer ran out, and it was deleted from this device)"
     return f"({entry.state})"
 
 
@@ -263,6 +266,7 @@ _UPDATE_TEXT = {
     "withdrawn": "A message from {peer} was recalled before it reached this device.",
     "dropped": "{detail} (from {peer}, [{id}])",
     "report": "The report for your message [{id}] to {peer} changed.",
+    "expired": "Message [{id}] with {peer} expired: {detail}",
     "connected": "Connected to {detail}; waiting for messages (Ctrl-C to stop).",
     "disconnected": "Disconnected ({detail}); reconnecting…",
     "caught_up": "",

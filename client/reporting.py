@@ -61,6 +61,7 @@ class DeviceLine:
     attested_by: tuple[str, ...]
     receipt: str  # "verified", "invalid", "unverifiable" or "" (no receipt)
     files_downloaded: bool | None = None  # None: the message carried no files
+    fetched: bool = True  # the device had a copy (so a deletion receipt may still come)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,10 @@ class ReportView:
     def settled(self) -> bool:
         """No line can change any more (every device is accounted for after a recall)."""
         return self.state in ("recalled", "expired") and all(
-            line.state in TERMINAL_STATES for line in self.lines
+            line.state in TERMINAL_STATES
+            # expired without ever fetching it: the device had nothing to delete or confirm
+            or (line.state is DeviceState.EXPIRED and not line.fetched)
+            for line in self.lines
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -148,7 +152,12 @@ def _line(core: Core, raw: dict[str, Any], report: dict[str, Any]) -> DeviceLine
                 receipt = "invalid"
     if state is DeviceState.DELETED and receipt == "invalid":
         # The relay says the device deleted it, but the device's signature says otherwise.
-        state = DeviceState.PENDING if raw.get("key_released_at") else DeviceState.DELIVERED_SEALED
+        if raw.get("expired_at") is not None:
+            state = DeviceState.EXPIRED  # what the relay did stands; the deletion does not
+        elif raw.get("key_released_at"):
+            state = DeviceState.PENDING
+        else:
+            state = DeviceState.DELIVERED_SEALED
     model = DeviceReport(
         user=user,
         device_id=device_id,
@@ -157,6 +166,7 @@ def _line(core: Core, raw: dict[str, Any], report: dict[str, Any]) -> DeviceLine
         key_released_at=raw.get("key_released_at"),
         recalled_at=raw.get("recalled_at"),
         deleted_at=raw.get("deleted_at"),
+        expired_at=raw.get("expired_at"),
     )
     sentence = describe(model)
     files = _files(report)
@@ -176,6 +186,7 @@ def _line(core: Core, raw: dict[str, Any], report: dict[str, Any]) -> DeviceLine
         attested_by=tuple(str(a) for a in model.attested_by),
         receipt=receipt,
         files_downloaded=downloaded,
+        fetched=raw.get("fetched_at") is not None,
     )
 
 

@@ -23,8 +23,10 @@ from typing import Any
 from e2e_recall import (
     Body,
     DeviceCertificate,
+    ExpireFrom,
     Header,
     MessageKind,
+    copy_expires_at,
     seal_message,
     sign_revocation,
     wire,
@@ -103,6 +105,7 @@ class RecallOutcome:
     already_recalled: bool
     queued: bool
     local_only: bool = False  # the message never left this device
+    expired: bool = False  # its timer had destroyed it already: nothing to recall
 
 
 def _wraps(key: bytes, header: Header, devices: list[DeviceCertificate]) -> list[dict[str, bytes]]:
@@ -177,6 +180,7 @@ def _seal(
     message_key: bytes | None = None,
     files: Sequence[OutgoingFile] = (),
     conversation_id: bytes | None = None,
+    timer: tuple[int, ExpireFrom] | None = None,
 ) -> tuple[Header, bytes, bytes]:
     if not 0 < opened_window <= sealed_window:
         raise UsageProblem(
@@ -195,6 +199,8 @@ def _seal(
         recall_opened_until=now + opened_window,
         kind=MessageKind.REPLACEMENT if replaces else MessageKind.TEXT,
         replaces=replaces,
+        expire_after=None if timer is None else timer[0],
+        expire_from=None if timer is None else timer[1],
     )
     body = Body(text, files=tuple(f.descriptor for f in files))
     sealed = seal_message(header, body, core.keys.identity, message_key=message_key)
@@ -218,6 +224,9 @@ def _local_copy(core: Core, header: Header, text: str, peer: bytes) -> StoredMes
         replaced_by=None,
         recall_sealed_until=header.recall_sealed_until,
         recall_opened_until=header.recall_opened_until,
+        expire_after=header.expire_after,
+        expire_from=None if header.expire_from is None else str(header.expire_from),
+        expires_at=copy_expires_at(header, None, sender_copy=True),  # ours: from sending
     )
 
 
@@ -243,6 +252,7 @@ def prepare_send(
     message_key: bytes | None = None,
     files: Sequence[OutgoingFile] = (),
     conversation_id: bytes | None = None,
+    timer: tuple[int, ExpireFrom] | None = None,
 ) -> PreparedSend:
     """Seal ``text`` once, wrap its key to every verified device, seal it for the outbox.
 
@@ -261,6 +271,7 @@ def prepare_send(
         message_key=message_key,
         files=files,
         conversation_id=conversation_id,
+        timer=timer,
     )
     request = {
         "envelope": envelope,
@@ -288,6 +299,7 @@ async def send_text(
     sealed_window: int = DEFAULT_SEALED_WINDOW,
     opened_window: int = DEFAULT_OPENED_WINDOW,
     files: Sequence[Path] = (),
+    timer: tuple[int, ExpireFrom] | None = None,
 ) -> SendOutcome:
     """Seal, keep in the outbox, deliver; a dead relay leaves it queued, never lost.
 
@@ -310,6 +322,7 @@ async def send_text(
         message_id=message_id,
         message_key=message_key,
         files=sealed_files,
+        timer=timer,
     )
     with core.store.transaction():
         core.store.save_message(prepared.local_copy)
@@ -433,6 +446,8 @@ async def recall(core: Core, message_id: bytes, replacement: str | None = None) 
         raise UsageProblem("Only your own sent messages can be recalled.", "not_yours")
     if row.state == "recalled":
         return RecallOutcome(message_id, _report(row), row.replaced_by, True, queued=False)
+    if row.state == "expired":  # deleted everywhere by its timer; a recall would change nothing
+        return RecallOutcome(message_id, _report(row), None, False, queued=False, expired=True)
     if core.store.outbox_item(message_id, "send") is not None and row.state != "sent":
         return _cancel_unsent(core, row)
     waiting = core.store.outbox_item(message_id, "recall")
@@ -460,6 +475,7 @@ async def recall(core: Core, message_id: bytes, replacement: str | None = None) 
             opened_window=row.recall_opened_until - row.sent_at,
             replaces=message_id,
             conversation_id=row.conversation_id,
+            timer=_timer_of(row),  # a correction disappears when the original would have
         )
         request["replacement"] = {
             "envelope": envelope,
@@ -501,6 +517,12 @@ async def _post_recall(core: Core, item: OutboxItem, request: dict[str, Any]) ->
     assert copy is not None
     body["replacement"]["wraps"] = await _rewrap(core, copy, {"key": request["replacement_key"]})
     return await authed(core, "POST", path, body)
+
+
+def _timer_of(row: StoredMessage) -> tuple[int, ExpireFrom] | None:
+    if row.expire_after is None or row.expire_from is None:
+        return None
+    return row.expire_after, ExpireFrom(row.expire_from)
 
 
 def _cancel_unsent(core: Core, row: StoredMessage) -> RecallOutcome:
@@ -547,6 +569,19 @@ async def _deliver_recall(core: Core, item: OutboxItem) -> RecallOutcome:
         if exc.code in _RECALL_REFUSALS or exc.status in (403, 404, 409, 410, 429):
             raise RecallNotAccepted(exc.sentence, exc.code, exc.status, exc.data) from None
         raise
+    if answer.get("expired"):  # the timer destroyed it first: nothing was recalled or sent
+        with core.store.transaction():
+            row.state, row.body, row.recalled_at = "expired", None, core.clock()
+            core.store.delete_files(item.message_id)
+            row.report = wire.encode(answer["report"])
+            core.store.save_message(row)
+            core.store.drop_outbox(item.message_id, "recall")
+            if replacement_id is not None:
+                core.store.delete_message(replacement_id)
+        core.store.scrub()
+        return RecallOutcome(
+            item.message_id, answer["report"], None, False, queued=False, expired=True
+        )
     with core.store.transaction():
         row.state, row.body, row.recalled_at = "recalled", None, core.clock()
         core.store.delete_files(item.message_id)

@@ -31,7 +31,14 @@ __all__ = ["Contact", "LocalStore", "OutboxItem", "StoredFile", "StoredMessage"]
 
 _NONCE_LEN = nacl.secret.SecretBox.NONCE_SIZE
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+# Version 2: the header's disappearing-message timer on each message, and when this copy
+# expires (added to a version 1 profile's table on opening).
+_TIMER_COLUMNS = (
+    ("expire_after", "INTEGER"),
+    ("expire_from", "TEXT"),
+    ("expires_at", "INTEGER"),
+)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -68,7 +75,10 @@ CREATE TABLE IF NOT EXISTS messages (
     opened_at INTEGER,
     recalled_at INTEGER,
     report BLOB,
-    problem TEXT
+    problem TEXT,
+    expire_after INTEGER,
+    expire_from TEXT,
+    expires_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, sent_at);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -138,6 +148,9 @@ class StoredMessage:
     recalled_at: int | None = None
     report: bytes | None = None
     problem: str | None = None
+    expire_after: int | None = None  # the header's timer (ms), None without one
+    expire_from: str | None = None  # "sent" or "opened"
+    expires_at: int | None = None  # when this copy is deleted here (None: no timer, or unopened)
 
 
 @dataclass
@@ -191,13 +204,21 @@ class LocalStore:
                 if statement.strip():
                     self._db.execute(statement)
             version = self.get_meta("schema_version")
-            if version is None:
-                self.set_meta("schema_version", str(_SCHEMA_VERSION).encode())
-            elif int(version) > _SCHEMA_VERSION:
+            if version is not None and int(version) > _SCHEMA_VERSION:
                 raise KeystoreError(
                     "This profile was written by a newer e2e-recall; upgrade first.",
                     "newer_profile",
                 )
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+            for name, kind in _TIMER_COLUMNS:
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE messages ADD COLUMN {name} {kind}")
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS messages_expiring ON messages (expires_at) "
+                "WHERE expires_at IS NOT NULL"
+            )
+            if version is None or int(version) < _SCHEMA_VERSION:
+                self.set_meta("schema_version", str(_SCHEMA_VERSION).encode())
         path.chmod(0o600)
 
     def close(self) -> None:
@@ -333,6 +354,24 @@ class LocalStore:
             f"WHERE outgoing = 0 AND state IN ({marks}) ORDER BY sent_at",
             states,
         )
+
+    def expiring(self, now: int) -> list[StoredMessage]:
+        """Messages whose copy here is due to be deleted at ``now`` and still holds anything."""
+        return self._select(
+            StoredMessage,
+            "messages",
+            "WHERE expires_at IS NOT NULL AND expires_at <= ? "
+            "AND state NOT IN ('expired', 'recalled', 'deleted') ORDER BY expires_at",
+            (now,),
+        )
+
+    def next_expiry(self) -> int | None:
+        """The earliest moment a copy here is to be deleted, for ``watch`` to wake at."""
+        row = self._db.execute(
+            "SELECT min(expires_at) FROM messages "
+            "WHERE expires_at IS NOT NULL AND state NOT IN ('expired', 'recalled', 'deleted')"
+        ).fetchone()
+        return None if row[0] is None else int(row[0])
 
     def save_message(self, message: StoredMessage) -> None:
         self._upsert("messages", message, "message_id")

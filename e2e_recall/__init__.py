@@ -65,6 +65,7 @@ from .errors import (
     WrongContext,
     WrongSigner,
 )
+from .expiry import ExpireFrom, copy_expires_at, is_expired
 from .group import (
     MAX_GROUP_MEMBERS,
     GroupAction,
@@ -141,6 +142,7 @@ __all__ = [
     "DeviceState",
     "E2ERecallError",
     "Event",
+    "ExpireFrom",
     "FileDecryptor",
     "FileDescriptor",
     "FileEncryptor",
@@ -188,6 +190,7 @@ __all__ = [
     "blob_hasher",
     "blob_length",
     "check_revocation_matches",
+    "copy_expires_at",
     "decide_recall",
     "describe",
     "direct_conversation_id",
@@ -196,6 +199,7 @@ __all__ = [
     "format_fingerprint",
     "group_change_digest",
     "group_conversation_id",
+    "is_expired",
     "issue_device_certificate",
     "next_state",
     "open_envelope",

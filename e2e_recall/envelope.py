@@ -28,6 +28,7 @@ from .domains import (
     SIGNATURE_LEN,
 )
 from .errors import DecodeError, UsageError, WrongSigner
+from .expiry import ExpireFrom, check_timer
 from .hashing import digest
 from .identity import fingerprint
 from .randomness import Rng, system_random
@@ -66,7 +67,11 @@ _HEADER_FIELDS = (
     Field("recall_opened_until", "uint", max_value=2**63 - 1),
     Field("kind", "str", choices=frozenset(MessageKind)),
     Field("replaces", "bin", size=ID_LEN, optional=True),
+    # Their ranges and pairing are checked by check_timer, so that any bad timer is bad_expiry.
+    Field("expire_after", "uint", optional=True),
+    Field("expire_from", "str", max_len=16, optional=True),
 )
+_TIMER_KEYS = frozenset({"expire_after", "expire_from"})
 _ENVELOPE_FIELDS = (
     Field("header", "bin", max_len=MAX_HEADER_LEN),
     Field("nonce", "bin", size=NONCE_LEN),
@@ -84,7 +89,9 @@ class Header:
     Times are milliseconds since the Unix epoch.  ``recall_sealed_until`` is
     the sender's own deadline for recalling while no device has opened the
     message; ``recall_opened_until`` the (earlier or equal) deadline once one
-    has.  The relay may cap both further.
+    has.  The relay may cap both further.  ``expire_after`` (ms) and
+    ``expire_from`` are the disappearing-message timer (:mod:`.expiry`),
+    both set or both None.
     """
 
     message_id: bytes
@@ -96,6 +103,8 @@ class Header:
     recall_opened_until: int
     kind: MessageKind = MessageKind.TEXT
     replaces: bytes | None = None
+    expire_after: int | None = None
+    expire_from: ExpireFrom | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -109,6 +118,8 @@ class Header:
             "recall_opened_until": self.recall_opened_until,
             "kind": str(self.kind),
             "replaces": self.replaces,
+            "expire_after": self.expire_after,
+            "expire_from": None if self.expire_from is None else str(self.expire_from),
         }
 
     def encode(self) -> bytes:
@@ -125,7 +136,12 @@ class Header:
     def decode(cls, data: bytes) -> Header:
         obj = wire.decode(data, limits=_HEADER_LIMITS)
         check_version(obj, "header", PROTOCOL_VERSION)
+        if isinstance(obj, dict) and not _TIMER_KEYS & obj.keys():
+            # A header signed before timers existed (protocol 7.1): it has no timer.  Its
+            # bytes stay what was signed; only the reading fills in the two nil keys.
+            obj = {**obj, "expire_after": None, "expire_from": None}
         fields = check_map(obj, _HEADER_FIELDS, "header")
+        check_timer(fields["expire_after"], fields["expire_from"])
         header = cls(
             message_id=fields["message_id"],
             conversation_id=fields["conversation_id"],
@@ -136,6 +152,10 @@ class Header:
             recall_opened_until=fields["recall_opened_until"],
             kind=MessageKind(fields["kind"]),
             replaces=fields["replaces"],
+            expire_after=fields["expire_after"],
+            expire_from=None
+            if fields["expire_from"] is None
+            else ExpireFrom(fields["expire_from"]),
         )
         header._check_rules()
         return header
@@ -149,6 +169,7 @@ class Header:
             raise DecodeError("bad_replaces", "replaces is set exactly for replacement messages")
         if self.replaces == self.message_id:
             raise DecodeError("bad_replaces", "a message cannot replace itself")
+        check_timer(self.expire_after, self.expire_from)
 
 
 def _signed_payload(header_bytes: bytes, nonce: bytes, ciphertext: bytes) -> bytes:

@@ -212,6 +212,8 @@ class BadCode(ProtocolError):
     """That is not a valid link code: check it for a typo and type it again."""
 
     expect = "bad_code"
+
+
 class RotationRefused(ProtocolError):
     """The new device certificate cannot replace the current one (protocol section 5.1)."""
 

@@ -54,14 +54,20 @@ class MessageFacts:
     first_opened_at: int | None = None  # earliest key release to any recipient device
     already_revoked: bool = False
     recalls_today: int = 0  # accepted recalls in this conversation in the last day
+    expired_at: int | None = None  # when the relay destroyed it for the sender's timer
 
 
 @dataclass(frozen=True, slots=True)
 class RecallDecision:
-    """An accepted recall: ``already_recalled`` marks an idempotent repeat."""
+    """An accepted recall: ``already_recalled`` marks an idempotent repeat.
+
+    ``expired`` marks a message whose timer already destroyed it: the recall
+    is accepted and changes nothing, since what it asks for is already done.
+    """
 
     already_recalled: bool
     deadline: int | None
+    expired: bool = False
 
 
 def recall_deadline(header: Header, opened: bool, policy: RecallPolicy) -> int:
@@ -80,12 +86,15 @@ def decide_recall(
 
     Order matters and is part of the spec: identity and context first (a
     stranger learns nothing about windows), then idempotency (recalling twice
-    succeeds even after the window closed), then time, state and rate.
+    succeeds even after the window closed), then expiry (a message its timer
+    destroyed is accepted as a no-op, whenever), then time, state and rate.
     """
     header = facts.header
     check_revocation_belongs(revocation, header)
     if facts.already_revoked:
         return RecallDecision(already_recalled=True, deadline=None)
+    if facts.expired_at is not None:
+        return RecallDecision(already_recalled=False, deadline=None, expired=True)
     check_sender_deadline(revocation, header)
     if revocation.issued_at > now + policy.max_clock_skew_ms:
         raise RecallRefused("from_future", "the revocation is dated in the future")

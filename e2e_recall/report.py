@@ -62,6 +62,7 @@ class Event(StrEnum):
     RECALLED = "recalled"  # the relay destroyed ciphertext and wraps
     DELETION_RECEIPT = "deletion_receipt"  # the device signed that it deleted its copy
     EXPIRED = "expired"  # retention ran out and the relay destroyed it
+    TIMER_EXPIRED = "timer_expired"  # the sender's timer ran out: destroyed, device told to delete
 
 
 class Attester(StrEnum):
@@ -80,46 +81,54 @@ TRANSITIONS: Final[dict[DeviceState, dict[Event, DeviceState]]] = {
         _E.KEY_RELEASED: _S.OPENED,
         _E.RECALLED: _S.NEVER_DELIVERED,
         _E.EXPIRED: _S.EXPIRED,
+        _E.TIMER_EXPIRED: _S.EXPIRED,
     },
     _S.SEALED: {
         _E.FETCHED: _S.SEALED,
         _E.KEY_RELEASED: _S.OPENED,
         _E.RECALLED: _S.DELIVERED_SEALED,
         _E.EXPIRED: _S.EXPIRED,
+        _E.TIMER_EXPIRED: _S.EXPIRED,
     },
     _S.OPENED: {
         _E.FETCHED: _S.OPENED,
         _E.KEY_RELEASED: _S.OPENED,
         _E.RECALLED: _S.PENDING,
         _E.EXPIRED: _S.OPENED,  # retention only destroys what no device has opened
+        _E.TIMER_EXPIRED: _S.EXPIRED,  # the sender's timer also ends opened copies
     },
     _S.NEVER_DELIVERED: {
         _E.RECALLED: _S.NEVER_DELIVERED,
         _E.DELETION_RECEIPT: _S.NEVER_DELIVERED,  # nothing to delete; stronger state stays
         _E.EXPIRED: _S.NEVER_DELIVERED,
+        _E.TIMER_EXPIRED: _S.NEVER_DELIVERED,
     },
     _S.DELIVERED_SEALED: {
         _E.FETCHED: _S.DELIVERED_SEALED,
         _E.RECALLED: _S.DELIVERED_SEALED,
         _E.DELETION_RECEIPT: _S.DELETED,
         _E.EXPIRED: _S.DELIVERED_SEALED,
+        _E.TIMER_EXPIRED: _S.DELIVERED_SEALED,
     },
     _S.PENDING: {
         _E.FETCHED: _S.PENDING,
         _E.RECALLED: _S.PENDING,
         _E.DELETION_RECEIPT: _S.DELETED,
         _E.EXPIRED: _S.PENDING,
+        _E.TIMER_EXPIRED: _S.PENDING,
     },
     _S.DELETED: {
         _E.FETCHED: _S.DELETED,
         _E.RECALLED: _S.DELETED,
         _E.DELETION_RECEIPT: _S.DELETED,
         _E.EXPIRED: _S.DELETED,
+        _E.TIMER_EXPIRED: _S.DELETED,
     },
     _S.EXPIRED: {
-        _E.RECALLED: _S.EXPIRED,
-        _E.DELETION_RECEIPT: _S.EXPIRED,
+        _E.RECALLED: _S.EXPIRED,  # recalling what already expired changes nothing
+        _E.DELETION_RECEIPT: _S.DELETED,  # the device confirms it deleted its copy
         _E.EXPIRED: _S.EXPIRED,
+        _E.TIMER_EXPIRED: _S.EXPIRED,
     },
 }
 """state -> event -> next state.  A pair that is absent cannot happen
@@ -147,7 +156,10 @@ GUARANTEES: Final[dict[DeviceState, str]] = {
     _S.DELIVERED_SEALED: "cryptographically unreadable",
     _S.PENDING: "possibly already read, copied or screenshotted; deletion not yet confirmed",
     _S.DELETED: "cooperative deletion; says nothing about copies made before",
-    _S.EXPIRED: "destroyed at the relay before it could be read",
+    _S.EXPIRED: (
+        "destroyed at the relay and the device told to delete; if it had been opened, "
+        "possibly already read, copied or screenshotted"
+    ),
 }
 
 
@@ -172,6 +184,9 @@ class DeviceReport:
     key_released_at: int | None = None
     recalled_at: int | None = None
     deleted_at: int | None = None
+    expired_at: int | None = (
+        None  # when the relay destroyed this device's copy (retention or timer)
+    )
 
     @property
     def attested_by(self) -> tuple[Attester, ...]:
@@ -192,6 +207,12 @@ def apply_event(report: DeviceReport, event: Event, at: int) -> DeviceReport:
         changes["key_released_at"] = at
     elif event is Event.RECALLED and report.recalled_at is None:
         changes["recalled_at"] = at
+    elif (
+        event in (Event.EXPIRED, Event.TIMER_EXPIRED)
+        and state is DeviceState.EXPIRED
+        and report.expired_at is None
+    ):
+        changes["expired_at"] = at
     elif (
         event is Event.DELETION_RECEIPT
         and state is DeviceState.DELETED
@@ -236,14 +257,16 @@ SENTENCES: Final[dict[DeviceState, str]] = {
         "Deleted: the device signed a deletion receipt at {deleted}; this is cooperative "
         "deletion and says nothing about copies made before."
     ),
-    _S.EXPIRED: (
-        "Expired: the relay destroyed it when its retention ran out, before this device opened it."
-    ),
+    _S.EXPIRED: "Expired: the relay destroyed it at {expired} and told this device to delete it.",
 }
-"""The sentence shown for each state; ``{opened}`` and ``{deleted}`` are times."""
+"""The sentence shown for each state; ``{opened}``, ``{deleted}`` and ``{expired}`` are times."""
 
 _DELETED_AFTER_OPENING = " It had been opened at {opened}, " + _EXPOSED + "."
 _DELETED_SEALED = " The key was never released to it, so it could not have read it."
+_EXPIRED_AFTER_OPENING = (
+    " It had been opened at {opened}, so it was possibly already read, copied or "
+    "screenshotted before it expired."
+)
 
 
 def _when(ms: int | None, fmt: Callable[[int], str]) -> str:
@@ -255,8 +278,12 @@ def describe(report: DeviceReport, fmt: Callable[[int], str] = format_time) -> s
     text = SENTENCES[report.state]
     if report.state is DeviceState.DELETED:
         text += _DELETED_SEALED if report.key_released_at is None else _DELETED_AFTER_OPENING
+    elif report.state is DeviceState.EXPIRED:
+        text += _DELETED_SEALED if report.key_released_at is None else _EXPIRED_AFTER_OPENING
     text = text.format(
-        opened=_when(report.key_released_at, fmt), deleted=_when(report.deleted_at, fmt)
+        opened=_when(report.key_released_at, fmt),
+        deleted=_when(report.deleted_at, fmt),
+        expired=_when(report.expired_at, fmt),
     )
     return f"{text} (Attested by {_ATTESTERS[report.attested_by]}.)"
 

@@ -184,6 +184,7 @@ def create_app(
         app[SERVICES] = services
         jobs = [
             asyncio.create_task(services.retention.run_forever()),
+            asyncio.create_task(services.timers.run_forever()),
             asyncio.create_task(services.gauges.run_forever()),
         ]
         log.info("started", extra={"event": "started", "database": str(config.database_path)})

@@ -2,7 +2,7 @@
 
     e2e-recall-relay serve            start the relay (defaults: 127.0.0.1:8765, SQLite)
     e2e-recall-relay stats            counts of users, devices, messages by state
-    e2e-recall-relay purge-expired    run the retention job once, now
+    e2e-recall-relay purge-expired    run the retention job and the timer job once, now
     e2e-recall-relay migrate          bring the database schema up to date
     e2e-recall-relay check            integrity check of the database
     e2e-recall-relay key              show the relay's key and id (senders verify receipts with it)
@@ -154,8 +154,12 @@ async def _with_storage(config: Config, command: str, handle: str = "") -> int:
         elif command == "purge-expired":
             services = Services(config, storage, lambda: int(time.time() * 1000), Metrics())
             result = await services.retention.run_once()
+            timed = await services.timers.run_once()  # disappearing messages now due
             await services.blobs.drain()  # the files of what it destroyed
-            print(f"expired {result.expired} message(s), forgot {result.forgotten} old record(s)")
+            print(
+                f"expired {result.expired} message(s), forgot {result.forgotten} old "
+                f"record(s), ran {timed} message timer(s)"
+            )
         return 0
     finally:
         await storage.close()

@@ -16,6 +16,7 @@ from typing import Any
 
 from e2e_recall.envelope import Header, VerifiedEnvelope, open_envelope
 from e2e_recall.errors import ImpossibleTransition, ProtocolError
+from e2e_recall.expiry import copy_expires_at, message_expires_at
 from e2e_recall.identity import direct_conversation_id
 from e2e_recall.receipts import DeletionCause, verify_deletion_receipt
 from e2e_recall.report import DeviceReport, DeviceState, Event, apply_event
@@ -83,6 +84,7 @@ def _transition(delivery: DeliveryRecord, event: Event, at: int) -> DeliveryReco
         key_released_at=delivery.key_released_at,
         recalled_at=delivery.recalled_at,
         deleted_at=delivery.deleted_at,
+        expired_at=delivery.expired_at,
     )
     try:
         after = apply_event(line, event, at)
@@ -97,6 +99,7 @@ def _transition(delivery: DeliveryRecord, event: Event, at: int) -> DeliveryReco
         key_released_at=after.key_released_at,
         recalled_at=after.recalled_at,
         deleted_at=after.deleted_at,
+        expired_at=after.expired_at,
     )
 
 
@@ -130,6 +133,7 @@ class Messaging:
         self.accounts = accounts
         self.config = config
         self.clock = clock
+        self.on_expiry: Callable[[int], None] | None = None  # tells the timer job of a new expiry
 
     async def _identity(self, user_id: bytes) -> VerifyKey:
         identity = await self.accounts.cache.identity(user_id)
@@ -162,6 +166,13 @@ class Messaging:
                 envelope, await self._identity(session.user_id)
             )
         except ProtocolError as exc:
+            if exc.reason == "bad_expiry":
+                raise BadRequest(
+                    "The message's timer is not one the protocol allows: expire_after and "
+                    "expire_from are set together, from 1 second to one year, counted from "
+                    "'sent' or 'opened'.",
+                    "bad_expiry",
+                ) from None
             raise from_protocol_error(exc) from None
         header, now = verified.header, self.clock()
         if header.sender_device != session.device_id:
@@ -220,6 +231,7 @@ class Messaging:
                     "refresh the directory.",
                     "missing_devices",
                 )
+        expires_at = message_expires_at(header)  # from sending: one moment for every copy
         return [
             DeliveryRecord(
                 message_id=header.message_id,
@@ -228,6 +240,7 @@ class Messaging:
                 wrap=item.wrap,
                 own_device=devices[item.device_id].user_id == session.user_id,
                 key_id=item.key_id,
+                expires_at=expires_at,
             )
             for item in wraps
         ]
@@ -282,6 +295,9 @@ class Messaging:
         except QuotaExceeded:
             raise quota_refusal() from None
         if stored is prepared.record:
+            expires_at = message_expires_at(prepared.header)
+            if expires_at is not None and self.on_expiry is not None:
+                self.on_expiry(expires_at)
             return stored, True
         if stored.sender != prepared.record.sender or stored.header != prepared.record.header:
             raise Conflict("Another message already has this id.", "message_exists")
@@ -328,6 +344,7 @@ class Messaging:
                         "No such message."
                     )  # recalled before it arrived: no trace at all
                 raise Gone(_gone_sentence(message), f"message_{message.state}")
+            _refuse_if_expired(delivery, now)
             changes = Changes()
             if delivery.fetched_at is None:
                 changes.deliveries.append(_transition(delivery, Event.FETCHED, now))
@@ -337,12 +354,19 @@ class Messaging:
         return result
 
     async def open(self, session: Session, message_id: bytes) -> tuple[bytes, bytes | None]:
-        """Release this device's wrap (and the key id it names); the message is then 'opened'."""
+        """Release this device's wrap (and the key id it names); the message is then 'opened'.
+
+        A timer counted from opening starts for this device at its first key
+        release: its copy's ``expires_at`` is set in the same transaction.
+        """
+        timer: list[int] = []
 
         def step(
             view: MessageView, delivery: DeliveryRecord, now: int
         ) -> tuple[Changes, tuple[bytes, bytes | None]]:
             message = view.message
+            if message.state is MessageState.LIVE:
+                _refuse_if_expired(delivery, now)
             if message.state is not MessageState.LIVE or delivery.wrap is None:
                 if delivery.state in (DeviceState.QUEUED, DeviceState.NEVER_DELIVERED):
                     raise NotFound("No such message.")
@@ -351,6 +375,11 @@ class Messaging:
             opened = _transition(delivery, Event.KEY_RELEASED, now)
             if opened == delivery:
                 return Changes(), (wrap, delivery.key_id)
+            if delivery.key_released_at is None and opened.expires_at is None:
+                expires_at = copy_expires_at(Header.decode(message.header), now)
+                if expires_at is not None:
+                    opened = replace(opened, expires_at=expires_at)
+                    timer.append(expires_at)
             changes = Changes(deliveries=[opened])
             first = message.first_opened_at
             if not delivery.own_device and first is None:
@@ -370,6 +399,8 @@ class Messaging:
             return changes, (wrap, delivery.key_id)
 
         result: tuple[bytes, bytes | None] = await self._change(session, message_id, step)
+        if timer and self.on_expiry is not None:
+            self.on_expiry(timer[0])
         return result
 
     async def receipt(self, session: Session, message_id: bytes, receipt: bytes) -> None:
@@ -433,9 +464,17 @@ def quota_refusal() -> PayloadTooLarge:
     )
 
 
+def _refuse_if_expired(delivery: DeliveryRecord, now: int) -> None:
+    """A copy whose timer ran out is gone for its device, even before the job destroys it."""
+    if delivery.state is DeviceState.EXPIRED or (
+        delivery.expires_at is not None and now >= delivery.expires_at
+    ):
+        raise Gone("This message expired.", "message_expired")
+
+
 def _gone_sentence(message: MessageRecord) -> str:
     if message.state is MessageState.RECALLED:
         return "The sender recalled this message."
     if message.state is MessageState.EXPIRED:
-        return "This message expired before it was opened."
+        return "This message expired."
     return "This message is no longer held by the relay."

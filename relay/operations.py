@@ -97,6 +97,7 @@ async def recall(
         "already_recalled": outcome.already_recalled,
         "report": outcome.report,
         "replacement_id": outcome.replacement_id,
+        "expired": outcome.expired,
     }
 
 

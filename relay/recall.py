@@ -48,6 +48,7 @@ class RecallOutcome:
     already_recalled: bool
     report: dict[str, Any]
     replacement_id: bytes | None
+    expired: bool = False  # its timer destroyed it first: accepted, nothing done
 
 
 class Recalls:
@@ -107,6 +108,7 @@ class Recalls:
                 first_opened_at=message.first_opened_at,
                 already_revoked=message.revocation is not None,
                 recalls_today=view.recalls_since,
+                expired_at=_expired_at(view),
             )
             try:
                 decision = decide_recall(revocation, facts, now=now, policy=policy)
@@ -114,6 +116,8 @@ class Recalls:
                 raise from_protocol_error(exc) from None
             if decision.already_recalled:  # idempotent: the stored revocation is in the report
                 return Changes(), RecallOutcome(True, report(view), None)
+            if decision.expired:  # nothing left to destroy; a replacement is not stored either
+                return Changes(), RecallOutcome(False, report(view), None, expired=True)
             return self._purge(view, revocation, prepared, senders, now)
 
         try:
@@ -197,6 +201,14 @@ class Recalls:
         changes.events.extend(report_events(after, senders))
         outcome = RecallOutcome(False, report(after), revocation.replacement_id)
         return changes, outcome
+
+
+def _expired_at(view: MessageView) -> int | None:
+    """When the message was destroyed by expiry (timer or retention), if it was."""
+    if view.message.state is not MessageState.EXPIRED:
+        return None
+    times = [d.expired_at for d in view.deliveries if d.expired_at is not None]
+    return min(times, default=view.message.received_at)
 
 
 def _involved(view: MessageView, user_id: bytes) -> bool:

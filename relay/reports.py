@@ -14,7 +14,14 @@ from e2e_recall.report import ATTESTED_BY
 
 from .storage.base import DeliveryRecord, EventKind, MessageRecord, MessageView, NewEvent
 
-__all__ = ["device_line", "message_notice", "report", "report_events", "revocation_event"]
+__all__ = [
+    "device_line",
+    "expired_event",
+    "message_notice",
+    "report",
+    "report_events",
+    "revocation_event",
+]
 
 
 def device_line(delivery: DeliveryRecord) -> dict[str, Any]:
@@ -30,6 +37,8 @@ def device_line(delivery: DeliveryRecord) -> dict[str, Any]:
         "deleted_at": delivery.deleted_at,
         "receipt": delivery.receipt,
         "downloaded_at": delivery.downloaded_at,
+        "expires_at": delivery.expires_at,
+        "expired_at": delivery.expired_at,
     }
 
 
@@ -85,6 +94,19 @@ def revocation_event(message: MessageRecord, device_id: bytes) -> NewEvent:
         }
     )
     return NewEvent(device_id, EventKind.REVOCATION, message.message_id, payload)
+
+
+def expired_event(message: MessageRecord, delivery: DeliveryRecord) -> NewEvent:
+    """Tell a device its copy expired: delete the text and every saved file now."""
+    payload = wire.encode(
+        {
+            "message_id": message.message_id,
+            "conversation_id": message.conversation_id,
+            "sender": message.sender,
+            "expired_at": delivery.expired_at,
+        }
+    )
+    return NewEvent(delivery.device_id, EventKind.EXPIRED, message.message_id, payload)
 
 
 def report_events(view: MessageView, sender_devices: list[bytes]) -> list[NewEvent]:

@@ -17,7 +17,7 @@ from e2e_recall.report import Event
 
 from .config import Config
 from .messaging import Messaging, _merge, _transition, completion
-from .reports import report_events
+from .reports import expired_event, report_events
 from .storage.base import Changes, MessageState, MessageView, Storage, StorageError
 
 __all__ = ["Retention", "RetentionResult"]
@@ -117,12 +117,16 @@ class Retention:
             deliveries = [
                 replace(_transition(d, Event.EXPIRED, now), wrap=None) for d in view.deliveries
             ]
+            expired = replace(view.message, envelope=None, state=MessageState.EXPIRED)
             changes = Changes(
-                message=replace(view.message, envelope=None, state=MessageState.EXPIRED),
+                message=expired,
                 deliveries=deliveries,
                 drop_notices=[d.device_id for d in deliveries if d.fetched_at is None],
                 purge=True,
                 destroy_blobs=bool(view.files),
+            )
+            changes.events.extend(
+                expired_event(expired, d) for d in deliveries if d.fetched_at is not None
             )
             changes.events.extend(report_events(_merge(view, changes), senders))
             return changes, 1

@@ -17,6 +17,7 @@ from .blobs.service import Blobs
 from .blobs.store import FileBlobStore
 from .config import Config
 from .devices.service import Devices
+from .expiry import ExpiryTimer
 from .gauges import HeldGauges
 from .groups.service import Groups
 from .hub import Hub
@@ -60,6 +61,7 @@ class Services:
         self.blobs = Blobs(storage, FileBlobStore(config.blob_path), self.messaging, config, clock)
         storage.on_blobs_destroyed(self.blobs.on_destroyed)
         self.retention = Retention(storage, self.messaging, config, clock, self.blobs.sweep)
+        self.timers = ExpiryTimer(storage, self.messaging, clock)
         self.inbox = Inbox(storage)
         self.hub = Hub(
             self.inbox, metrics, clock, config.max_websockets, config.max_websockets_per_user

@@ -10,7 +10,6 @@ from e2e_recall.recall_rules import REFUSAL_SENTENCES
 from e2e_recall.report import (
     ATTESTED_BY,
     GUARANTEES,
-    SENTENCES,
     TRANSITIONS,
     DeviceReport,
     DeviceState,
@@ -82,8 +81,10 @@ def _sentence_with_placeholders(state: DeviceState, opened: bool) -> str:
         state=state,
         key_released_at=1 if opened else None,
         deleted_at=2,
+        expired_at=3,
     )
-    text = describe(line, fmt=lambda ms: "{opened}" if ms == 1 else "{deleted}")
+    names = {1: "{opened}", 2: "{deleted}", 3: "{expired}"}
+    text = describe(line, fmt=lambda ms: names[ms])
     return re.sub(r" \(Attested by [^)]*\)$", "", text)
 
 
@@ -96,8 +97,8 @@ def test_protocol_report_table_is_the_code() -> None:
         named = [who for who in attesters if who in row[1]]
         assert named == [str(who) for who in ATTESTED_BY[state]], state
         assert row[2] == GUARANTEES[state], state
-        if state is DeviceState.DELETED:
-            base = SENTENCES[state]
+        if state in (DeviceState.DELETED, DeviceState.EXPIRED):
+            base = _sentence_with_placeholders(state, True).split(". ")[0] + "."
             after_opening = _sentence_with_placeholders(state, True)[len(base) :].strip()
             never_opened = _sentence_with_placeholders(state, False)[len(base) :].strip()
             expected = f"{base} *Then either:* {after_opening} *or:* {never_opened}"

@@ -39,6 +39,7 @@ from ..revocation import (
 from ..signing import SigningKey, VerifyKey
 from ..wrapping import WrapPrivateKey, WrapPublicKey, WrapSuite, unwrap_message_key, wrap_info
 from .check_devices import DEVICE_RUNNERS
+from .check_expiry import EXPIRY_RUNNERS
 from .check_files import FILE_RUNNERS, descriptors_out
 from .check_groups import GROUP_RUNNERS
 from .check_rotation import ROTATION_RUNNERS
@@ -162,6 +163,8 @@ def _envelope(group: dict[str, Any], test: dict[str, Any]) -> Any:
             "recallOpenedUntil": h.recall_opened_until,
             "kind": str(h.kind),
             "replaces": None if h.replaces is None else h.replaces.hex(),
+            "expireAfter": h.expire_after,
+            "expireFrom": None if h.expire_from is None else str(h.expire_from),
             "text": body.text,
         }
     }
@@ -202,6 +205,7 @@ def _acceptance(group: dict[str, Any], test: dict[str, Any]) -> Any:
             first_opened_at=facts["firstOpenedAt"],
             already_revoked=facts["alreadyRevoked"],
             recalls_today=facts["recallsToday"],
+            expired_at=facts["expiredAt"],
         ),
         now=test["now"],
         policy=RecallPolicy(
@@ -213,7 +217,11 @@ def _acceptance(group: dict[str, Any], test: dict[str, Any]) -> Any:
         ),
     )
     return {
-        "decision": {"alreadyRecalled": decision.already_recalled, "deadline": decision.deadline}
+        "decision": {
+            "alreadyRecalled": decision.already_recalled,
+            "deadline": decision.deadline,
+            "expired": decision.expired,
+        }
     }
 
 
@@ -409,6 +417,7 @@ def _sentence(group: dict[str, Any], test: dict[str, Any]) -> Any:
         fetched_at=test["fetchedAt"],
         key_released_at=test["keyReleasedAt"],
         deleted_at=test["deletedAt"],
+        expired_at=test["expiredAt"],
     )
     return {"sentence": describe(line), "attestedBy": [str(who) for who in line.attested_by]}
 
@@ -450,6 +459,7 @@ RUNNERS: dict[str, Runner] = {
     **GROUP_RUNNERS,
     **DEVICE_RUNNERS,
     **ROTATION_RUNNERS,
+    **EXPIRY_RUNNERS,
 }
 
 

@@ -101,6 +101,16 @@ FLAG_NOTES: dict[str, tuple[str, str]] = {
         "Semantics",
         "A signed header that breaks a rule (window order, replacement fields).",
     ),
+    "Timer": (
+        "Semantics",
+        "A disappearing-message timer in the header (expire_after, expire_from).",
+    ),
+    "TimerEdge": ("Semantics", "A timer at or just past its allowed range, or its instant."),
+    "Legacy": ("Compatibility", "Bytes signed before a field was added, which must still be read."),
+    "TimerExpired": (
+        "RecallRule",
+        "A recall of a message its timer already destroyed: accepted, changing nothing.",
+    ),
     "WindowEdge": ("RecallRule", "At or just past a recall deadline."),
     "WindowClosed": ("RecallRule", "The recall window for the message's state has closed."),
     "PolicyCap": ("RecallRule", "The relay's policy caps the sender's own window."),

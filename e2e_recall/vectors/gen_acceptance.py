@@ -73,17 +73,27 @@ def acceptance_vectors(ctx: Context) -> VectorFile:
         deadline: int | None = None,
         already: bool = False,
         message: bytes = header_bytes,
+        expired_at: int | None = None,
     ) -> None:
         values: dict[str, Any] = {
             "header": message.hex(),
             "revocation": (rev or revocation()).hex(),
             "signerPublicKey": signer.public_key.raw.hex(),
-            "facts": {"firstOpenedAt": opened, "alreadyRevoked": revoked, "recallsToday": today},
+            "facts": {
+                "firstOpenedAt": opened,
+                "alreadyRevoked": revoked,
+                "recallsToday": today,
+                "expiredAt": expired_at,
+            },
             "policy": _policy_json(policy),
             "now": now,
         }
         if expect == "success":
-            values["decision"] = {"alreadyRecalled": already, "deadline": deadline}
+            values["decision"] = {
+                "alreadyRecalled": already,
+                "deadline": deadline,
+                "expired": expired_at is not None and not revoked,
+            }
         else:
             values["reason"] = reason
         group.add(comment, expect, flags, **values)

@@ -28,7 +28,7 @@ from .format import VectorFile
 from .signatures import signature_fields
 from .truncation import add_truncations
 
-__all__ = ["envelope_vectors", "header_dict"]
+__all__ = ["Envelope", "envelope_vectors", "expected_fields", "header_dict"]
 
 
 def header_dict(ctx: Context, author: SigningKey, **over: Any) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def header_dict(ctx: Context, author: SigningKey, **over: Any) -> dict[str, Any]
     return base
 
 
-class _Envelope:
+class Envelope:
     """An envelope built from raw header bytes, so broken headers can be signed."""
 
     def __init__(
@@ -96,7 +96,7 @@ class _Envelope:
         }
 
 
-def _expected(header: dict[str, Any], text: str) -> dict[str, Any]:
+def expected_fields(header: dict[str, Any], text: str) -> dict[str, Any]:
     return {
         "expected": {
             "messageId": header["message_id"].hex(),
@@ -108,6 +108,8 @@ def _expected(header: dict[str, Any], text: str) -> dict[str, Any]:
             "recallOpenedUntil": header["recall_opened_until"],
             "kind": header["kind"],
             "replaces": None if header["replaces"] is None else header["replaces"].hex(),
+            "expireAfter": header["expire_after"],
+            "expireFrom": header["expire_from"],
             "text": text,
         }
     }
@@ -139,17 +141,17 @@ def envelope_vectors(ctx: Context) -> VectorFile:
         ("non-ASCII text", header_dict(ctx, alice), "\u00e0 bient\u00f4t \u2615"),
     ]
     for comment, header, text in valid_headers:
-        env = _Envelope(ctx, alice, wire.encode(header), text)
+        env = Envelope(ctx, alice, wire.encode(header), text)
         group.add(
             comment,
             "success",
             ["Valid", "Deterministic"],
             **env.fields(seed=True),
-            **_expected(header, text),
+            **expected_fields(header, text),
         )
 
     base_header = header_dict(ctx, alice)
-    env = _Envelope(ctx, alice, wire.encode(base_header))
+    env = Envelope(ctx, alice, wire.encode(base_header))
     group.add(
         "signature S + L", "bad_signature", ["Malleable"], **env.fields(malleate(env.signature))
     )
@@ -219,7 +221,7 @@ def envelope_vectors(ctx: Context) -> VectorFile:
     )
     _mixed_order_case(ctx, group)
 
-    wrong = _Envelope(ctx, ctx.bob, wire.encode(header_dict(ctx, alice)))
+    wrong = Envelope(ctx, ctx.bob, wire.encode(header_dict(ctx, alice)))
     group.add(
         "signed by Bob, header names Alice as sender",
         "wrong_signer",
@@ -234,7 +236,7 @@ def envelope_vectors(ctx: Context) -> VectorFile:
     )
 
     def signed_header(comment: str, expect: str, flags: list[str], header: bytes) -> None:
-        group.add(comment, expect, flags, **_Envelope(ctx, alice, header).fields())
+        group.add(comment, expect, flags, **Envelope(ctx, alice, header).fields())
 
     signed_header(
         "header version 2",
@@ -339,7 +341,7 @@ def envelope_vectors(ctx: Context) -> VectorFile:
     return vf
 
 
-def _truncations(ctx: Context, vf: VectorFile, env: _Envelope) -> None:
+def _truncations(ctx: Context, vf: VectorFile, env: Envelope) -> None:
     """Every prefix of one envelope, and every prefix of its header signed as if whole.
 
     The second kind passes the signature check (the sender signed exactly
@@ -354,7 +356,7 @@ def _truncations(ctx: Context, vf: VectorFile, env: _Envelope) -> None:
         **shared,
     )
     for length in range(len(env.header)):
-        prefix = _Envelope(ctx, env.signer, env.header[:length], key_and_nonce=(env.key, env.nonce))
+        prefix = Envelope(ctx, env.signer, env.header[:length], key_and_nonce=(env.key, env.nonce))
         signed.add(
             f"header cut to {length} of {len(env.header)} bytes, then signed",
             "decode_failure",
@@ -363,7 +365,7 @@ def _truncations(ctx: Context, vf: VectorFile, env: _Envelope) -> None:
         )
 
 
-def _envelope_map(env: _Envelope) -> dict[str, bytes]:
+def _envelope_map(env: Envelope) -> dict[str, bytes]:
     return {
         "header": env.header,
         "nonce": env.nonce,

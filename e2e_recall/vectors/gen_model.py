@@ -188,7 +188,13 @@ def _times(state: DeviceState) -> dict[str, int | None]:
     )
     released = T0 + 2 * MINUTE if state in (DeviceState.OPENED, DeviceState.PENDING) else None
     deleted = T0 + 9 * MINUTE if state is DeviceState.DELETED else None
-    return {"fetchedAt": fetched, "keyReleasedAt": released, "deletedAt": deleted}
+    expired = T0 + 5 * MINUTE if state is DeviceState.EXPIRED else None
+    return {
+        "fetchedAt": fetched,
+        "keyReleasedAt": released,
+        "deletedAt": deleted,
+        "expiredAt": expired,
+    }
 
 
 def report_vectors(ctx: Context) -> VectorFile:
@@ -230,6 +236,18 @@ def report_vectors(ctx: Context) -> VectorFile:
                 "fetchedAt": T0 + MINUTE,
                 "keyReleasedAt": T0 + 2 * MINUTE,
                 "deletedAt": T0 + 9 * MINUTE,
+                "expiredAt": None,
+            },
+        )
+    )
+    lines.append(
+        (
+            DeviceState.EXPIRED,
+            {
+                "fetchedAt": T0 + MINUTE,
+                "keyReleasedAt": T0 + 2 * MINUTE,
+                "deletedAt": None,
+                "expiredAt": T0 + 5 * MINUTE,
             },
         )
     )
@@ -241,8 +259,10 @@ def report_vectors(ctx: Context) -> VectorFile:
             fetched_at=times["fetchedAt"],
             key_released_at=times["keyReleasedAt"],
             deleted_at=times["deletedAt"],
+            expired_at=times["expiredAt"],
         )
-        opened = " after opening" if state is DeviceState.DELETED and times["keyReleasedAt"] else ""
+        after = state in (DeviceState.DELETED, DeviceState.EXPIRED) and times["keyReleasedAt"]
+        opened = " after opening" if after else ""
         sentences.add(
             f"{state}{opened}",
             "success",

@@ -16,6 +16,7 @@ from .gen_certificate import certificate_vectors
 from .gen_codec import codec_vectors, identity_vectors
 from .gen_crypto import body_vectors, wrap_vectors
 from .gen_devices import linking_vectors, revocation_device_vectors
+from .gen_expiry import expiry_vectors
 from .gen_files import file_vectors
 from .gen_groups import group_vectors
 from .gen_messages import envelope_vectors
@@ -53,6 +54,8 @@ FILES: dict[str, Callable[[Context, dict[str, Any] | None], VectorFile]] = {
     "device_revocation.json": lambda ctx, _: revocation_device_vectors(ctx),
     # After it, for the same reason.
     "device_rotation.json": lambda ctx, _: rotation_vectors(ctx),
+    # After it, for the same reason.
+    "expiry.json": lambda ctx, _: expiry_vectors(ctx),
 }
 
 

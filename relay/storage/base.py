@@ -147,6 +147,8 @@ class DeliveryRecord:
     receipt: bytes | None = None
     downloaded_at: int | None = None  # when the device had received every blob of the message
     key_id: bytes | None = None  # the wrapping key the wrap was made to (None: stored before 0008)
+    expires_at: int | None = None  # when the sender's timer ends this copy (None: no timer yet)
+    expired_at: int | None = None  # when the relay destroyed this copy (timer or retention)
 
 
 class EventKind(StrEnum):
@@ -158,6 +160,7 @@ class EventKind(StrEnum):
     GROUP = "group"  # a group the user is or was in took a change (message_id: the group id)
     LINK = "link"  # a new device's request reached a link slot (message_id: the link id)
     DEVICE = "device"  # one of the user's devices was revoked (message_id: its device id)
+    EXPIRED = "expired"  # the sender's timer (or retention) destroyed this device's copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +300,14 @@ class MessageStore(Protocol):
 
     async def messages_to_complete(self, opened_before: int, limit: int) -> list[bytes]:
         """Live messages every recipient device opened before ``opened_before``."""
+
+    async def copies_to_expire(self, now: int, limit: int) -> list[bytes]:
+        """Messages with a device copy whose timer is due at ``now`` (deliveries_expiring)."""
+        ...
+
+    async def next_expiry(self) -> int | None:
+        """The earliest timer not yet dealt with, for the job to sleep until."""
+        ...
 
     async def forget_tombstones(self, before: int) -> int:
         """Delete content-free rows and events older than ``before``; return how many."""

@@ -360,6 +360,27 @@ class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteDevices, SqliteWrapKeys):
 
         return await self._engine.read(run)
 
+    async def copies_to_expire(self, now: int, limit: int) -> list[bytes]:
+        def run(conn: sqlite3.Connection) -> list[bytes]:
+            found = conn.execute(
+                "SELECT DISTINCT message_id FROM deliveries "
+                "WHERE expires_at IS NOT NULL AND expired_at IS NULL AND expires_at <= ? LIMIT ?",
+                (now, limit),
+            )
+            return [row[0] for row in found]
+
+        return await self._engine.read(run)
+
+    async def next_expiry(self) -> int | None:
+        def run(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "SELECT min(expires_at) FROM deliveries "
+                "WHERE expires_at IS NOT NULL AND expired_at IS NULL"
+            ).fetchone()
+            return None if row[0] is None else int(row[0])
+
+        return await self._engine.read(run)
+
     async def forget_tombstones(self, before: int) -> int:
         destroyed: list[bytes] = []
 

@@ -53,7 +53,7 @@ MESSAGE_COLUMNS = (
 )
 DELIVERY_COLUMNS = (
     "message_id, device_id, user_id, wrap, own_device, state, fetched_at, key_released_at, "
-    "recalled_at, deleted_at, receipt, downloaded_at, key_id"
+    "recalled_at, deleted_at, receipt, downloaded_at, key_id, expires_at, expired_at"
 )
 DELIVERY_PLACES = ", ".join("?" * len(DELIVERY_COLUMNS.split(",")))
 _MESSAGE_PLACES = ", ".join("?" * len(MESSAGE_COLUMNS.split(",")))
@@ -122,6 +122,8 @@ def delivery_row(d: DeliveryRecord) -> tuple[Any, ...]:
         d.receipt,
         d.downloaded_at,
         d.key_id,
+        d.expires_at,
+        d.expired_at,
     )
 
 

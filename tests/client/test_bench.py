@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -186,3 +187,20 @@ def test_help_says_what_it_measures() -> None:
     text = " ".join(done.stdout.split())
     for words in ("--runs N", "--suite {x25519,xwing}", "--json", "no relay is started"):
         assert words in text
+
+
+def test_the_group_send_benchmark_times_whole_sends_against_a_relay() -> None:
+    """``python -m client.group_bench``: one small run, its figures well formed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "client.group_bench", "--sizes", "1,3", "--runs", "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)["results"]
+    assert [r["devices"] for r in results] == [1, 3]
+    for row in results:
+        assert row["runs"] == 2
+        assert 0 < row["median_ms"] <= row["p90_ms"]

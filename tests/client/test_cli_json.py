@@ -29,6 +29,7 @@ def test_help_documents_every_json_command() -> None:
         "device revoke",
         "device rotate",
         "device keys",
+        "expire",
     }
 
 
@@ -38,6 +39,9 @@ def test_every_json_output_has_the_documented_keys(pair: tuple[Person, Person]) 
     contacts = alice.run("contacts", "list", "--json").json()
     assert len(contacts) == 1
     conforms("contacts list", contacts)
+    conforms("expire", alice.run("expire", "bob", "1w", "--json").json())
+    assert alice.run("contacts", "list", "--json").json()[0]["expire"]["after_ms"] == 604_800_000
+    alice.run("expire", "bob", "off")
 
     watch = bob.start("watch", "--json", "--timeout", "60")
     try:

@@ -360,3 +360,31 @@ def test_sentence_never_raises_for_any_wire_time(value: int) -> None:
     for reason, key in (("window_closed", "closed_at"), ("opened", "opened_at")):
         text = refusal_sentence(reason, {key: value})
         assert text.startswith(REFUSAL_SENTENCES[reason].split("{")[0])
+
+
+# -- a message its timer already destroyed ------------------------------------------------
+
+
+def test_recalling_an_expired_message_is_an_accepted_no_op(world: Any) -> None:
+    message = facts(world, expired_at=world.now + world.minute, recalls_today=10**6)
+    late = world.now + 365 * world.day  # every window closed, the limit passed
+    decision = decide_recall(world.revocation(), message, now=late, policy=POLICY)
+    assert decision == RecallDecision(already_recalled=False, deadline=None, expired=True)
+
+
+def test_an_earlier_recall_of_an_expired_message_stands(world: Any) -> None:
+    message = facts(world, expired_at=world.now + 1, already_revoked=True)
+    decision = decide_recall(world.revocation(), message, now=world.now + 2, policy=POLICY)
+    assert decision.already_recalled
+    assert not decision.expired
+
+
+def test_a_stranger_cannot_recall_an_expired_message(world: Any) -> None:
+    revocation = sign_revocation(
+        world.mallory,
+        message_id=world.message_id,
+        conversation_id=world.conversation,
+        issued_at=world.now + 1,
+    )
+    error = refuse(world, revocation, facts(world, expired_at=world.now + 1), world.now + 2)
+    assert error.reason == "not_sender"

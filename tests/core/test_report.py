@@ -31,43 +31,55 @@ EXPECTED = {
         E.KEY_RELEASED: S.OPENED,
         E.RECALLED: S.NEVER_DELIVERED,
         E.EXPIRED: S.EXPIRED,
+        E.TIMER_EXPIRED: S.EXPIRED,
     },
     S.SEALED: {
         E.FETCHED: S.SEALED,
         E.KEY_RELEASED: S.OPENED,
         E.RECALLED: S.DELIVERED_SEALED,
         E.EXPIRED: S.EXPIRED,
+        E.TIMER_EXPIRED: S.EXPIRED,
     },
     S.OPENED: {
         E.FETCHED: S.OPENED,
         E.KEY_RELEASED: S.OPENED,
         E.RECALLED: S.PENDING,
         E.EXPIRED: S.OPENED,
+        E.TIMER_EXPIRED: S.EXPIRED,
     },
     S.NEVER_DELIVERED: {
         E.RECALLED: S.NEVER_DELIVERED,
         E.DELETION_RECEIPT: S.NEVER_DELIVERED,
         E.EXPIRED: S.NEVER_DELIVERED,
+        E.TIMER_EXPIRED: S.NEVER_DELIVERED,
     },
     S.DELIVERED_SEALED: {
         E.FETCHED: S.DELIVERED_SEALED,
         E.RECALLED: S.DELIVERED_SEALED,
         E.DELETION_RECEIPT: S.DELETED,
         E.EXPIRED: S.DELIVERED_SEALED,
+        E.TIMER_EXPIRED: S.DELIVERED_SEALED,
     },
     S.PENDING: {
         E.FETCHED: S.PENDING,
         E.RECALLED: S.PENDING,
         E.DELETION_RECEIPT: S.DELETED,
         E.EXPIRED: S.PENDING,
+        E.TIMER_EXPIRED: S.PENDING,
     },
     S.DELETED: {
         E.FETCHED: S.DELETED,
         E.RECALLED: S.DELETED,
         E.DELETION_RECEIPT: S.DELETED,
         E.EXPIRED: S.DELETED,
+        E.TIMER_EXPIRED: S.DELETED,
     },
-    S.EXPIRED: {E.RECALLED: S.EXPIRED, E.DELETION_RECEIPT: S.EXPIRED, E.EXPIRED: S.EXPIRED},
+    S.EXPIRED: {
+        E.RECALLED: S.EXPIRED,
+        E.DELETION_RECEIPT: S.DELETED,
+        E.EXPIRED: S.EXPIRED,
+        E.TIMER_EXPIRED: S.EXPIRED,
+    },
 }
 POSSIBLE = [(s, e, t) for s, row in EXPECTED.items() for e, t in row.items()]
 IMPOSSIBLE = [(s, e) for s, e in itertools.product(S, E) if e not in EXPECTED[s]]
@@ -113,13 +125,38 @@ def test_some_pairs_are_impossible() -> None:
 def test_opened_never_goes_back_to_unread() -> None:
     for state in (S.OPENED, S.PENDING, S.DELETED):
         for target in EXPECTED[state].values():
-            assert target not in {
-                S.QUEUED,
-                S.SEALED,
-                S.NEVER_DELIVERED,
-                S.DELIVERED_SEALED,
-                S.EXPIRED,
-            }
+            assert target not in {S.QUEUED, S.SEALED, S.NEVER_DELIVERED, S.DELIVERED_SEALED}
+
+
+def test_only_the_timer_expires_an_opened_copy() -> None:
+    # Retention destroys only what nobody opened; the sender's timer ends opened copies too.
+    assert next_state(S.OPENED, E.EXPIRED) is S.OPENED
+    assert next_state(S.OPENED, E.TIMER_EXPIRED) is S.EXPIRED
+
+
+def test_expired_after_opening_says_it_was_possibly_read() -> None:
+    line = apply_event(report(S.OPENED, key_released_at=T0), E.TIMER_EXPIRED, T0 + 5)
+    assert line.expired_at == T0 + 5
+    text = describe(line, fmt)
+    assert EXPOSED in text
+    assert f"destroyed it at <{T0 + 5}>" in text
+    assert "told this device to delete it" in text
+
+
+def test_expired_sealed_says_it_could_not_be_read() -> None:
+    line = apply_event(report(S.SEALED, fetched_at=T0), E.TIMER_EXPIRED, T0 + 7)
+    text = describe(line, fmt)
+    assert EXPOSED not in text
+    assert "could not have read it" in text
+    assert f"<{T0 + 7}>" in text
+
+
+def test_a_receipt_after_expiry_is_deleted() -> None:
+    line = apply_event(report(S.OPENED, key_released_at=T0), E.TIMER_EXPIRED, T0 + 5)
+    line = apply_event(line, E.DELETION_RECEIPT, T0 + 9)
+    assert line.state is S.DELETED
+    assert line.deleted_at == T0 + 9
+    assert EXPOSED in describe(line, fmt)
 
 
 # -- timestamps -----------------------------------------------------------------

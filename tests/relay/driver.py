@@ -243,6 +243,8 @@ class Person:
         sealed_window: int = 7 * 24 * 60 * MINUTE,
         opened_window: int = 60 * MINUTE,
         replaces: bytes | None = None,
+        expire_after: int | None = None,
+        expire_from: er.ExpireFrom | None = None,
         message_id: bytes | None = None,
         device: int = 0,
     ) -> tuple[er.Header, er.SealedMessage]:
@@ -257,6 +259,8 @@ class Person:
             recall_opened_until=now + opened_window,
             kind=er.MessageKind.REPLACEMENT if replaces else er.MessageKind.TEXT,
             replaces=replaces,
+            expire_after=expire_after,
+            expire_from=expire_from,
         )
         return header, er.seal_message(header, er.Body(text), self.identity)
 

@@ -68,6 +68,7 @@ def test_the_code_knows_every_schema_version() -> None:
         "0004",
         "0005",
         "0006",
+        "0007",
         "0008",
     ]
 

@@ -1,0 +1,141 @@
+"""The timer job: destroy each copy when the sender's timer says, and tell every device.
+
+A message whose signed header carries a timer has, per delivery, an
+``expires_at`` (set at the send when the timer counts from sending, at the
+device's key release when it counts from opening).  The job sleeps until the
+earliest one not yet dealt with (``next_expiry``), or until a send or an
+opening schedules an earlier one, so a timer fires within the time a write
+transaction takes of its moment rather than at the next poll.
+
+What is due is destroyed in one storage transaction per message, the same
+way a recall or retention destroys: each due device's wrap is dropped and its
+report line moves through ``timer_expired``; a device that fetched gets an
+``expired`` event (delete your copy), one that never did has its notice
+withdrawn.  Once every device's copy has expired, the ciphertext and every
+blob go too (``purge``, so the storage zero-fills and later scrubs as for a
+recall), leaving a content-free tombstone.  A from-opened copy that is never
+opened has no ``expires_at``: it stays sealed until retention removes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+from e2e_recall.report import DeviceState, Event
+
+from .messaging import Messaging, _merge, _transition
+from .reports import expired_event, report_events
+from .storage.base import Changes, MessageState, MessageView, Storage
+
+__all__ = ["ExpiryTimer"]
+
+log = logging.getLogger("relay.expiry")
+_BATCH = 500
+_MAX_SLEEP = 60.0  # seconds; a missed wake-up (another process's write) is caught by then
+
+
+class ExpiryTimer:
+    """Runs inside the relay beside retention; ``schedule`` is called by sends and opens."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        messaging: Messaging,
+        clock: Callable[[], int],
+        max_sleep: float = _MAX_SLEEP,
+    ) -> None:
+        self.storage = storage
+        self.messaging = messaging
+        self.clock = clock
+        self.max_sleep = max_sleep
+        self._next: int | None = None
+        self._wake = asyncio.Event()
+        messaging.on_expiry = self.schedule
+
+    def schedule(self, at: int) -> None:
+        """A copy will expire at ``at`` (ms): wake earlier than planned if need be."""
+        if self._next is None or at < self._next:
+            self._next = at
+            self._wake.set()
+
+    async def run_once(self) -> int:
+        """Destroy every copy due now; the number of messages changed."""
+        now = self.clock()
+        changed = 0
+        while True:
+            ids = await self.storage.copies_to_expire(now, _BATCH)
+            for message_id in ids:
+                changed += await self._expire(message_id, now)
+            if len(ids) < _BATCH:
+                break
+        if changed:
+            log.info("timers", extra={"event": "timers_expired", "messages": changed})
+        return changed
+
+    async def _expire(self, message_id: bytes, now: int) -> int:
+        view = await self.storage.get_message(message_id)
+        if view is None:
+            return 0
+        senders = await self.messaging.sender_devices(view.message.sender)
+
+        def decide(view: MessageView) -> tuple[Changes, int]:
+            return _expire_due(view, now, senders)
+
+        return await self.storage.change_message(message_id, decide)
+
+    async def run_forever(self) -> None:
+        """Sleep until the next due copy (or a wake-up), expire what is due, repeat."""
+        while True:
+            self._wake.clear()
+            try:
+                await self.run_once()
+                self._next = await self.storage.next_expiry()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("timer job failed", extra={"event": "timers_failed"})
+                self._next = None
+            delay = self.max_sleep
+            if self._next is not None:
+                delay = min(delay, max(0.0, (self._next - self.clock()) / 1000))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+
+def _expire_due(view: MessageView, now: int, senders: list[bytes]) -> tuple[Changes, int]:
+    """The changes for every copy of this message whose timer is due at ``now``."""
+    message = view.message
+    due = [
+        d
+        for d in view.deliveries
+        if d.expires_at is not None and d.expired_at is None and d.expires_at <= now
+    ]
+    if not due:
+        return Changes(), 0
+    changes = Changes()
+    if message.state is MessageState.RECALLED:  # the recall destroyed it first: timer void
+        changes.deliveries = [replace(d, expires_at=None) for d in due]
+        return changes, 0
+    for delivery in due:
+        after = _transition(delivery, Event.TIMER_EXPIRED, now)
+        if after.state is not DeviceState.EXPIRED:  # recalled or deleted already: nothing to do
+            changes.deliveries.append(replace(after, expires_at=None))
+            continue
+        after = replace(after, wrap=None)
+        changes.deliveries.append(after)
+        if delivery.fetched_at is not None:
+            changes.events.append(expired_event(message, after))
+        else:
+            changes.drop_notices.append(delivery.device_id)
+    changes.purge = True
+    updated = {d.device_id: d for d in changes.deliveries}
+    every = [updated.get(d.device_id, d) for d in view.deliveries]
+    if all(d.state is DeviceState.EXPIRED or d.expired_at is not None for d in every):
+        changes.message = replace(message, envelope=None, state=MessageState.EXPIRED)
+        changes.destroy_blobs = bool(view.files)
+    changes.events.extend(report_events(_merge(view, changes), senders))
+    return changes, 1
