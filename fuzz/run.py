@@ -26,7 +26,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
 CRASHES = HERE / "crashes"
-INSTRUMENTED = ["e2e_recall", "relay", "targets", "handler_target", "group_target"]
+INSTRUMENTED = [
+    "e2e_recall",
+    "relay",
+    "targets",
+    "handler_target",
+    "group_target",
+    "device_target",
+]
 MAX_LEN = {"file_decryptor": 140_000}  # a blob of three chunks; every other target: 8192
 
 
@@ -114,7 +121,8 @@ def _child() -> int:
 
     sys.path.insert(0, str(HERE))
     with atheris.instrument_imports(include=INSTRUMENTED):
-        import group_target  # noqa: F401  (imported here so that it is instrumented)
+        import device_target  # noqa: F401  (imported here so that they are instrumented)
+        import group_target  # noqa: F401
         from targets import TARGETS
     atheris.Setup(sys.argv, TARGETS[os.environ[_CHILD]])
     atheris.Fuzz()
@@ -152,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     import atheris
 
     with atheris.instrument_imports(include=INSTRUMENTED):
-        import group_target  # noqa: F401  (imported here so that it is instrumented)
+        import device_target  # noqa: F401  (imported here so that they are instrumented)
+        import group_target  # noqa: F401
         from targets import TARGETS
     if args.target not in TARGETS:
         parser.error(f"no target {args.target!r}; choose from {', '.join(TARGETS)}")

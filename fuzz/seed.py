@@ -78,10 +78,54 @@ def seeds() -> dict[str, list[bytes]]:
                 found["group_change"].append(b"\x01" + inner)
     for action in range(5):  # a next change of the fuzz group: each action, by admin and member
         found["group_change"] += [bytes([2, action, 0, 1]), bytes([2, action | 0x80, 1, 0])]
+    found["devices"] = list(_device_seeds())
     found["file_decryptor"] = list(_file_seeds())
     found["body"] = list(_body_seeds())
     found["handlers"] = list(_handler_seeds(found, wire.encode))
     return found
+
+
+def _device_seeds() -> Iterator[bytes]:
+    """Link codes, sealed link messages (with their secret, and opened), revocations, approvals."""
+    import nacl.bindings as sodium
+    from nacl.exceptions import CryptoError
+
+    from e2e_recall import wire
+    from e2e_recall.domains import AEAD_LINK_ANSWER, AEAD_LINK_REQUEST
+    from e2e_recall.link_code import link_keys
+
+    labels = {
+        "LinkRequestOpen": (1, 2, AEAD_LINK_REQUEST),
+        "LinkAnswerOpen": (3, 4, AEAD_LINK_ANSWER),
+    }
+    document = json.loads((VECTORS / "linking.json").read_text(encoding="utf-8"))
+    for group in document["testGroups"]:
+        for test in group["tests"]:
+            if group["type"] == "LinkCode" and isinstance(test.get("code"), str):
+                yield b"\x00" + test["code"].encode("latin-1", "replace")
+                continue
+            with_secret, plain_mode, label = labels.get(group["type"], (0, 0, b""))
+            sealed, secret = _hex(test, "sealed"), _hex({**group, **test}, "linkSecret")
+            if not with_secret or sealed is None or secret is None:
+                continue
+            yield bytes([with_secret]) + secret + sealed
+            keys = link_keys(secret)
+            if len(sealed) < 40:  # shorter than a nonce and a tag: nothing to open
+                continue
+            try:
+                plain = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                    sealed[24:], label + keys.link_id, sealed[:24], keys.link_key
+                )
+            except CryptoError:
+                continue
+            yield bytes([plain_mode]) + bytes(plain)
+    for test in _tests("device_revocation"):
+        if (raw := _hex(test, "signed")) is not None:
+            yield b"\x05" + raw
+            if (inner := _field(wire.decode, raw, "body")) is not None:
+                yield b"\x05\x01" + inner
+        if (approval := _hex(test, "approval")) is not None:
+            yield b"\x06" + approval
 
 
 def _file_seeds() -> Iterator[bytes]:
@@ -237,6 +281,7 @@ TARGET_NAMES = (
     "body",
     "handlers",
     "group_change",
+    "devices",
 )
 
 

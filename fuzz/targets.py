@@ -324,6 +324,13 @@ def group_change(data: bytes) -> None:
     run(data)
 
 
+def devices(data: bytes) -> None:
+    """Link codes, sealed link messages, approvals and revocations (see device_target.py)."""
+    from device_target import devices as run
+
+    run(data)
+
+
 def handlers(data: bytes) -> None:
     """Every request handler of the relay (started on first use: see handler_target.py)."""
     from handler_target import handlers as run
@@ -342,4 +349,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "file_decryptor": file_decryptor,
     "body": body,
     "group_change": group_change,
+    "devices": devices,
 }

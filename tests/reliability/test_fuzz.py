@@ -25,6 +25,7 @@ TARGETS = [
     "body",
     "handlers",
     "group_change",
+    "devices",
 ]
 LINE = re.compile(r"^(\w+): (\d+) executions, (\d+) crashes, slowest ")
 
