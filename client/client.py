@@ -26,7 +26,7 @@ import aiohttp
 from e2e_recall import SigningKey, format_fingerprint, wire
 from e2e_recall.errors import E2ERecallError
 
-from . import account, attachments, contacts, expiring, receiving, rotation, sending
+from . import account, attachments, contacts, expiring, recalling, receiving, rotation, sending
 from .attachments import ReceivedFile
 from .core import Clock, Core, system_clock
 from .device_events import device_updates
@@ -38,9 +38,10 @@ from .group_store import by_conversation
 from .groups import group_named
 from .keystore import DEFAULT_STRENGTH
 from .paths import Profile, default_downloads_dir
+from .recalling import RecallOutcome
 from .receiving import Update
 from .reporting import ReportView, build_report
-from .sending import DEFAULT_OPENED_WINDOW, DEFAULT_SEALED_WINDOW, RecallOutcome, SendOutcome
+from .sending import DEFAULT_OPENED_WINDOW, DEFAULT_SEALED_WINDOW, SendOutcome
 from .store import Contact, StoredMessage
 
 __all__ = ["Client", "Entry"]
@@ -251,7 +252,7 @@ class Client:
         return self.entry(row)
 
     async def recall(self, message_id: bytes, replacement: str | None = None) -> RecallOutcome:
-        return await sending.recall(self.core, message_id, replacement)
+        return await recalling.recall(self.core, message_id, replacement)
 
     def delete_for_me(self, message_id: bytes) -> None:
         receiving.delete_for_me(self.core, message_id)

@@ -1,4 +1,4 @@
-"""Sending and recalling, with an outbox that never duplicates.
+"""Sending, with an outbox that never duplicates (recalls: client/recalling.py).
 
 A message is sealed once: its id, envelope bytes and per-message key are
 written to the outbox in the same transaction as the local copy, before the
@@ -7,9 +7,6 @@ the very same envelope under the same id, which the relay treats as the same
 message, so a retry can never produce a second one.  Only when the relay
 asks for wraps to devices it did not get (``missing_devices``) are the same
 key's wraps made again for the new device list; the ciphertext never changes.
-
-A recall is kept in the outbox the same way: the revocation is signed once
-and repeated byte for byte until the relay answers.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ from e2e_recall import (
     MessageKind,
     copy_expires_at,
     seal_message,
-    sign_revocation,
     wire,
     wrap_message_key,
 )
@@ -48,7 +44,6 @@ from .core import Core
 from .errors import (
     ContactError,
     IdentityChanged,
-    RecallNotAccepted,
     RelayRefused,
     RelayUnreachable,
     UsageProblem,
@@ -61,12 +56,10 @@ __all__ = [
     "DEFAULT_OPENED_WINDOW",
     "DEFAULT_SEALED_WINDOW",
     "PreparedSend",
-    "RecallOutcome",
     "SendOutcome",
     "flush_outbox",
     "post_body",
     "prepare_send",
-    "recall",
     "send_text",
 ]
 
@@ -78,16 +71,6 @@ _OUTBOX_LIMITS = wire.Limits(max_size=8 << 20, max_bin=4 << 20)
 
 # Refusals that a fresh directory answers: wrap the same key again and retry once.
 _REWRAP = ("missing_devices", "stale_key")
-# Refusal codes that mean "the relay will never accept this recall".
-_RECALL_REFUSALS = {
-    "window_closed",
-    "issued_after_window",
-    "opened",
-    "from_future",
-    "rate_limited",
-    "message_expired",
-    "not_found",
-}
 
 
 @dataclass(frozen=True)
@@ -95,17 +78,6 @@ class SendOutcome:
     message_id: bytes
     queued: bool  # True: kept in the outbox because the relay could not be reached
     problem: str | None = None
-
-
-@dataclass(frozen=True)
-class RecallOutcome:
-    message_id: bytes
-    report: dict[str, Any] | None  # None while the recall waits in the outbox
-    replacement_id: bytes | None
-    already_recalled: bool
-    queued: bool
-    local_only: bool = False  # the message never left this device
-    expired: bool = False  # its timer had destroyed it already: nothing to recall
 
 
 def _wraps(key: bytes, header: Header, devices: list[DeviceCertificate]) -> list[dict[str, bytes]]:
@@ -424,8 +396,10 @@ async def flush_outbox(core: Core) -> list[str]:
             if outcome.queued:
                 break
         elif item.action == "recall":
+            from .recalling import deliver_recall  # it imports this module
+
             try:
-                await _deliver_recall(core, item)
+                await deliver_recall(core, item)
             except RelayUnreachable:
                 break
             except RelayRefused:
@@ -437,168 +411,3 @@ async def flush_outbox(core: Core) -> list[str]:
                 break
         done.append(item.action)
     return done
-
-
-async def recall(core: Core, message_id: bytes, replacement: str | None = None) -> RecallOutcome:
-    """Recall one of our messages, optionally replacing it in the same request."""
-    row = core.store.message(message_id)
-    if row is None or not row.outgoing:
-        raise UsageProblem("Only your own sent messages can be recalled.", "not_yours")
-    if row.state == "recalled":
-        return RecallOutcome(message_id, _report(row), row.replaced_by, True, queued=False)
-    if row.state == "expired":  # deleted everywhere by its timer; a recall would change nothing
-        return RecallOutcome(message_id, _report(row), None, False, queued=False, expired=True)
-    if core.store.outbox_item(message_id, "send") is not None and row.state != "sent":
-        return _cancel_unsent(core, row)
-    waiting = core.store.outbox_item(message_id, "recall")
-    if waiting is not None:  # signed earlier, not yet answered: repeat it as it is
-        return await _deliver_recall(core, waiting)
-    if row.state not in ("sent", "deleted"):
-        raise UsageProblem(
-            f"This message cannot be recalled (it is {row.state.replace('_', ' ')}).",
-            "not_recallable",
-        )
-    request: dict[str, Any] = {
-        "replacement": None,
-        "replacement_key": None,
-        "replacement_id": None,
-    }
-    replacement_row = None
-    if replacement is not None:
-        _check_text(replacement)
-        devices = await _recipient_devices(core, row)
-        header, envelope, key = _seal(
-            core,
-            row.peer,
-            replacement,
-            sealed_window=row.recall_sealed_until - row.sent_at,
-            opened_window=row.recall_opened_until - row.sent_at,
-            replaces=message_id,
-            conversation_id=row.conversation_id,
-            timer=_timer_of(row),  # a correction disappears when the original would have
-        )
-        request["replacement"] = {
-            "envelope": envelope,
-            "wraps": _wraps(key, header, devices),
-            "blobs": [],
-        }
-        request["replacement_key"] = key
-        request["replacement_id"] = header.message_id
-        replacement_row = _local_copy(core, header, replacement, row.peer)
-    revocation = sign_revocation(
-        core.keys.identity,
-        message_id=message_id,
-        conversation_id=row.conversation_id,
-        issued_at=core.clock(),
-        replacement_id=replacement_row.message_id if replacement_row else None,
-    )
-    request["revocation"] = revocation.signed
-    item = OutboxItem(message_id, "recall", core.store.seal(wire.encode(request)), core.clock())
-    with core.store.transaction():
-        if replacement_row is not None:
-            core.store.save_message(replacement_row)
-        row.state, row.problem = "recalling", None
-        core.store.save_message(row)
-        core.store.save_outbox(item)
-    return await _deliver_recall(core, item)
-
-
-async def _post_recall(core: Core, item: OutboxItem, request: dict[str, Any]) -> dict[str, Any]:
-    """Post the recall; a replacement refused for stale wraps is wrapped again once."""
-    body = {"revocation": request["revocation"], "replacement": request["replacement"]}
-    path = f"/v1/messages/{item.message_id.hex()}/recall"
-    try:
-        return await authed(core, "POST", path, body)
-    except RelayRefused as exc:
-        replaced = request["replacement_id"]
-        copy = core.store.message(replaced) if replaced is not None else None
-        if exc.code not in _REWRAP or copy is None:
-            raise
-    assert copy is not None
-    body["replacement"]["wraps"] = await _rewrap(core, copy, {"key": request["replacement_key"]})
-    return await authed(core, "POST", path, body)
-
-
-def _timer_of(row: StoredMessage) -> tuple[int, ExpireFrom] | None:
-    if row.expire_after is None or row.expire_from is None:
-        return None
-    return row.expire_after, ExpireFrom(row.expire_from)
-
-
-def _cancel_unsent(core: Core, row: StoredMessage) -> RecallOutcome:
-    """A message still in the outbox never reached anyone: drop it here."""
-    with core.store.transaction():
-        core.store.drop_outbox(row.message_id)
-        row.state, row.body, row.recalled_at = "recalled", None, core.clock()
-        row.problem = "Recalled before it left this device; no one received it."
-        core.store.save_message(row)
-        core.store.delete_files(row.message_id)
-    drop_ciphertext(core, row.message_id)
-    core.store.scrub()
-    return RecallOutcome(row.message_id, None, None, False, queued=False, local_only=True)
-
-
-def _report(row: StoredMessage) -> dict[str, Any] | None:
-    if row.report is None:
-        return None
-    value = wire.decode(row.report, limits=_OUTBOX_LIMITS)
-    return value if isinstance(value, dict) else None
-
-
-async def _deliver_recall(core: Core, item: OutboxItem) -> RecallOutcome:
-    request = wire.decode(core.store.unseal(item.sealed), limits=_OUTBOX_LIMITS)
-    assert isinstance(request, dict)
-    row = core.store.message(item.message_id)
-    assert row is not None
-    replacement = request["replacement"]
-    if isinstance(replacement, dict):  # kept by a client from before attachments
-        replacement.setdefault("blobs", [])
-    replacement_id: bytes | None = request["replacement_id"]
-    try:
-        answer = await _post_recall(core, item, request)
-    except RelayUnreachable as exc:
-        _note_attempt(core, item, exc.sentence)
-        raise
-    except RelayRefused as exc:
-        with core.store.transaction():
-            row.state, row.problem = "sent", exc.sentence
-            core.store.save_message(row)
-            core.store.drop_outbox(item.message_id, "recall")
-            if replacement_id is not None:
-                core.store.delete_message(replacement_id)
-        if exc.code in _RECALL_REFUSALS or exc.status in (403, 404, 409, 410, 429):
-            raise RecallNotAccepted(exc.sentence, exc.code, exc.status, exc.data) from None
-        raise
-    if answer.get("expired"):  # the timer destroyed it first: nothing was recalled or sent
-        with core.store.transaction():
-            row.state, row.body, row.recalled_at = "expired", None, core.clock()
-            core.store.delete_files(item.message_id)
-            row.report = wire.encode(answer["report"])
-            core.store.save_message(row)
-            core.store.drop_outbox(item.message_id, "recall")
-            if replacement_id is not None:
-                core.store.delete_message(replacement_id)
-        core.store.scrub()
-        return RecallOutcome(
-            item.message_id, answer["report"], None, False, queued=False, expired=True
-        )
-    with core.store.transaction():
-        row.state, row.body, row.recalled_at = "recalled", None, core.clock()
-        core.store.delete_files(item.message_id)
-        row.replaced_by = replacement_id
-        row.report = wire.encode(answer["report"])
-        core.store.save_message(row)
-        core.store.drop_outbox(item.message_id, "recall")
-        if replacement_id is not None:
-            sent = core.store.message(replacement_id)
-            if sent is not None:
-                sent.state = "sent"
-                core.store.save_message(sent)
-    core.store.scrub()
-    return RecallOutcome(
-        item.message_id,
-        answer["report"],
-        replacement_id,
-        bool(answer.get("already_recalled")),
-        queued=False,
-    )
