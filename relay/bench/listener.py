@@ -2,7 +2,7 @@
 
 Each device holds one connection for the whole run, as a client does.  The
 listener decodes each event frame and calls back into the workload with
-the device, the kind and the message id (``message`` notices and
+the device, the kind and the message id (``message`` notices, ``expired`` events and
 ``revocation`` events; ``report`` events to senders are only acknowledged).
 Acknowledgements are coalesced: at most one ``ack`` frame per device every
 :data:`ACK_EVERY` seconds, carrying the highest sequence number seen, as the
@@ -95,7 +95,7 @@ class Listener:
                     ready.set_result(None)
                 elif kind == "event":
                     self._seen[device.device_id] = frame["seq"]
-                    if frame["kind"] in ("message", "revocation"):
+                    if frame["kind"] in ("message", "revocation", "expired"):
                         payload = wire.decode(frame["payload"], limits=ANSWER_LIMITS)
                         self.on_event(device, frame["kind"], frame["message_id"], payload)
         finally:

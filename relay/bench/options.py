@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from e2e_recall.body import MAX_TEXT_LEN
+from e2e_recall.expiry import MAX_EXPIRE_MS, MIN_EXPIRE_MS
 
 from ..units import format_duration, format_size, parse_duration, parse_size
 from .errors import BenchUsageError
@@ -59,11 +60,14 @@ class BenchOptions:
     seed: int
     relay_config: Path | None
     prefill: int = 0
+    expire_ms: int = 0  # a disappearing-message timer on every send (0: none)
 
     def settings(self) -> dict[str, Any]:
         """The settings as the JSON output shows them: in the units a user types."""
         shown = asdict(self)
         shown["duration"] = format_duration(shown.pop("duration_ms"))
+        expire = shown.pop("expire_ms")
+        shown["expire"] = format_duration(expire) if expire else None
         shown["drain"] = format_duration(shown.pop("drain_ms"))
         shown["baseline_duration"] = format_duration(shown.pop("baseline_duration_ms"))
         shown["size"] = format_size(self.size)
@@ -183,6 +187,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="after the run, how long to wait for answers and recall propagation still on "
         "their way (default: 5s)",
+    )
+    load.add_argument(
+        "--expire",
+        metavar="DURATION",
+        help="give every message a disappearing timer of DURATION from sending (1s or "
+        "more): the relay's timer job destroys each at its moment, and the delay from the "
+        "moment to the device's expired event is measured (default: no timer)",
     )
     load.add_argument("--seed", type=int, default=1, help="seed of the choices (default: 1)")
     target.add_argument(
@@ -364,7 +375,17 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         seed=args.seed,
         relay_config=relay_config,
         prefill=prefill,
+        expire_ms=_expire(args.expire),
     )
+
+
+def _expire(text: str | None) -> int:
+    if text is None:
+        return 0
+    ms = _duration("expire", text)
+    if not MIN_EXPIRE_MS <= ms <= MAX_EXPIRE_MS:
+        raise BenchUsageError("--expire must be between 1s and 365d.")
+    return ms
 
 
 def prepared_per_worker(options: BenchOptions) -> int:

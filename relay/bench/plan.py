@@ -36,6 +36,7 @@ class WorkerPlan:
     drain_s: float
     seed: int
     body_size: int = 0  # baseline modes: bytes per request or frame
+    expire_ms: int = 0  # a from-sent timer on every message (0: none)
 
 
 @dataclass

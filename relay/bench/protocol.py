@@ -97,10 +97,16 @@ class PreparedSend:
     recipients: tuple[BenchDevice, ...]
     body: dict[str, Any]
     request: bytes
+    expires_at: int | None = None  # wall clock ms when its timer destroys it (None: no timer)
 
 
-def seal_send(sender: BenchDevice, recipients: tuple[BenchDevice, ...], text: str) -> PreparedSend:
-    """What a client does to send: a fresh key, encrypt and sign, one wrap per device."""
+def seal_send(
+    sender: BenchDevice, recipients: tuple[BenchDevice, ...], text: str, expire_ms: int = 0
+) -> PreparedSend:
+    """What a client does to send: a fresh key, encrypt and sign, one wrap per device.
+
+    With ``expire_ms`` the header carries a timer of that long from sending.
+    """
     user = sender.owner
     others = {device.owner.user_id for device in recipients} - {user.user_id}
     conversation = er.direct_conversation_id(user.user_id, others.pop())
@@ -113,6 +119,8 @@ def seal_send(sender: BenchDevice, recipients: tuple[BenchDevice, ...], text: st
         sent_at=now,
         recall_sealed_until=now + SEALED_WINDOW_MS,
         recall_opened_until=now + OPENED_WINDOW_MS,
+        expire_after=expire_ms or None,
+        expire_from=er.ExpireFrom.SENT if expire_ms else None,
     )
     sealed = er.seal_message(header, er.Body(text), user.identity)
     wraps = [
@@ -130,8 +138,9 @@ def seal_send(sender: BenchDevice, recipients: tuple[BenchDevice, ...], text: st
         for device in recipients
     ]
     body = {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
+    expires_at = now + expire_ms if expire_ms else None
     return PreparedSend(
-        header.message_id, conversation, sender, recipients, body, wire.encode(body)
+        header.message_id, conversation, sender, recipients, body, wire.encode(body), expires_at
     )
 
 

@@ -25,8 +25,17 @@ from .samples import summarize
 __all__ = ["figures", "machine", "render"]
 
 OPERATIONS = ("send", "open", "recall", "fetch", "receipt")
-LATENCIES = ("send", "open", "recall", "propagation", "revocation", "fetch", "receipt")
-OPTIONAL_ROWS = ("revocation", "fetch", "receipt")
+LATENCIES = (
+    "send",
+    "open",
+    "recall",
+    "propagation",
+    "revocation",
+    "fetch",
+    "receipt",
+    "expiry",
+)
+OPTIONAL_ROWS = ("revocation", "fetch", "receipt", "expiry")
 """Rows left out of the table when nothing was measured (the JSON keeps them, as null)."""
 LABELS = {
     "send": "send (acknowledged)",
@@ -36,6 +45,7 @@ LABELS = {
     "revocation": "revocation on the socket",
     "fetch": "fetch (on notice)",
     "receipt": "receipt (accepted)",
+    "expiry": "timer to expired event",
     "http": "bare HTTP POST",
     "websocket": "bare WebSocket echo",
 }

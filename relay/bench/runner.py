@@ -112,6 +112,7 @@ def plans(options: BenchOptions, mode: Mode, url: str, seconds: float) -> list[W
             drain_s=options.drain_ms / 1000,
             seed=options.seed,
             body_size=body,
+            expire_ms=options.expire_ms,
         )
         for i in range(options.workers)
     ]

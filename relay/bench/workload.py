@@ -67,6 +67,7 @@ class Tracked:
     recalled: bool = False
     recall_began: float | None = None
     awaiting: set[BenchDevice] = field(default_factory=set)
+    acked_at: int | None = None  # wall clock ms when the relay acknowledged the send
 
 
 def _code(exc: BaseException) -> str:
@@ -122,7 +123,9 @@ class Workload:
         devices = [device for user in self.users for device in user.devices]
         await self.listener.open(devices)
         self.result.websockets = len(self.listener.sockets)
-        for _ in range(self.plan.prepare):
+        # A timer counts from the header's sent_at: a message sealed ahead would be sent
+        # with part of its time gone, so with --expire every message is sealed as it goes.
+        for _ in range(0 if self.plan.expire_ms else self.plan.prepare):
             self.prepared.append(self._seal())
         self.result.sealed_ahead = len(self.prepared)
 
@@ -135,7 +138,7 @@ class Workload:
         own = [d for d in user.devices if d is not sender]
         extra = self.plan.recipients - self.plan.devices
         recipients = (*other.devices, *self.rng.sample(own, extra))
-        return seal_send(sender, recipients, self.text)
+        return seal_send(sender, recipients, self.text, self.plan.expire_ms)
 
     # -- the window ---------------------------------------------------------------------------
 
@@ -208,7 +211,10 @@ class Workload:
             message = self._seal()
             self.result.sealed_live += 1
         tracked = self.messages[message.message_id] = Tracked(message)
-        if await self._timed("send", self.transport.send(message)) and not self.plan.fetch:
+        sent = await self._timed("send", self.transport.send(message))
+        if sent:
+            tracked.acked_at = now_ms()
+        if sent and not self.plan.fetch:
             self.to_open.extend((tracked, device) for device in message.recipients)
             self.to_recall.append(tracked)
 
@@ -253,6 +259,17 @@ class Workload:
             self._react(self._fetch(device, tracked))
         elif kind == "revocation":
             self._react(self._receipt(device, tracked, payload["revocation"]))
+        elif kind == "expired" and tracked.sent.expires_at is not None:
+            self._expired(tracked)
+
+    def _expired(self, tracked: Tracked) -> None:
+        """A device told its copy expired: the delay from the timer's moment (wall clocks)."""
+        due = tracked.sent.expires_at
+        if due is None or tracked.acked_at is None or tracked.acked_at > due:
+            return  # sent after its own moment (sealed ahead too long): not a timer's delay
+        late_s = max(0.0, (now_ms() - due) / 1000)
+        arrived = time.monotonic()
+        self.tally.ok("expiry", arrived - late_s, arrived)
 
     def _react(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

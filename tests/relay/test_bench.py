@@ -196,6 +196,7 @@ def test_help_documents_every_option(tmp_path: Path) -> None:
         "--json",
         "--plot",
         "--prefill",
+        "--expire",
     ):
         assert flag in result.stdout, flag
     text = " ".join(result.stdout.split())
@@ -227,6 +228,7 @@ BAD = [
     (("--prepare", "lots"), "--prepare"),
     (("--plot", "/nonexistent-dir/p.png"), "does not exist"),
     (("--prefill", "-5"), "--prefill is a number"),
+    (("--expire", "500ms"), "--expire must be between 1s and 365d"),
     (("--prefill", "10", "--url", "http://127.0.0.1:1"), "not one at --url"),
 ]
 
@@ -275,3 +277,31 @@ def test_a_prefilled_database_is_measured_like_an_empty_one(tmp_path: Path) -> N
     assert figures["operations"]["send"]["count"] > 0
     assert figures["errors"] == {}
     assert "3,000 stored messages" in result.stderr
+
+
+def test_timers_are_measured_from_their_moment_to_the_expired_event(tmp_path: Path) -> None:
+    """``--expire``: every message carries a timer, sealed as it is sent, and each device's
+    expired event is timed from the timer's moment."""
+    result = _bench(
+        tmp_path,
+        *SMALL,
+        "--mix",
+        "send=100",
+        "--rate",
+        "50/s",
+        "--duration",
+        "3s",
+        "--expire",
+        "1s",
+        "--drain",
+        "3s",
+        "--json",
+    )
+    figures = _figures(result)
+    assert figures["settings"]["expire"] == "1s"
+    assert figures["errors"] == {}  # no copy expired before the device fetched it
+    expiry = figures["latency_ms"]["expiry"]
+    assert expiry is not None
+    assert expiry["count"] > 20  # the timers of the first two seconds' sends fired in time
+    assert 0 <= expiry["p50"] <= expiry["max"]
+    assert figures["generator"]["sealed_ahead"] == 0
