@@ -43,10 +43,8 @@ aiming one kill at that request (tests/support/crash_revoke.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +52,7 @@ from typing import Any
 import aiohttp
 from crash_blobs import BlobWork
 from crash_groups import GroupWork
+from crash_killer import Killer
 from crash_revoke import RevokeWork
 from crash_timers import TimerWork
 
@@ -74,7 +73,7 @@ def _route(path: str) -> str:
     return "/".join("{id}" if len(part) == 32 else part for part in path.split("?")[0].split("/"))
 
 
-class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork):
+class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
     """One run of the suite against one relay data directory."""
 
     def __init__(self, work: Path, config: CrashConfig) -> None:
@@ -211,47 +210,6 @@ class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork):
         checked = relay_cli(self.work, "check", "--data-dir", self.relay.data_dir)
         if checked.returncode != 0 or checked.stdout.strip().splitlines()[-1:] != ["ok"]:
             self.findings.integrity_failures.append(f"{when}: {checked.stdout} {checked.stderr}")
-
-    async def _killer(self) -> None:
-        """SIGKILL at random moments until the quota of kills is used, spread over the run."""
-        gap = self.config.operations / max(self.config.kills, 1)
-        for number in range(self.config.kills):
-            target = (number + self.rng.uniform(0.3, 0.9)) * gap
-            aimed = self.config.revoke and number == self.config.kills // 2
-            while self.done < target and not aimed:
-                await asyncio.sleep(0.01)
-            roll = self.rng.random()
-            if aimed:  # the revocation, half-way through the run
-                await self._wait_for_revocation_moment()
-            elif self.config.blobs and roll < 0.6:  # mid-upload, mid-recall, before the unlink
-                await self._wait_for_blob_moment(roll)
-            elif self.config.groups and roll < 0.7:  # while a membership change is in flight
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.group_change_sent.wait(), 5)
-                    await asyncio.sleep(self.rng.uniform(0, 0.005))
-                    self.findings.kills_mid_group_change += int(self.group_change_sent.is_set())
-            elif self.config.timers and roll < 0.85:  # just before or after a timer's moment
-                await self._wait_for_timer_moment()
-            elif self.rng.random() < 0.4:  # right after a recall: during its WAL truncation
-                self.recall_acked.clear()
-                try:
-                    await asyncio.wait_for(self.recall_acked.wait(), 5)
-                    await asyncio.sleep(self.rng.uniform(0, 0.01))
-                    self.findings.kills_after_recall += 1
-                except TimeoutError:
-                    pass
-            self.up.clear()
-            destroyed = set(self.destroyed)  # recalls acknowledged before the kill
-            os.kill(self.relay.pid, signal.SIGKILL)
-            await asyncio.to_thread(self.relay.wait)
-            self.findings.kills += 1
-            await asyncio.to_thread(self._check_integrity, f"after kill {number + 1}")
-            await asyncio.sleep(self.rng.uniform(0, 0.3))  # clients hit a dead port meanwhile
-            await asyncio.to_thread(self.relay.restart)
-            self.findings.restarts += 1
-            if self.config.blobs:
-                self._after_start(destroyed, f"after kill {number + 1}")
-            self.up.set()
 
     async def _worker(self, index: int) -> None:
         while self.done < self.config.operations:

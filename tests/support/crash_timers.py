@@ -129,6 +129,8 @@ class TimerWork:
             self.findings.timers_not_fired.append(f"{name}: {state}")
         if sent.recall == "ok" and state not in ("expired", "recalled"):
             self.findings.recalls_not_applied.append(name)
+        if sent.recall == "unknown":
+            self.findings.resolved_unknown["recall (at the end)"] += 1
         lines = {line["device_id"]: line["state"] for line in report.get("devices", [])}
         path = f"/v1/messages/{sent.header.message_id.hex()}"
         for device, current in enumerate(sent.recipient.devices):
