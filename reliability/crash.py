@@ -2,12 +2,15 @@
 
 Runs the relay as a process under a mixed load (with attachments: uploads
 in several PATCHes, sends that bind them, downloads, recalls that destroy
-them; and groups: membership changes, group sends and recalls), SIGKILLs it
-at random moments, restarts it, and checks that nothing acknowledged was
-lost and nothing recalled came back, blobs and their files and group chains
-included (see tests/support/crash_harness.py, crash_blobs.py and
-crash_groups.py for the method).  Prints the table of figures that docs/reliability.md records, and
-exits 1 if any "lost", "resurrected" or similar count is not zero.
+them; groups: membership changes, group sends and recalls; disappearing
+messages with from-sent timers of 1 to 3 s; and one device revoked half-way
+through), SIGKILLs it at random moments, restarts it, and checks that nothing acknowledged was
+lost and nothing recalled or expired came back, blobs and their files and
+group chains included, and that the revoked device gets nothing (see
+tests/support/crash_harness.py, crash_blobs.py, crash_groups.py,
+crash_timers.py and crash_revoke.py for the method).  Prints the table of
+figures that docs/reliability.md records, and exits 1 if any "lost",
+"resurrected" or similar count is not zero.
 """
 
 from __future__ import annotations
@@ -43,6 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--groups", type=int, default=2, help="groups changed, sent to and recalled from (0: none)"
     )
+    parser.add_argument(
+        "--no-timers",
+        action="store_true",
+        help="leave disappearing-message timers out (timed sends, kills aimed at their moments)",
+    )
+    parser.add_argument(
+        "--no-revoke",
+        action="store_true",
+        help="do not revoke a device half-way through (nor aim a kill at the revocation)",
+    )
     parser.add_argument("--keep", type=Path, help="run in this directory and keep it")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     args = parser.parse_args(argv)
@@ -55,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         blobs=not args.no_blobs,
         groups=args.groups,
+        timers=not args.no_timers,
+        revoke=not args.no_revoke,
     )
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)

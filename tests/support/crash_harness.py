@@ -33,15 +33,18 @@ unlinked); see tests/support/crash_blobs.py for what is then checked.
 With ``groups`` (two by default) workers also change groups' membership,
 send to groups and recall group messages, and the killer also aims at a
 membership change in flight; see tests/support/crash_groups.py.
+
+With ``timers`` some direct sends carry a from-sent timer of 1 to 3 s, and
+the killer also aims at their moments (tests/support/crash_timers.py); with
+``revoke`` one person's last device is revoked half-way through, the killer
+aiming one kill at that request (tests/support/crash_revoke.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,9 @@ from typing import Any
 import aiohttp
 from crash_blobs import BlobWork
 from crash_groups import GroupWork
+from crash_killer import Killer
+from crash_revoke import RevokeWork
+from crash_timers import TimerWork
 
 import e2e_recall as er
 
@@ -67,7 +73,7 @@ def _route(path: str) -> str:
     return "/".join("{id}" if len(part) == 32 else part for part in path.split("?")[0].split("/"))
 
 
-class CrashRun(Reckoning, BlobWork, GroupWork):
+class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
     """One run of the suite against one relay data directory."""
 
     def __init__(self, work: Path, config: CrashConfig) -> None:
@@ -96,6 +102,7 @@ class CrashRun(Reckoning, BlobWork, GroupWork):
         self.blob_recall_sent = asyncio.Event()
         self.blob_recall_acked = asyncio.Event()
         self.destroyed: set[bytes] = set()
+        self._setup_revocation()
 
     # -- transport --------------------------------------------------------------------------
     async def call(
@@ -181,10 +188,12 @@ class CrashRun(Reckoning, BlobWork, GroupWork):
                 self.relay.restart()
                 self.findings.restarts += 1
             self.reckoning = True
+            await self._await_timers()
             await self._reckon()
             if self.config.blobs:
                 await self._reckon_blobs()
             await self._reckon_groups()
+            await self._reckon_revoked()
         self.relay.kill()
         self._check_integrity("final")
         self.findings.seconds = time.monotonic() - started
@@ -202,60 +211,33 @@ class CrashRun(Reckoning, BlobWork, GroupWork):
         if checked.returncode != 0 or checked.stdout.strip().splitlines()[-1:] != ["ok"]:
             self.findings.integrity_failures.append(f"{when}: {checked.stdout} {checked.stderr}")
 
-    async def _killer(self) -> None:
-        """SIGKILL at random moments until the quota of kills is used, spread over the run."""
-        gap = self.config.operations / max(self.config.kills, 1)
-        for number in range(self.config.kills):
-            target = (number + self.rng.uniform(0.3, 0.9)) * gap
-            while self.done < target:
-                await asyncio.sleep(0.01)
-            roll = self.rng.random()
-            if self.config.blobs and roll < 0.6:  # mid-upload, mid-recall, before the unlink
-                await self._wait_for_blob_moment(roll)
-            elif self.config.groups and roll < 0.7:  # while a membership change is in flight
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.group_change_sent.wait(), 5)
-                    await asyncio.sleep(self.rng.uniform(0, 0.005))
-                    self.findings.kills_mid_group_change += int(self.group_change_sent.is_set())
-            elif self.rng.random() < 0.4:  # right after a recall: during its WAL truncation
-                self.recall_acked.clear()
-                try:
-                    await asyncio.wait_for(self.recall_acked.wait(), 5)
-                    await asyncio.sleep(self.rng.uniform(0, 0.01))
-                    self.findings.kills_after_recall += 1
-                except TimeoutError:
-                    pass
-            self.up.clear()
-            destroyed = set(self.destroyed)  # recalls acknowledged before the kill
-            os.kill(self.relay.pid, signal.SIGKILL)
-            await asyncio.to_thread(self.relay.wait)
-            self.findings.kills += 1
-            await asyncio.to_thread(self._check_integrity, f"after kill {number + 1}")
-            await asyncio.sleep(self.rng.uniform(0, 0.3))  # clients hit a dead port meanwhile
-            await asyncio.to_thread(self.relay.restart)
-            self.findings.restarts += 1
-            if self.config.blobs:
-                self._after_start(destroyed, f"after kill {number + 1}")
-            self.up.set()
-
     async def _worker(self, index: int) -> None:
         while self.done < self.config.operations:
+            await self._revoke_point()
             self.done += 1
-            roll = self.rng.random()
-            if self.config.blobs and roll < 0.3:  # a fifth of the sends' share goes to files
-                acted = await (self._upload_step() if roll < 0.18 else self._download_step())
-            elif self.config.groups and roll < 0.4:  # part of the sends' share goes to groups
-                acted = await self._group_step()
-            elif roll < 0.45:
-                acted = False
-            elif roll < 0.70:
-                acted = await self._open()
-            elif roll < 0.85:
-                acted = await self._recall(with_replacement=self.rng.random() < 0.3)
-            else:
-                acted = await self._receipt()
-            if not acted:  # nothing to open, recall or acknowledge yet: send instead
-                await self._send()
+            self.in_flight += 1
+            try:
+                await self._step()
+            finally:
+                self.in_flight -= 1
+
+    async def _step(self) -> None:
+        """One operation chosen from the worker's roll (a send when the one chosen had none)."""
+        roll = self.rng.random()
+        if self.config.blobs and roll < 0.3:  # a fifth of the sends' share goes to files
+            acted = await (self._upload_step() if roll < 0.18 else self._download_step())
+        elif self.config.groups and roll < 0.4:  # part of the sends' share goes to groups
+            acted = await self._group_step()
+        elif roll < 0.45:
+            acted = False
+        elif roll < 0.70:
+            acted = await self._open()
+        elif roll < 0.85:
+            acted = await self._recall(with_replacement=self.rng.random() < 0.3)
+        else:
+            acted = await self._receipt()
+        if not acted:  # nothing to open, recall or acknowledge yet: send instead
+            await self._send()
 
     def _pick(self, wanted: Any) -> Sent | None:
         candidates = [m for m in self.messages if not m.busy and wanted(m)]
@@ -275,18 +257,24 @@ class CrashRun(Reckoning, BlobWork, GroupWork):
         recipient: Person,
         replaces: bytes | None,
         blobs: list[Upload] | None = None,
+        timer: int | None = None,
     ) -> Sent:
         text = f"{sender.name}->{recipient.name} {os.urandom(12).hex()}"
-        header, sealed = sender.seal(recipient, text, replaces=replaces)
+        header, sealed = sender.seal(
+            recipient, text, replaces=replaces, **self._timed_header_fields(timer)
+        )
         wraps = sender.wraps_to(recipient, header, sealed.message_key)
         blob_ids = [u.blob_id for u in blobs or []]
         body = {"envelope": sealed.envelope, "wraps": wraps, "blobs": blob_ids}
-        return Sent(sender, recipient, header, body, text, blobs=list(blobs or []))
+        sent = Sent(sender, recipient, header, body, text, blobs=list(blobs or []))
+        sent.expires_at = None if timer is None else header.sent_at + timer
+        return sent
 
     async def _send(self) -> None:
         sender, recipient = self.rng.sample(self.people, 2)
-        blobs = self._ready_blobs(sender) if self.config.blobs else []
-        sent = await self._prepare(sender, recipient, None, blobs)
+        timer = self._timer()  # a timed send carries no files: expiry would destroy them
+        blobs = self._ready_blobs(sender) if self.config.blobs and timer is None else []
+        sent = await self._prepare(sender, recipient, None, blobs, timer)
         for upload in blobs:
             upload.message = sent
         sent.busy = True
@@ -309,14 +297,18 @@ class CrashRun(Reckoning, BlobWork, GroupWork):
             [i for i in range(len(sent.recipient.devices)) if i not in sent.opened]
         )
         path = f"/v1/messages/{sent.header.message_id.hex()}"
+        started = sent.sender.relay.clock.now
         outcome, answer = await self.until_known(sent.recipient, "GET", path, None, device)
+        self._judge_timed(sent, started, answer)
         if outcome == "ok":
             assert isinstance(answer, dict)
             if answer["envelope"] != sent.body["envelope"]:
                 self.findings.corrupted.append(f"fetch {path}")
+            started = sent.sender.relay.clock.now
             outcome, answer = await self.until_known(
                 sent.recipient, "POST", path + "/open", {}, device
             )
+            self._judge_timed(sent, started, answer)
             if outcome == "ok":
                 assert isinstance(answer, dict)
                 secrets = sent.recipient.devices[device].secrets
@@ -348,7 +340,7 @@ class CrashRun(Reckoning, BlobWork, GroupWork):
         if sent is None:
             return False
         replacement = None
-        if with_replacement:
+        if with_replacement and sent.expires_at is None:  # none is stored once it expired
             replacement = await self._prepare(sent.sender, sent.recipient, sent.header.message_id)
         revocation = sent.sender.revocation(
             sent.header, replacement.header.message_id if replacement else None
@@ -376,7 +368,13 @@ class CrashRun(Reckoning, BlobWork, GroupWork):
         return True
 
     async def _receipt(self) -> bool:
-        sent = self._pick(lambda m: m.recall == "ok" and len(m.receipts) < len(m.recipient.devices))
+        sent = self._pick(  # not for a timed one: the timer may have destroyed it first
+            lambda m: (
+                m.recall == "ok"
+                and m.expires_at is None
+                and len(m.receipts) < len(m.recipient.devices)
+            )
+        )
         if sent is None:
             return False
         device = self.rng.choice(

@@ -28,6 +28,7 @@ class Sent:
     receipts: set[int] = field(default_factory=set)
     blobs: list[Upload] = field(default_factory=list)  # bound by this send, in order
     downloaded: set[tuple[bytes, int]] = field(default_factory=set)  # (blob id, device) served
+    expires_at: int | None = None  # a from-sent timer's moment (ms, wall clock)
     busy: bool = False
 
 
@@ -59,6 +60,8 @@ class CrashConfig:
     blobs: bool = True  # uploads, sends that bind them, downloads, recalls that destroy them
     blob_sizes: tuple[int, ...] = (0, 1, 4096, 65_553, 200_000, 700_000)
     groups: int = 2  # groups changed, sent to and recalled from (0: none)
+    timers: bool = True  # some direct sends carry a from-sent timer of 1 to 3 s
+    revoke: bool = True  # one person's last device is revoked half-way through
 
 
 @dataclass
@@ -110,6 +113,18 @@ class Findings:
     checked_group_chains: int = 0
     checked_group_present: int = 0  # member devices that fetched a live group message
     checked_group_outsiders: int = 0  # non-members refused a group message
+    # disappearing messages (timers)
+    kills_around_timer: int = 0  # within 100 ms either side of a timer's moment
+    expired_early: list[str] = field(default_factory=list)  # refused well before its moment
+    served_after_expiry: list[str] = field(default_factory=list)  # served well after it
+    timers_not_fired: list[str] = field(default_factory=list)  # not destroyed after its time
+    checked_timed_before: int = 0  # timed messages served before their moment
+    checked_expired: int = 0  # recipient devices refused a timed message at the end
+    # device revocation
+    kills_mid_revocation: int = 0  # the revocation sent, not yet answered
+    revocations_refused: list[str] = field(default_factory=list)  # not acknowledged
+    revoked_served: list[str] = field(default_factory=list)  # the revoked device got something
+    checked_revoked_refusals: int = 0  # messages, directory and a wrap refused for it
     seconds: float = 0.0
 
     def problems(self) -> dict[str, list[str]]:
@@ -137,6 +152,11 @@ class Findings:
                 ("group_chains_wrong", self.group_chains_wrong),
                 ("group_reports_wrong", self.group_reports_wrong),
                 ("group_outsiders_served", self.group_outsiders_served),
+                ("expired_early", self.expired_early),
+                ("served_after_expiry", self.served_after_expiry),
+                ("timers_not_fired", self.timers_not_fired),
+                ("revocations_refused", self.revocations_refused),
+                ("revoked_served", self.revoked_served),
             )
             if values
         }
@@ -187,6 +207,16 @@ class Findings:
             ("group chains not as acknowledged", str(len(self.group_chains_wrong))),
             ("group reports naming others", str(len(self.group_reports_wrong))),
             ("group messages served to non-members", str(len(self.group_outsiders_served))),
+            ("kills around a timer's moment", str(self.kills_around_timer)),
+            ("timed messages served before their moment", str(self.checked_timed_before)),
+            ("timed copies checked destroyed at the end", str(self.checked_expired)),
+            ("timed messages refused early", str(len(self.expired_early))),
+            ("timed messages served after their moment", str(len(self.served_after_expiry))),
+            ("timed messages not destroyed", str(len(self.timers_not_fired))),
+            ("kills while the device revocation ran", str(self.kills_mid_revocation)),
+            ("revoked device: refusals checked", str(self.checked_revoked_refusals)),
+            ("revocations not acknowledged", str(len(self.revocations_refused))),
+            ("revoked device served or listed", str(len(self.revoked_served))),
             ("seconds", f"{self.seconds:.1f}"),
         ]
         return rows

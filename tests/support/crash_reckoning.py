@@ -46,6 +46,9 @@ class Reckoning:
         if report is None:
             self.findings.lost.append(name)
             return
+        if sent.expires_at is not None:  # destroyed by its timer, or by a recall before it
+            await self._reckon_timed(sent, report)
+            return
         recalled = report.get("state") == "recalled"
         if sent.recall == "ok" and not recalled:
             self.findings.recalls_not_applied.append(name)
@@ -103,7 +106,12 @@ class Reckoning:
             if count > 1:
                 self.findings.duplicates.append(f"{message_id.hex()[:12]} x{count}")
         for sent in self.messages:
-            still_there = sent.recipient is person and sent.send == "ok" and not sent.recall
+            still_there = (
+                sent.recipient is person
+                and sent.send == "ok"
+                and not sent.recall
+                and sent.expires_at is None
+            )
             if still_there and notices[sent.header.message_id] != 1:
                 self.findings.missed_notices.append(
                     f"{sent.header.message_id.hex()[:12]} on {person.name}/{device}"

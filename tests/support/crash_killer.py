@@ -1,0 +1,79 @@
+"""The crash suite's killer: SIGKILLs spread over the run, some aimed at chosen moments.
+
+Mixed into :class:`crash_harness.CrashRun`.  Each kill waits for its share
+of the operations to be done, then, by a roll, for a moment worth aiming at
+(an upload streaming, a recall with files in flight or just acknowledged, a
+membership change in flight, a timer coming due, a recall's WAL
+truncation); one kill, half-way through, is kept for the device
+revocation's request.  While the relay is down it checks the database with
+``e2e-recall-relay check``, and then starts it again on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from typing import Any
+
+
+class Killer:
+    """The killer task (uses CrashRun's relay, config, findings and the mixins' moments)."""
+
+    # provided by CrashRun and its mixins
+    rng: Any
+    config: Any
+    findings: Any
+    relay: Any
+    done: int
+    up: asyncio.Event
+    recall_acked: asyncio.Event
+    group_change_sent: asyncio.Event
+    destroyed: set[bytes]
+    _check_integrity: Any
+    _after_start: Any
+    _wait_for_blob_moment: Any
+    _wait_for_timer_moment: Any
+    _wait_for_revocation_moment: Any
+
+    async def _killer(self) -> None:
+        """SIGKILL at random moments until the quota of kills is used, spread over the run."""
+        gap = self.config.operations / max(self.config.kills, 1)
+        for number in range(self.config.kills):
+            target = (number + self.rng.uniform(0.3, 0.9)) * gap
+            aimed = self.config.revoke and number == self.config.kills // 2
+            while self.done < target and not aimed:
+                await asyncio.sleep(0.01)
+            roll = self.rng.random()
+            if aimed:  # the revocation, half-way through the run
+                await self._wait_for_revocation_moment()
+            elif self.config.blobs and roll < 0.6:  # mid-upload, mid-recall, before the unlink
+                await self._wait_for_blob_moment(roll)
+            elif self.config.groups and roll < 0.7:  # while a membership change is in flight
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.group_change_sent.wait(), 5)
+                    await asyncio.sleep(self.rng.uniform(0, 0.005))
+                    self.findings.kills_mid_group_change += int(self.group_change_sent.is_set())
+            elif self.config.timers and roll < 0.85:  # just before or after a timer's moment
+                await self._wait_for_timer_moment()
+            elif self.rng.random() < 0.4:  # right after a recall: during its WAL truncation
+                self.recall_acked.clear()
+                try:
+                    await asyncio.wait_for(self.recall_acked.wait(), 5)
+                    await asyncio.sleep(self.rng.uniform(0, 0.01))
+                    self.findings.kills_after_recall += 1
+                except TimeoutError:
+                    pass
+            self.up.clear()
+            destroyed = set(self.destroyed)  # recalls acknowledged before the kill
+            os.kill(self.relay.pid, signal.SIGKILL)
+            await asyncio.to_thread(self.relay.wait)
+            self.findings.kills += 1
+            await asyncio.to_thread(self._check_integrity, f"after kill {number + 1}")
+            await asyncio.sleep(self.rng.uniform(0, 0.3))  # clients hit a dead port meanwhile
+            await asyncio.to_thread(self.relay.restart)
+            self.findings.restarts += 1
+            if self.config.blobs:
+                self._after_start(destroyed, f"after kill {number + 1}")
+            self.up.set()
