@@ -35,6 +35,17 @@ __all__ = ["ExpiryTimer"]
 
 log = logging.getLogger("relay.expiry")
 _BATCH = 500
+# Lines that hold no copy any more: expired, or (for a message still live) a device revoked
+# before its timer, whose wrap the revocation destroyed.  Without them a revoked device's
+# line kept the ciphertext past the timer (found by the crash suite).
+_SETTLED = frozenset(
+    {
+        DeviceState.EXPIRED,
+        DeviceState.NEVER_DELIVERED,
+        DeviceState.DELIVERED_SEALED,
+        DeviceState.DELETED,
+    }
+)
 _MAX_SLEEP = 60.0  # seconds; a missed wake-up (another process's write) is caught by then
 
 
@@ -134,7 +145,7 @@ def _expire_due(view: MessageView, now: int, senders: list[bytes]) -> tuple[Chan
     changes.purge = True
     updated = {d.device_id: d for d in changes.deliveries}
     every = [updated.get(d.device_id, d) for d in view.deliveries]
-    if all(d.state is DeviceState.EXPIRED or d.expired_at is not None for d in every):
+    if all(d.state in _SETTLED or d.expired_at is not None for d in every):
         changes.message = replace(message, envelope=None, state=MessageState.EXPIRED)
         changes.destroy_blobs = bool(view.files)
     changes.events.extend(report_events(_merge(view, changes), senders))

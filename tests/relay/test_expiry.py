@@ -24,6 +24,7 @@ import pytest
 import e2e_recall as er
 from e2e_recall import wire
 from e2e_recall.body import encrypt_body
+from e2e_recall.device_admin import sign_device_revocation
 from e2e_recall.domains import SIG_ENVELOPE
 from e2e_recall.envelope import signed_envelope_bytes
 
@@ -334,3 +335,30 @@ async def test_a_malformed_timer_is_refused_with_bad_expiry(
 async def _a_wrap(alice: Person, bob: Person) -> bytes:
     header, sealed = alice.seal(bob, "x")
     return (await alice.wraps_for(bob, header, sealed.message_key))[0]["wrap"]
+
+
+async def test_a_device_revoked_before_the_timer_does_not_keep_the_message(
+    tmp_path: Path,
+) -> None:
+    """Found by the crash suite: a revoked device's line kept the ciphertext past the timer."""
+    async with world(tmp_path) as (relay, alice, bob):
+        header, sealed = alice.seal(bob, "two seconds", expire_after=2000, expire_from=SENT)
+        wraps = await alice.wraps_for(bob, header, sealed.message_key)
+        body = {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
+        await alice.call("POST", "/v1/messages", body)
+        assert await bob.read(alice, header.message_id, device=0) == "two seconds"
+        revocation = sign_device_revocation(
+            bob.identity,
+            device_id=bob.devices[1].secrets.device_id,
+            revoked_at=alice.relay.clock.now,
+            relay=alice.relay.relay_id,
+        ).signed
+        target = bob.devices[1].secrets.device_id.hex()
+        await bob.call("POST", f"/v1/devices/{target}/revoke", {"revocation": revocation})
+        deadline = asyncio.get_running_loop().time() + DEADLINE
+        while stored(relay, header.message_id)["state"] != "expired":
+            assert asyncio.get_running_loop().time() < deadline, stored(relay, header.message_id)
+            await asyncio.sleep(0.1)
+        assert stored(relay, header.message_id)["envelope"] is None
+        states_now = {line["state"] for line in (await alice.report(header.message_id))["devices"]}
+        assert states_now == {"expired", "never_delivered"}

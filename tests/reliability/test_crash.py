@@ -15,14 +15,14 @@ async def test_kills_lose_nothing_acknowledged_and_bring_nothing_recalled_back(
     tmp_path: Path,
 ) -> None:
     findings = await crash_suite(
-        tmp_path, CrashConfig(operations=300, kills=4, people=4, workers=8, seed=7)
+        tmp_path, CrashConfig(operations=600, kills=4, people=4, workers=8, seed=7)
     )
     assert findings.problems() == {}
     assert findings.kills == 4
     assert findings.restarts == 5  # and one more at the end, for the start-up sweep's check
     # The reckoning looked at real data, not at an empty run.
     # how many direct messages stay unopened and unrecalled depends on where the kills land
-    assert findings.checked_present + findings.checked_group_present > 10
+    assert findings.checked_present + findings.checked_group_present > 20
     assert findings.checked_recalled > 10
     assert findings.checked_notices == 7  # 4 people with 2 devices, one of them revoked
     kinds = {key.split()[0] for key in findings.operations}
@@ -41,11 +41,11 @@ async def test_kills_lose_nothing_acknowledged_and_bring_nothing_recalled_back(
     # Groups: both chains read back whole, copies fetched, non-members refused.
     assert findings.checked_group_chains == 2
     assert findings.operations["group-change ok"] > 3
-    assert findings.checked_group_present > 5
-    assert findings.checked_group_outsiders > 5
+    assert findings.checked_group_present > 10
+    assert findings.checked_group_outsiders > 10
     # Timers: timed messages were served before their moment and destroyed after it.
-    assert findings.checked_timed_before > 0
-    assert findings.checked_expired > 2
+    assert findings.checked_timed_before > 5
+    assert findings.checked_expired > 0  # most timed messages are recalled before their time
     assert findings.kills_around_timer + findings.kills_mid_revocation > 0
     # Revocation: acknowledged once; the revoked device was refused what it asked for.
     assert findings.operations["revoke ok"] == 1

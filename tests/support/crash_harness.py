@@ -329,14 +329,16 @@ class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
 
     async def _recall(self, *, with_replacement: bool) -> bool:
         with_files = self.config.blobs and self.rng.random() < 0.3
+        # most timed messages are left to their timers, so that timers fire under kills too
+        spare_timed = self.rng.random() < 0.8
+
+        def recallable(m: Sent) -> bool:
+            spared = spare_timed and m.expires_at is not None
+            return m.send == "ok" and not m.recall and m.replacement is None and not spared
+
         sent = self._pick(
-            lambda m: (
-                m.send == "ok"
-                and not m.recall
-                and m.replacement is None
-                and (bool(m.blobs) or not with_files)
-            )
-        ) or self._pick(lambda m: m.send == "ok" and not m.recall and m.replacement is None)
+            lambda m: recallable(m) and (bool(m.blobs) or not with_files)
+        ) or self._pick(recallable)
         if sent is None:
             return False
         replacement = None
