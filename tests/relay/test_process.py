@@ -348,7 +348,9 @@ async def test_a_request_in_flight_at_sigterm_still_completes(tmp_path: Path) ->
             upload = asyncio.create_task(slow_upload())
             try:
                 await asyncio.wait_for(first_part_sent.wait(), timeout=10)
-                await asyncio.sleep(0.5)  # let the relay read the headers and start the handler
+                # Let the relay read the headers and start the handler: nothing says when it
+                # has, and with the suite on every core 0.5 s was once not enough (CI, -n auto).
+                await asyncio.sleep(2.0)
                 relay.send_signal(signal.SIGTERM)
                 deadline = time.monotonic() + 10
                 while not await _refused(relay.url()):  # the shutdown has begun
