@@ -113,27 +113,18 @@ class Recipients:
                 return None
         if self.groups is None:
             raise _not_a_conversation(others)
+        group = await self.groups.membership(header.conversation_id)
+        if group is None:  # not cached: this is the database's answer already
+            raise _not_a_conversation(others)
         try:
-            return await self._check_group(session, header, others, devices, fresh=False)
+            await self._covered(required_users(group, session.user_id, others), devices)
         except RelayError:
             # The cache may be behind a change another relay process made: the database
             # has the last word on a refusal (an acceptance is checked again on storing).
-            return await self._check_group(session, header, others, devices, fresh=True)
-
-    async def _check_group(
-        self,
-        session: Session,
-        header: Header,
-        others: set[bytes],
-        devices: dict[bytes, DeviceRecord],
-        *,
-        fresh: bool,
-    ) -> GroupRecord:
-        assert self.groups is not None
-        group = await self.groups.membership(header.conversation_id, fresh=fresh)
-        if group is None:
-            raise _not_a_conversation(others)
-        await self._covered(required_users(group, session.user_id, others), devices)
+            group = await self.groups.membership(header.conversation_id, fresh=True)
+            if group is None:
+                raise _not_a_conversation(others) from None
+            await self._covered(required_users(group, session.user_id, others), devices)
         return group.group
 
     async def _covered(

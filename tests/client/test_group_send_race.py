@@ -25,6 +25,7 @@ from aiohttp import web
 from client.client import Client
 from client.groups import add_members, create_group, find_group, remove_members, rename_group
 from client.sending import REWRAPS
+from e2e_recall import SigningKey
 
 from relay_process import RelayProcess, free_port
 
@@ -100,9 +101,9 @@ async def scene(tmp_path: Path, relays: tuple[RelayProcess, RelayProcess]) -> As
     await gateway.start()
     made: list[Client] = []
 
-    def new(name: str, **options: object) -> Client:
+    def new(name: str, identity: SigningKey | None = None) -> Client:
         client = Client.create(
-            tmp_path / name, f"{name} passphrase", strength="interactive", **options
+            tmp_path / name, f"{name} passphrase", strength="interactive", identity=identity
         )
         made.append(client)
         return client
