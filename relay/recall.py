@@ -6,9 +6,9 @@ same moment cannot slip between the decision and the purge.  In that one
 transaction the relay destroys the ciphertext and every wrap, keeps the
 content-free tombstone (header and signed revocation), queues the revocation
 for each device that fetched the message, withdraws the notice from each
-device that never did, stores a replacement if one came with the recall (refused whole if the
-replacement's group changed since its wraps were checked), and signs a
-purge receipt.
+device that never did, stores a replacement if one came with the recall
+(the whole recall is refused if the replacement's group changed since its
+wraps were checked), and signs a purge receipt.
 """
 
 from __future__ import annotations
