@@ -31,6 +31,7 @@ from .errors import (
 from .sending import (
     _OUTBOX_LIMITS,
     _REWRAP,
+    REWRAPS,
     _check_text,
     _local_copy,
     _note_attempt,
@@ -131,19 +132,20 @@ async def recall(core: Core, message_id: bytes, replacement: str | None = None) 
 
 
 async def _post_recall(core: Core, item: OutboxItem, request: dict[str, Any]) -> dict[str, Any]:
-    """Post the recall; a replacement refused for stale wraps is wrapped again once."""
+    """Post the recall; a replacement refused for stale wraps is wrapped again (bounded)."""
     body = {"revocation": request["revocation"], "replacement": request["replacement"]}
     path = f"/v1/messages/{item.message_id.hex()}/recall"
-    try:
-        return await authed(core, "POST", path, body)
-    except RelayRefused as exc:
-        replaced = request["replacement_id"]
-        copy = core.store.message(replaced) if replaced is not None else None
-        if exc.code not in _REWRAP or copy is None:
-            raise
-    assert copy is not None
-    body["replacement"]["wraps"] = await _rewrap(core, copy, {"key": request["replacement_key"]})
-    return await authed(core, "POST", path, body)
+    for attempt in range(REWRAPS + 1):
+        try:
+            return await authed(core, "POST", path, body)
+        except RelayRefused as exc:
+            replaced = request["replacement_id"]
+            copy = core.store.message(replaced) if replaced is not None else None
+            if exc.code not in _REWRAP or copy is None or attempt == REWRAPS:
+                raise
+        key = {"key": request["replacement_key"]}
+        body["replacement"]["wraps"] = await _rewrap(core, copy, key)
+    raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
 
 def _timer_of(row: StoredMessage) -> tuple[int, ExpireFrom] | None:

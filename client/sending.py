@@ -5,8 +5,11 @@ written to the outbox in the same transaction as the local copy, before the
 relay is asked.  Every retry (after a timeout, a dead relay, a crash) sends
 the very same envelope under the same id, which the relay treats as the same
 message, so a retry can never produce a second one.  Only when the relay
-asks for wraps to devices it did not get (``missing_devices``) are the same
+asks for wraps to devices it did not get (``missing_devices``), or says a
+group's members changed under the send (``group_changed``), are the same
 key's wraps made again for the new device list; the ciphertext never changes.
+That happens a bounded number of times (:data:`REWRAPS`): recipients that
+keep changing fail the message with a sentence that says so.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from .contacts import cached_devices, check_not_changed, contact, refresh_device
 from .core import Core
 from .errors import (
     ContactError,
+    GroupRefused,
     IdentityChanged,
     RelayRefused,
     RelayUnreachable,
@@ -55,6 +59,7 @@ from .store import OutboxItem, StoredMessage
 __all__ = [
     "DEFAULT_OPENED_WINDOW",
     "DEFAULT_SEALED_WINDOW",
+    "REWRAPS",
     "PreparedSend",
     "SendOutcome",
     "flush_outbox",
@@ -69,8 +74,10 @@ DEFAULT_OPENED_WINDOW = 60 * MINUTE
 MAX_TEXT = 64 * 1024
 _OUTBOX_LIMITS = wire.Limits(max_size=8 << 20, max_bin=4 << 20)
 
-# Refusals that a fresh directory answers: wrap the same key again and retry once.
-_REWRAP = ("missing_devices", "stale_key")
+# Refusals that a fresh directory (and a group's fresh chain) answers: wrap the same key
+# again and retry, at most REWRAPS times for one delivery.
+_REWRAP = ("missing_devices", "stale_key", "group_changed")
+REWRAPS = 3
 
 
 @dataclass(frozen=True)
@@ -315,8 +322,10 @@ async def _deliver_send(
         with core.store.transaction():
             core.store.drop_outbox(item.message_id, "send")
         return SendOutcome(item.message_id, queued=False, problem="deleted before sending")
-    for attempt in range(2):
+    for attempt in range(REWRAPS + 1):
         try:
+            if attempt:  # the relay refused the last wraps: wrap again for a fresh list
+                request["wraps"] = await _rewrap(core, row, request)
             files = outgoing_files(core, item.message_id, request.get("files", []))
             await upload_files(core, files, core.progress)
             await authed(
@@ -330,9 +339,12 @@ async def _deliver_send(
             _note_attempt(core, item, exc.sentence)
             return SendOutcome(item.message_id, queued=True, problem=exc.sentence)
         except RelayRefused as exc:
-            if exc.code in _REWRAP and attempt == 0:
-                request["wraps"] = await _rewrap(core, row, request)
+            if exc.code in _REWRAP and attempt < REWRAPS:
                 continue
+            sentence = _kept_changing(attempt + 1) if exc.code in _REWRAP else exc.sentence
+            _fail(core, row, sentence)
+            return SendOutcome(item.message_id, queued=False, problem=sentence)
+        except GroupRefused as exc:  # the fresh chain says we were removed meanwhile
             _fail(core, row, exc.sentence)
             return SendOutcome(item.message_id, queued=False, problem=exc.sentence)
         except (IdentityChanged, ContactError) as exc:
@@ -370,6 +382,14 @@ async def _rewrap(
             item.sealed = core.store.seal(wire.encode(request))
             core.store.save_outbox(item)
     return wraps
+
+
+def _kept_changing(tries: int) -> str:
+    return (
+        "The recipients' devices or the group's members kept changing while this message "
+        f"was being sent (the relay refused it {tries} times, each time for a newer list); "
+        "it was not sent. Send it again."
+    )
 
 
 def _note_attempt(core: Core, item: OutboxItem, error: str) -> None:

@@ -10,14 +10,13 @@ crash can lose neither the change nor its announcement.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from e2e_recall.envelope import Header, VerifiedEnvelope, open_envelope
 from e2e_recall.errors import ImpossibleTransition, ProtocolError
 from e2e_recall.expiry import copy_expires_at, message_expires_at
-from e2e_recall.identity import direct_conversation_id
 from e2e_recall.receipts import DeletionCause, verify_deletion_receipt
 from e2e_recall.report import DeviceReport, DeviceState, Event, apply_event
 from e2e_recall.revocation import revocation_digest
@@ -35,8 +34,9 @@ from .errors import (
     PayloadTooLarge,
     from_protocol_error,
 )
-from .groups.rules import required_users
+from .groups.rules import MembershipMoved, membership_moved, membership_rule
 from .keys.service import WrapKeys
+from .recipients import GroupLookup, Recipients, Wrap
 from .reports import message_notice, report, report_events
 from .storage.base import (
     Changes,
@@ -49,18 +49,9 @@ from .storage.base import (
     QuotaExceeded,
     Storage,
 )
-from .storage.group_records import GroupView
+from .storage.group_records import GroupRecord, MembershipRule
 
-__all__ = ["GroupLookup", "Messaging", "PreparedMessage", "Wrap", "quota_refusal"]
-
-GroupLookup = Callable[[bytes], Awaitable[GroupView | None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Wrap:
-    device_id: bytes
-    wrap: bytes
-    key_id: bytes | None = None  # the key it is made to; the API requires it (relay/keys)
+__all__ = ["Messaging", "PreparedMessage", "Wrap", "quota_refusal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +63,12 @@ class PreparedMessage:
     deliveries: list[DeliveryRecord]
     events: list[NewEvent]
     blobs: tuple[bytes, ...] = ()  # bound to the message in the transaction that stores it
+    group: GroupRecord | None = None  # the group's head the wraps were checked against
+
+    @property
+    def membership(self) -> MembershipRule | None:
+        """The rule the storing transaction runs: the group has not moved since the check."""
+        return None if self.group is None else membership_rule(self.group)
 
 
 def _transition(delivery: DeliveryRecord, event: Event, at: int) -> DeliveryRecord:
@@ -130,6 +127,7 @@ class Messaging:
         self.storage = storage
         self.keys = keys or WrapKeys(storage, accounts, clock, config.max_certificate_lifetime)
         self.groups = groups  # the group whose conversation a send names, if any
+        self.recipients = Recipients(accounts, self.keys, groups)
         self.accounts = accounts
         self.config = config
         self.clock = clock
@@ -183,7 +181,8 @@ class Messaging:
             raise BadRequest(
                 "The message is dated in the future; check the device's clock.", "clock_skew"
             )
-        deliveries = await self._deliveries(session, header, wraps)
+        checked = await self.recipients.check(session, header, wraps)
+        deliveries = checked.deliveries
         record = MessageRecord(
             message_id=header.message_id,
             conversation_id=header.conversation_id,
@@ -199,76 +198,7 @@ class Messaging:
             NewEvent(d.device_id, EventKind.MESSAGE, header.message_id, message_notice(record, d))
             for d in deliveries
         ]
-        return PreparedMessage(header, record, deliveries, events, blob_ids)
-
-    async def _deliveries(
-        self, session: Session, header: Header, wraps: list[Wrap]
-    ) -> list[DeliveryRecord]:
-        """One delivery per wrapped device, after checking who may receive this message."""
-        if len({w.device_id for w in wraps}) != len(wraps):
-            raise BadRequest("A device appears twice among the wraps.", "duplicate_device")
-        devices = {}
-        for item in wraps:
-            device = await self.accounts.cache.device(item.device_id)
-            if device is None or device.revoked_at is not None:
-                raise BadRequest(
-                    "A wrap is addressed to a device that is not registered.", "unknown_device"
-                )
-            if item.device_id == session.device_id:
-                raise BadRequest(
-                    "The sending device needs no wrap of its own message.", "wrap_to_self"
-                )
-            if item.key_id is None:
-                raise BadRequest("Every wrap names the key it is made to.", "missing_field")
-            await self.keys.check_wrap(device, item.key_id, item.wrap)
-            devices[item.device_id] = device
-        others = {d.user_id for d in devices.values()} - {session.user_id}
-        for user in await self._recipients(session, header, others):
-            current = {d.device_id for d in await self.accounts.current_devices(user)}
-            if current - devices.keys():
-                raise Conflict(
-                    "A recipient has devices this message is not wrapped to; "
-                    "refresh the directory.",
-                    "missing_devices",
-                )
-        expires_at = message_expires_at(header)  # from sending: one moment for every copy
-        return [
-            DeliveryRecord(
-                message_id=header.message_id,
-                device_id=item.device_id,
-                user_id=devices[item.device_id].user_id,
-                wrap=item.wrap,
-                own_device=devices[item.device_id].user_id == session.user_id,
-                key_id=item.key_id,
-                expires_at=expires_at,
-            )
-            for item in wraps
-        ]
-
-    async def _recipients(
-        self, session: Session, header: Header, others: set[bytes]
-    ) -> frozenset[bytes]:
-        """The users every current device of whom the message must be wrapped to.
-
-        A direct conversation: exactly the one other person it is wrapped to.
-        A group's conversation: every other current member, and only members.
-        """
-        if len(others) == 1:
-            (recipient,) = others
-            if header.conversation_id == direct_conversation_id(session.user_id, recipient):
-                return frozenset(others)
-        group = await self.groups(header.conversation_id) if self.groups else None
-        if group is not None:
-            return required_users(group, session.user_id, others)
-        if len(others) != 1:
-            raise BadRequest(
-                "A message goes to exactly one other person, or to the members of a group.",
-                "bad_recipients",
-            )
-        raise Forbidden(
-            "The conversation does not belong to the sender and the recipient.",
-            "wrong_conversation",
-        )
+        return PreparedMessage(header, record, deliveries, events, blob_ids, checked.group)
 
     async def send(
         self,
@@ -291,9 +221,12 @@ class Messaging:
                 quota=self.config.user_quota,
                 blobs=prepared.blobs,
                 bind=bind_rule,
+                membership=prepared.membership,
             )
         except QuotaExceeded:
             raise quota_refusal() from None
+        except MembershipMoved as moved:
+            raise self.group_moved(prepared.record.conversation_id, moved) from None
         if stored is prepared.record:
             expires_at = message_expires_at(prepared.header)
             if expires_at is not None and self.on_expiry is not None:
@@ -302,6 +235,16 @@ class Messaging:
         if stored.sender != prepared.record.sender or stored.header != prepared.record.header:
             raise Conflict("Another message already has this id.", "message_exists")
         return stored, False
+
+    def group_moved(self, conversation_id: bytes, moved: MembershipMoved) -> Conflict:
+        """The answer to a send whose group changed before it was stored.
+
+        The cached membership is dropped too, so the retry (wrapped to the
+        members the client then fetches) is checked against the database.
+        """
+        if self.groups is not None:
+            self.groups.forget(conversation_id)
+        return membership_moved(moved.current)
 
     async def sender_devices(self, user_id: bytes) -> list[bytes]:
         return [

@@ -6,8 +6,9 @@ same moment cannot slip between the decision and the purge.  In that one
 transaction the relay destroys the ciphertext and every wrap, keeps the
 content-free tombstone (header and signed revocation), queues the revocation
 for each device that fetched the message, withdraws the notice from each
-device that never did, stores a replacement if one came with the recall,
-and signs a purge receipt.
+device that never did, stores a replacement if one came with the recall
+(the whole recall is refused if the replacement's group changed since its
+wraps were checked), and signs a purge receipt.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .accounts import Session
 from .blobs.rules import bind_rule
 from .config import Config
 from .errors import BadRequest, NotFound, from_protocol_error
+from .groups.rules import MembershipMoved
 from .messaging import Messaging, PreparedMessage, Wrap, _merge, _transition, quota_refusal
 from .reports import report, report_events, revocation_event
 from .storage.base import Changes, MessageState, MessageView, QuotaExceeded, Storage
@@ -127,9 +129,12 @@ class Recalls:
                 recalls_since=now - DAY_MS,
                 quota=self.config.user_quota,
                 bind=bind_rule,
+                membership=prepared.membership if prepared is not None else None,
             )
         except QuotaExceeded:  # the replacement would pass the quota: nothing was recalled
             raise quota_refusal() from None
+        except MembershipMoved as moved:  # the replacement's group changed: nothing was recalled
+            raise self.messaging.group_moved(revocation.conversation_id, moved) from None
 
     async def _replacement(
         self,

@@ -55,7 +55,7 @@ class Services:
         self.groups = Groups(storage, self.accounts, clock, config.max_group_members)
         self.wrap_keys = WrapKeys(storage, self.accounts, clock, config.max_certificate_lifetime)
         self.messaging = Messaging(
-            storage, self.accounts, config, clock, self.groups.membership, self.wrap_keys
+            storage, self.accounts, config, clock, self.groups, self.wrap_keys
         )
         self.recalls = Recalls(storage, self.messaging, self.relay_key, config, clock)
         self.blobs = Blobs(storage, FileBlobStore(config.blob_path), self.messaging, config, clock)

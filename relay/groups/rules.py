@@ -4,7 +4,10 @@ The membership rules themselves are the core's (:class:`e2e_recall.group.GroupSt
 the same code every client replays the chain with); what is here is the
 relay's part around them: who may post a change, when a change is a retry,
 which rows and events an accepted change writes, who may read the chain and
-how much of it, and which devices a message to the group must be wrapped to.
+how much of it, which devices a message to the group must be wrapped to,
+and the rule the transaction storing such a message runs on the group's row
+(:func:`membership_rule`): the membership the send was checked against must
+still be the current one.
 """
 
 from __future__ import annotations
@@ -31,15 +34,19 @@ from ..storage.group_records import (
     GroupView,
     GroupWrite,
     MemberRecord,
+    MembershipRule,
 )
 
 __all__ = [
     "ChangeOutcome",
+    "MembershipMoved",
     "Moved",
     "chain_end",
     "decide_change",
     "group_event",
     "member_rows",
+    "membership_moved",
+    "membership_rule",
     "required_users",
     "state_of",
 ]
@@ -47,6 +54,19 @@ __all__ = [
 
 class Moved(Exception):
     """The group took another change between the read and the write: read again."""
+
+
+class MembershipMoved(Exception):
+    """A group took a change between a send's check and the transaction storing it.
+
+    Raised by :func:`membership_rule` inside that transaction, so nothing of
+    the send is written; ``current`` is the group's row as the transaction
+    read it, for the answer's facts.
+    """
+
+    def __init__(self, current: GroupRecord | None) -> None:
+        super().__init__("the group changed since the send was checked")
+        self.current = current
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,14 +203,56 @@ def required_users(view: GroupView, sender: bytes, wrapped_users: set[bytes]) ->
     """The users a group message must be wrapped to, after checking who it is wrapped to.
 
     The sender must be a current member (403); every user with a wrap must be
-    a current member (400: a removed member gets nothing); the answer is
-    every other current member, each of whose current devices needs a wrap.
+    a current member: a removed member gets nothing.  A wrap to someone who
+    was a member is a ``409 group_changed`` (the sender's chain is behind:
+    refresh and wrap again), one to someone who never was a ``400``.  The
+    answer is every other current member, each of whose current devices
+    needs a wrap.
     """
     members = view.current
     if sender not in members:
         raise Forbidden("Only a member of the group may send to it.", "not_a_member")
-    if wrapped_users - members:
+    outsiders = wrapped_users - members
+    if outsiders and all(view.member(user) is not None for user in outsiders):
+        raise membership_moved(view.group)
+    if outsiders:
         raise BadRequest(
             "A wrap is addressed to someone who is not a member of the group.", "bad_recipients"
         )
     return members - {sender}
+
+
+def _moved_facts(group: GroupRecord | None) -> dict[str, object] | None:
+    return None if group is None else {"seq": group.seq, "head": group.head}
+
+
+def membership_moved(current: GroupRecord | None) -> Conflict:
+    """The answer to a send checked against a membership that is no longer the group's.
+
+    A ``409`` the sender's client answers as it does ``missing_devices``:
+    fetch the chain, wrap the same key again to the members it now names, retry.
+    """
+    return Conflict(
+        "The group's members changed while this message was being sent; fetch its "
+        "chain, wrap the message to its current members' devices and send it again.",
+        "group_changed",
+        data=_moved_facts(current),
+    )
+
+
+def membership_rule(checked: GroupRecord) -> MembershipRule:
+    """The in-transaction rule for a send checked against the group at ``checked``.
+
+    The check of a send's wraps (:func:`required_users`) may read the group
+    through a cache, before the transaction; this rule is the final word: the
+    group's head, as the transaction that stores the message reads it, must
+    be the one that check used.  Every change moves the head, so a removal,
+    an addition or a departure committed in between, by any relay process on
+    the database, refuses the send (:class:`MembershipMoved`).
+    """
+
+    def rule(current: GroupRecord | None) -> None:
+        if current is None or (current.seq, current.head) != (checked.seq, checked.head):
+            raise MembershipMoved(current)
+
+    return rule

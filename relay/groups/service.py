@@ -11,6 +11,10 @@ that does not verify.
 Sends to a group's conversation look up its current members here
 (:meth:`Groups.membership`), through a small cache that a change made by this
 process drops at once and that otherwise expires after the directory's TTL.
+The cache is only the fast path: the transaction that stores a group message
+checks that the group's head is still the one the send was checked against
+(:func:`~.rules.membership_rule`), and a send the cache would refuse is
+checked again against the database before it is refused.
 """
 
 from __future__ import annotations
@@ -135,13 +139,20 @@ class Groups:
         entries = [await self.accounts.directory(user_id=u) for u in sorted(view.current)]
         return view, entries
 
-    async def membership(self, conversation_id: bytes) -> GroupView | None:
-        """The group whose conversation this is, as recently read (None: not a group's)."""
+    async def membership(self, conversation_id: bytes, *, fresh: bool = False) -> GroupView | None:
+        """The group whose conversation this is, as recently read (None: not a group's).
+
+        ``fresh`` reads the database whatever the cache holds (and keeps the answer).
+        """
         now = self.monotonic()
-        view = self._by_conversation.get(conversation_id, now)
+        view = None if fresh else self._by_conversation.get(conversation_id, now)
         if view is None:
             view = await self.storage.get_group(conversation_id=conversation_id)
             if view is None:
                 return None
             self._by_conversation.put(conversation_id, view, now + self.ttl)
         return view
+
+    def forget(self, conversation_id: bytes) -> None:
+        """Drop what the cache holds for a conversation (its group moved under a send)."""
+        self._by_conversation.drop(conversation_id)

@@ -24,7 +24,7 @@ from e2e_recall.report import DeviceState
 
 from .blob_records import BindRule, BlobMetaStore, BoundFile
 from .device_records import DeviceStore
-from .group_records import GroupStore
+from .group_records import GroupStore, MembershipRule
 from .wrap_key_records import WrapKeyStore
 
 __all__ = [
@@ -270,13 +270,18 @@ class MessageStore(Protocol):
         quota: int | None = None,
         blobs: tuple[bytes, ...] = (),
         bind: BindRule | None = None,
+        membership: MembershipRule | None = None,
     ) -> MessageRecord:
         """Store a new message; if its id exists, return the stored row unchanged.
 
         With ``quota``, raise :class:`QuotaExceeded` (writing nothing) when the
         sender's live ciphertext plus this message would exceed it.  ``blobs``
         are bound to the message in the same transaction, after ``bind`` (the
-        rule) accepted the rows found; a refusal writes nothing.
+        rule) accepted the rows found; a refusal writes nothing.  With
+        ``membership``, the group row of the message's conversation (by
+        ``conversation_id``, None if there is none) is read in the same
+        transaction and given to the rule before anything is written; a
+        retry of a stored message is answered before the rule runs.
         """
 
     async def get_message(self, message_id: bytes) -> MessageView | None: ...
@@ -288,12 +293,15 @@ class MessageStore(Protocol):
         recalls_since: int | None = None,
         quota: int | None = None,
         bind: BindRule | None = None,
+        membership: MembershipRule | None = None,
     ) -> T:
         """Read, decide, write, in one transaction; ``decide`` may raise to change nothing.
 
         ``quota`` applies to the messages the changes add (a recall's
         replacement), counted after the changed message's own bytes are freed;
-        ``bind`` checks the blobs they bind (``Changes.new_blobs``).
+        ``bind`` checks the blobs they bind (``Changes.new_blobs``), and
+        ``membership`` their conversation's group row, as for
+        :meth:`insert_message`.
         """
 
     async def messages_to_expire(self, received_before: int, limit: int) -> list[bytes]: ...

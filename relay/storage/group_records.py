@@ -10,7 +10,11 @@ chain itself.
 
 As with messages the rules never write SQL: a change runs a pure decision
 on what is stored (:class:`GroupView`, or None for an unknown group) inside
-the transaction that writes what it returns (:class:`GroupWrite`).
+the transaction that writes what it returns (:class:`GroupWrite`).  A send
+to a group's conversation is checked the same way: its :data:`MembershipRule`
+runs on the group's row as the transaction that stores the message reads it,
+so a membership change committed between the send's check and its write (by
+this relay process or another) cannot slip past.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ __all__ = [
     "GroupView",
     "GroupWrite",
     "MemberRecord",
+    "MembershipRule",
 ]
 
 T = TypeVar("T")
@@ -85,6 +90,11 @@ class GroupView:
             if member.user_id == user_id:
                 return member
         return None
+
+
+# (the group of the message's conversation, as the storing transaction reads it) -> raises
+# to refuse the message; None: the conversation is no group's (any more).
+MembershipRule = Callable[[GroupRecord | None], None]
 
 
 @dataclass

@@ -32,11 +32,12 @@ from .base import (
     UserRecord,
 )
 from .blob_records import BindRule, BlobListener
+from .group_records import MembershipRule
 from .sqlite_blobs import SqliteBlobs
 from .sqlite_devices import SqliteDevices
 from .sqlite_engine import EngineObserver, SqliteEngine
 from .sqlite_faults import Faults
-from .sqlite_groups import SqliteGroups
+from .sqlite_groups import SqliteGroups, check_membership
 from .sqlite_wrap_keys import SqliteWrapKeys
 
 __all__ = ["SqliteStorage"]
@@ -283,6 +284,7 @@ class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteDevices, SqliteWrapKeys):
         quota: int | None = None,
         blobs: tuple[bytes, ...] = (),
         bind: BindRule | None = None,
+        membership: MembershipRule | None = None,
     ) -> MessageRecord:
         now = self._clock()
 
@@ -296,6 +298,7 @@ class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteDevices, SqliteWrapKeys):
             ).fetchone()
             if row is not None:
                 return rows.to_message(row)
+            check_membership(conn, message.conversation_id, membership)
             rows.insert_message(conn, message, deliveries, quota)
             blob_rows.bind(conn, message.message_id, message.sender, blobs, bind)
             written = rows.insert_events(conn, events, now)
@@ -316,6 +319,7 @@ class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteDevices, SqliteWrapKeys):
         recalls_since: int | None = None,
         quota: int | None = None,
         bind: BindRule | None = None,
+        membership: MembershipRule | None = None,
     ) -> T:
         now = self._clock()
         purged = False
@@ -328,6 +332,8 @@ class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteDevices, SqliteWrapKeys):
             if view is None:
                 raise NotFound("No such message.")
             changes, result = decide(view)
+            for added, _ in changes.new_messages:
+                check_membership(conn, added.conversation_id, membership)
             destroyed = rows.apply_changes(conn, view, changes, quota, bind)
             purged, written = changes.purge, rows.insert_events(conn, changes.events, now)
             return result

@@ -2,7 +2,9 @@
 
 Rows are written whole from the :class:`~.group_records.GroupWrite` the
 relay's rule returns, in the transaction that read the group for it, with
-the group events; nothing here decides anything.
+the group events; nothing here decides anything.  A send to a group's
+conversation has its membership rule run here too (:func:`check_membership`),
+on the group row as the transaction that stores the message reads it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from typing import Any, TypeVar
 from ..errors import Conflict
 from . import sqlite_rows as rows
 from .base import EventListener, EventRecord
-from .group_records import GroupRecord, GroupView, GroupWrite, MemberRecord
+from .group_records import GroupRecord, GroupView, GroupWrite, MemberRecord, MembershipRule
 from .sqlite_engine import SqliteEngine
 
-__all__ = ["SqliteGroups"]
+__all__ = ["SqliteGroups", "check_membership"]
 
 T = TypeVar("T")
 _GROUP_COLUMNS = "group_id, conversation_id, seq, head, created_at, updated_at"
@@ -58,6 +60,22 @@ def read_group(
         ).fetchone()
         change_at = bytes(found[0]) if found else None
     return GroupView(group, members, change_at)
+
+
+def check_membership(
+    conn: sqlite3.Connection, conversation_id: bytes, rule: MembershipRule | None
+) -> None:
+    """Give ``rule`` the group row of ``conversation_id`` as this transaction sees it.
+
+    Only the row (seq and head), one indexed read: the rule compares it with
+    the head the send was checked against, which is all it needs.
+    """
+    if rule is None:
+        return
+    row = conn.execute(
+        f"SELECT {_GROUP_COLUMNS} FROM groups WHERE conversation_id = ?", (conversation_id,)
+    ).fetchone()
+    rule(GroupRecord(*row) if row else None)
 
 
 def write_group(conn: sqlite3.Connection, view: GroupView | None, write: GroupWrite) -> None:

@@ -74,10 +74,12 @@ async def test_a_removed_member_gets_no_wraps_and_cannot_send(
     removed = group.members
     await group.change(alice, GroupAction.REMOVE, [bob])
 
-    # Wrapping to bob now is refused; without him it is accepted.
+    # Wrapping to bob now is refused, as a sender behind the chain (409: fetch it, wrap
+    # again); without him it is accepted.
     with pytest.raises(RelayRefused) as refused:
         await send_to_group(alice, group, "after", to=removed)
-    assert (refused.value.status, refused.value.code) == (400, "bad_recipients")
+    assert (refused.value.status, refused.value.code) == (409, "group_changed")
+    assert refused.value.body["facts"] == {"seq": 1, "head": group.changes[-1].digest}
     header, _ = await send_to_group(alice, group, "after")
     report = await alice.report(header.message_id)
     assert {line["user"] for line in report["devices"]} == {carol.user_id, alice.user_id}
