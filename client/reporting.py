@@ -85,6 +85,16 @@ class ReportView:
             found[str(line.state)] = found.get(str(line.state), 0) + 1
         return found
 
+    def by_person(self) -> dict[str, tuple[DeviceLine, ...]]:
+        """The lines per person, in report order: a group message's report per member.
+
+        Your own other devices come under "you".
+        """
+        people: dict[str, list[DeviceLine]] = {}
+        for line in self.lines:
+            people.setdefault(line.person, []).append(line)
+        return {person: tuple(lines) for person, lines in people.items()}
+
     @property
     def settled(self) -> bool:
         """No line can change any more (every device is accounted for after a recall)."""
