@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from e2e_recall import SigningKey, format_fingerprint, wire
+from e2e_recall import SigningKey, format_fingerprint
 
 from . import account, attachments, contacts, expiring, linking, live, recalling, receiving, sending
 from .attachments import ReceivedFile
@@ -36,11 +36,10 @@ from .group_people import display_name
 from .group_store import by_conversation
 from .groups import group_named
 from .keystore import DEFAULT_STRENGTH
-from .live import FRAME_LIMITS
 from .paths import Profile, default_downloads_dir
 from .recalling import RecallOutcome
 from .receiving import Update
-from .reporting import ReportView, build_report
+from .reporting import ReportView, fetch_report
 from .sending import DEFAULT_OPENED_WINDOW, DEFAULT_SEALED_WINDOW, SendOutcome
 from .store import Contact, StoredMessage
 
@@ -271,30 +270,23 @@ class Client(GroupsMixin, DevicesMixin):
         return self.entry(row)
 
     async def recall(self, message_id: bytes, replacement: str | None = None) -> RecallOutcome:
+        """Recall a message sent from here (a group message from every member at once).
+
+        With ``replacement``, the correction goes out in the same request, so no
+        recipient sees neither.  Refusals raise :class:`RecallNotAccepted`.
+        """
         return await recalling.recall(self.core, message_id, replacement)
 
     def delete_for_me(self, message_id: bytes) -> None:
         receiving.delete_for_me(self.core, message_id)
 
     async def report(self, message_id: bytes, *, refresh: bool = True) -> ReportView:
-        """The checked report; ``refresh`` asks the relay, otherwise the last one pushed."""
-        row = self.core.store.message(message_id)
-        if row is None or not row.outgoing:
-            raise NotFound("Reports exist only for messages you sent.", "no_report")
-        if row.state in ("sending", "failed") or (row.state == "recalled" and row.report is None):
-            return ReportView(message_id, row.state, row.sent_at, row.recalled_at, "", ())
-        if refresh:
-            answer = await account.authed(
-                self.core, "GET", f"/v1/messages/{message_id.hex()}/report"
-            )
-            with self.core.store.transaction():
-                row.report = wire.encode(answer)
-                self.core.store.save_message(row)
-        if row.report is None:
-            raise NotFound("No report has been received for this message yet.", "no_report")
-        report = wire.decode(row.report, limits=FRAME_LIMITS)
-        assert isinstance(report, dict)
-        return build_report(self.core, report)
+        """The checked report; ``refresh`` asks the relay, otherwise the last one pushed.
+
+        Works alike for a group message: a line per member device
+        (:meth:`ReportView.by_person` groups them per member).
+        """
+        return await fetch_report(self.core, message_id, refresh=refresh)
 
     async def follow_report(
         self,

@@ -47,7 +47,7 @@ REPLACED_CLOSE = 4409  # the relay's close code: a newer connection of this devi
 TAKEN_OVER = "another session of this device took over the live connection"
 
 
-def closed_because(code: int | None) -> str:
+def _closed_because(code: int | None) -> str:
     """Why the relay ended a live connection, in words (RFC 6455 close codes)."""
     reasons = {
         1001: "the relay is shutting down",
@@ -139,7 +139,7 @@ async def watch(core: Core, stop: asyncio.Event | None = None) -> AsyncGenerator
                 if ws.close_code == 1008:  # the session ended: log in again
                     core.relay.token = None
                     await account.login(core)
-                yield Update("disconnected", b"", "", closed_because(ws.close_code))
+                yield Update("disconnected", b"", "", _closed_because(ws.close_code))
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 401:  # the token ended while we were away
                 core.relay.token = None
