@@ -11,6 +11,9 @@ a direct message (:meth:`Client.recall`, :meth:`Client.report`): one
 recall reaches every member device, and the report has a line per device,
 which :meth:`client.reporting.ReportView.by_person` groups per member.
 
+A group is returned as the record this device keeps of the state it
+verified (:class:`client.group_store.StoredGroup`: ``name``, ``group_id``,
+``member_ids()``, ``admin_ids()``, ``member`` while this user is in it).
 A change is made on the group as this device last verified it; if someone
 changed it meanwhile, the relay says so and the change is made once more on
 the newer chain.  Call :meth:`Client.sync` first to see those changes (and
@@ -25,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from . import expiring, groups
+from . import expiring
+from . import groups as chain
 from .core import Core
 from .errors import RelayRefused, RelayUnreachable
 from .expiring import Timer
@@ -105,11 +109,11 @@ class GroupsMixin:
 
     async def create_group(self, name: str, contacts: Sequence[str]) -> StoredGroup:
         """A group of you and these contacts, named ``name`` here; you are its admin."""
-        return await groups.create_group(self.core, name, contacts)
+        return await chain.create_group(self.core, name, contacts)
 
     async def add_members(self, name: str, contacts: Sequence[str]) -> StoredGroup:
         """Add contacts (admins only); they get what is sent from now on, nothing before."""
-        return await groups.add_members(self.core, name, contacts)
+        return await chain.add_members(self.core, name, contacts)
 
     async def remove_members(self, name: str, members: Sequence[str]) -> StoredGroup:
         """Remove members, named by contact name, handle or user-id prefix (admins only).
@@ -117,23 +121,23 @@ class GroupsMixin:
         Nothing sent afterwards is wrapped to their devices; what they had stays
         with them unless it is recalled.
         """
-        return await groups.remove_members(self.core, name, members)
+        return await chain.remove_members(self.core, name, members)
 
     async def leave_group(self, name: str) -> StoredGroup:
         """Leave; this user gets none of the group's later messages."""
-        return await groups.leave_group(self.core, name)
+        return await chain.leave_group(self.core, name)
 
     def rename_group(self, name: str, new_name: str) -> StoredGroup:
         """Names are local: no one else sees this."""
-        return groups.rename_group(self.core, name, new_name)
+        return chain.rename_group(self.core, name, new_name)
 
     def groups(self) -> list[StoredGroup]:
         """Every group this device knows, including those this user has left."""
-        return groups.all_groups(self.core)
+        return chain.all_groups(self.core)
 
     def group(self, name: str) -> StoredGroup:
         """A group by its local name (:class:`NotFound` if there is none)."""
-        return groups.find_group(self.core, name)
+        return chain.find_group(self.core, name)
 
     async def group_members(self, name: str, *, refresh: bool = True) -> list[GroupMember]:
         """The members and their devices.
@@ -143,12 +147,12 @@ class GroupsMixin:
         without it, or if the relay cannot be reached, the last ones verified.
         """
         core = self.core
-        group = groups.find_group(core, name)
+        group = chain.find_group(core, name)
         if not refresh:
             return members_of(core, group)
         with contextlib.suppress(RelayUnreachable):
             try:
-                group = await groups.refresh_group(core, group.group_id)
+                group = await chain.refresh_group(core, group.group_id)
             except RelayRefused as exc:
                 if exc.status != 404:  # 404: the relay no longer shows it to us
                     raise
@@ -175,7 +179,7 @@ class GroupsMixin:
         a contact has the same name.  ``timer`` as for :meth:`Client.send`.
         """
         await flush_quietly(self.core)
-        group = groups.find_group(self.core, name)
+        group = chain.find_group(self.core, name)
         if timer == "default":
             timer = expiring.conversation_timer(self.core, group.conversation_id)
         return await send_to_group(
