@@ -3,54 +3,47 @@
 It owns a profile (keystore and local store) and a connection to the relay,
 and offers the whole life of a message: register, contacts, send, receive,
 open, recall (with or without a replacement), deletion receipts, and the
-report.  :meth:`Client.watch` keeps a WebSocket open, reconnecting with
-backoff and resuming from the stored cursor, so nothing is missed; it stops
-when the relay says another session of this device took over (close code
-4409), since the relay keeps one live connection per device and two
-sessions reconnecting would only keep displacing each other.
-:meth:`Client.follow_report` follows one report through those updates.
+report; groups (:class:`client.client_groups.GroupsMixin`) and this user's
+devices and keys (:class:`client.client_devices.DevicesMixin`) come from
+the two mixins it is made of.  :meth:`Client.watch` keeps a WebSocket open
+(:mod:`client.live`), so nothing is missed, and :meth:`Client.follow_report`
+follows one report through its updates.
+
+Every method calls into the modules that do the work, which the CLI
+commands call through this class as well, so a program and the command line
+take the same path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import aiohttp
+from e2e_recall import SigningKey, format_fingerprint
 
-from e2e_recall import SigningKey, format_fingerprint, wire
-from e2e_recall.errors import E2ERecallError
-
-from . import account, attachments, contacts, expiring, recalling, receiving, rotation, sending
+from . import account, attachments, contacts, expiring, linking, live, recalling, receiving, sending
 from .attachments import ReceivedFile
+from .client_devices import DevicesMixin
+from .client_groups import GroupsMixin
 from .core import Clock, Core, system_clock
-from .device_events import device_updates
-from .errors import ClientError, NotFound, RelayKeyChanged, RelayUnreachable, UsageProblem
+from .errors import NotFound, UsageProblem
 from .expiring import Timer
 from .group_people import display_name
-from .group_sending import send_to_group
 from .group_store import by_conversation
 from .groups import group_named
 from .keystore import DEFAULT_STRENGTH
 from .paths import Profile, default_downloads_dir
 from .recalling import RecallOutcome
 from .receiving import Update
-from .reporting import ReportView, build_report
+from .reporting import ReportView, fetch_report
 from .sending import DEFAULT_OPENED_WINDOW, DEFAULT_SEALED_WINDOW, SendOutcome
 from .store import Contact, StoredMessage
 
 __all__ = ["Client", "Entry"]
-
-_PAGE = 200
-_BACKOFF_START, _BACKOFF_MAX = 0.5, 30.0
-_FRAME_LIMITS = wire.Limits(max_size=8 << 20, max_bin=4 << 20)
-REPLACED_CLOSE = 4409  # the relay's close code: a newer connection of this device took over
-TAKEN_OVER = "another session of this device took over the live connection"
 
 
 @dataclass(frozen=True)
@@ -71,20 +64,9 @@ class Entry:
     expires_at: int | None = None  # when this copy is deleted here (None: no timer, or unopened)
 
 
-def _closed_because(code: int | None) -> str:
-    """Why the relay ended a live connection, in words (RFC 6455 close codes)."""
-    reasons = {
-        1001: "the relay is shutting down",
-        1008: "the session ended; logged in again",
-        1011: "the relay had an internal problem",
-        1013: "the relay is busy",
-    }
-    if code is None or code == 1006:
-        return "the connection was lost"
-    return reasons.get(code, f"the relay closed the connection ({code})")
+class Client(GroupsMixin, DevicesMixin):
+    """One profile, one device, one relay; see the module docstring."""
 
-
-class Client:
     def __init__(self, core: Core) -> None:
         self.core = core
 
@@ -115,6 +97,43 @@ class Client:
     @classmethod
     def open(cls, root: Path, passphrase: str, *, clock: Clock = system_clock) -> Client:
         return cls(account.open_profile(Profile(root), passphrase, clock=clock))
+
+    @classmethod
+    async def join(
+        cls,
+        root: Path,
+        passphrase: str,
+        code: str,
+        url: str,
+        *,
+        suite: str = "x25519",
+        strength: str = DEFAULT_STRENGTH,
+        timeout_ms: int = 10 * 60 * 1000,
+        device_name: str | None = None,
+        clock: Clock = system_clock,
+        on_sent: Callable[[bytes], None] = lambda device_id: None,
+    ) -> tuple[Client, list[str]]:
+        """A new profile at ``root`` that becomes a device of the identity showing ``code``.
+
+        Waits until the other device (:meth:`link_device`) answers, then
+        registers; ``on_sent`` is told this device's id once the request is at
+        the relay, for the person to compare.  Returns the client and the
+        problems met fetching groups (sentences; the link stands).  History is
+        not copied; :meth:`sync` next to fetch what waits.
+        """
+        core, problems = await linking.join(
+            root,
+            passphrase,
+            code,
+            url,
+            suite=suite,
+            strength=strength,
+            timeout_ms=timeout_ms,
+            device_name=device_name,
+            clock=clock,
+            on_sent=on_sent,
+        )
+        return cls(core), problems
 
     async def close(self) -> None:
         await self.core.close()
@@ -192,9 +211,6 @@ class Client:
         it disappear (:mod:`client.expiring`); ``"default"`` takes the
         conversation's own (``expire NAME``), None sends it without one.
         """
-        await self._flush_quietly()
-        if timer == "default":
-            timer = expiring.conversation_timer(self.core, self.conversation_id(name))
         if group_named(self.core, name) is not None:
             if self.core.store.contact_by_name(name) is not None:
                 raise UsageProblem(
@@ -202,8 +218,7 @@ class Client:
                     f"('e2e-recall group rename {name} NEW').",
                     "ambiguous",
                 )
-            return await send_to_group(
-                self.core,
+            return await self.send_to_group(
                 name,
                 text,
                 sealed_window=sealed_window,
@@ -211,6 +226,9 @@ class Client:
                 files=files,
                 timer=timer,
             )
+        await live.flush_quietly(self.core)
+        if timer == "default":
+            timer = expiring.conversation_timer(self.core, self.conversation_id(name))
         return await sending.send_text(
             self.core,
             name,
@@ -252,30 +270,23 @@ class Client:
         return self.entry(row)
 
     async def recall(self, message_id: bytes, replacement: str | None = None) -> RecallOutcome:
+        """Recall a message sent from here (a group message from every member at once).
+
+        With ``replacement``, the correction goes out in the same request, so no
+        recipient sees neither.  Refusals raise :class:`RecallNotAccepted`.
+        """
         return await recalling.recall(self.core, message_id, replacement)
 
     def delete_for_me(self, message_id: bytes) -> None:
         receiving.delete_for_me(self.core, message_id)
 
     async def report(self, message_id: bytes, *, refresh: bool = True) -> ReportView:
-        """The checked report; ``refresh`` asks the relay, otherwise the last one pushed."""
-        row = self.core.store.message(message_id)
-        if row is None or not row.outgoing:
-            raise NotFound("Reports exist only for messages you sent.", "no_report")
-        if row.state in ("sending", "failed") or (row.state == "recalled" and row.report is None):
-            return ReportView(message_id, row.state, row.sent_at, row.recalled_at, "", ())
-        if refresh:
-            answer = await account.authed(
-                self.core, "GET", f"/v1/messages/{message_id.hex()}/report"
-            )
-            with self.core.store.transaction():
-                row.report = wire.encode(answer)
-                self.core.store.save_message(row)
-        if row.report is None:
-            raise NotFound("No report has been received for this message yet.", "no_report")
-        report = wire.decode(row.report, limits=_FRAME_LIMITS)
-        assert isinstance(report, dict)
-        return build_report(self.core, report)
+        """The checked report; ``refresh`` asks the relay, otherwise the last one pushed.
+
+        Works alike for a group message: a line per member device
+        (:meth:`ReportView.by_person` groups them per member).
+        """
+        return await fetch_report(self.core, message_id, refresh=refresh)
 
     async def follow_report(
         self,
@@ -368,147 +379,16 @@ class Client:
     def outbox_size(self) -> int:
         return len(self.core.store.outbox())
 
-    # events ---------------------------------------------------------------------------------------
-    async def _flush_quietly(self) -> None:
-        if self.core.store.outbox():
-            with contextlib.suppress(RelayUnreachable):
-                await sending.flush_outbox(self.core)
-
-    async def _apply(self, event: dict[str, Any]) -> Update | None:
-        """Apply one event and move the cursor past it.
-
-        A relay that cannot be reached stops here (the event is applied again
-        later); any other failure is about this one event, which is reported
-        and skipped so that one bad event cannot block every later one.
-        """
-        try:
-            update = await receiving.process_event(
-                self.core, event["kind"], event.get("message_id") or b"", event["payload"]
-            )
-        except (RelayUnreachable, RelayKeyChanged):
-            raise
-        except (ClientError, E2ERecallError, KeyError, TypeError, ValueError) as exc:
-            reason = exc.sentence if isinstance(exc, ClientError) else "it could not be read"
-            update = Update(
-                "dropped",
-                event.get("message_id") or b"",
-                "",
-                f"An event from the relay was skipped: {reason}",
-            )
-        self.core.store.set_int("cursor", event["seq"])
-        return update
-
+    # events -------------------------------------------------------------------------------------
     async def sync(self) -> list[Update]:
         """Send what waits in the outbox, then fetch and apply every queued event."""
-        updates: list[Update] = [*self.core.pending_updates, *expiring.expire_due(self.core)]
-        self.core.pending_updates.clear()
-        await sending.flush_outbox(self.core)
-        while True:
-            cursor = self.core.store.get_int("cursor")
-            answer = await account.authed(
-                self.core, "GET", f"/v1/sync?after={cursor}&limit={_PAGE}"
-            )
-            for event in answer["events"]:
-                update = await self._apply(event)
-                if update is not None:
-                    updates.append(update)
-            if answer["events"]:
-                await account.authed(
-                    self.core, "POST", "/v1/sync/ack", {"seq": self.core.store.get_int("cursor")}
-                )
-            if not answer.get("more"):
-                return updates + device_updates(self.core)
+        return await live.sync(self.core)
 
-    async def watch(self, stop: asyncio.Event | None = None) -> AsyncGenerator[Update, None]:
+    def watch(self, stop: asyncio.Event | None = None) -> AsyncGenerator[Update, None]:
         """Live updates over the WebSocket, reconnecting with backoff until ``stop`` is set.
 
         Connection changes come as updates too: ``connected``, ``caught_up``,
         ``disconnected`` (it reconnects) and, last, ``displaced`` when another
         session of this device took over the connection (it does not).
         """
-        stop = stop or asyncio.Event()
-        delay = _BACKOFF_START
-        while not stop.is_set():
-            try:
-                await sending.flush_outbox(self.core)
-                await account.ensure_session(self.core)
-                cursor = self.core.store.get_int("cursor")
-                async with self.core.relay.websocket(cursor) as ws:
-                    delay = _BACKOFF_START
-                    yield Update("connected", b"", "", self.core.relay.url)
-                    async for update in self._frames(ws, stop):
-                        yield update
-                    if stop.is_set():
-                        return
-                    if ws.close_code == REPLACED_CLOSE:  # reconnecting would push it off in turn
-                        yield Update("displaced", b"", "", TAKEN_OVER)
-                        return
-                    if ws.close_code == 1008:  # the session ended: log in again
-                        self.core.relay.token = None
-                        await account.login(self.core)
-                    yield Update("disconnected", b"", "", _closed_because(ws.close_code))
-            except aiohttp.WSServerHandshakeError as exc:
-                if exc.status == 401:  # the token ended while we were away
-                    self.core.relay.token = None
-                    with contextlib.suppress(RelayUnreachable):
-                        await account.login(self.core)
-                yield Update("disconnected", b"", "", f"the relay refused ({exc.status})")
-            except (TimeoutError, RelayUnreachable, aiohttp.ClientError, OSError) as exc:
-                detail = exc.sentence if isinstance(exc, ClientError) else str(exc)
-                yield Update("disconnected", b"", "", detail or "connection lost")
-            if stop.is_set():
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay * (0.5 + random.random()))  # noqa: S311
-            delay = min(delay * 2, _BACKOFF_MAX)
-
-    async def _frames(
-        self, ws: aiohttp.ClientWebSocketResponse, stop: asyncio.Event
-    ) -> AsyncIterator[Update]:
-        stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-        receiver: asyncio.Future[Any] | None = None
-        try:
-            while not stop.is_set():
-                for expired in expiring.expire_due(self.core):  # a timer that ran out here
-                    yield expired
-                receiver = receiver or asyncio.ensure_future(ws.receive())
-                done, _ = await asyncio.wait(
-                    {receiver, stopper},
-                    timeout=self._quiet_for(),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if not done:  # a copy's moment came, or the wrapping key may be due
-                    await rotation.maybe_rotate(self.core)
-                    continue
-                if receiver not in done:
-                    receiver.cancel()
-                    await ws.close()
-                    return
-                message = receiver.result()
-                receiver = None
-                if message.type is not aiohttp.WSMsgType.BINARY:
-                    return
-                frame = wire.decode(message.data, limits=_FRAME_LIMITS)
-                if not isinstance(frame, dict):
-                    return
-                if frame.get("type") == "event":
-                    update = await self._apply(frame)
-                    await ws.send_bytes(wire.encode({"type": "ack", "seq": frame["seq"]}))
-                    if update is not None:
-                        yield update
-                elif frame.get("type") == "caught_up":
-                    for noted in device_updates(self.core):
-                        yield noted
-                    yield Update("caught_up", b"", "", "")
-        finally:
-            stopper.cancel()
-            if receiver is not None:
-                receiver.cancel()
-
-    def _quiet_for(self) -> float:
-        """Seconds to listen before looking again: the next copy's deletion, or rotation."""
-        wait = rotation.check_interval(self.core) / 1000
-        due = expiring.next_due(self.core)
-        if due is not None:
-            wait = min(wait, max(0.0, (due - self.core.clock()) / 1000))
-        return wait
+        return live.watch(self.core, stop)

@@ -23,12 +23,13 @@ from rich.console import Console
 
 from e2e_recall import format_fingerprint
 
-from .client import TAKEN_OVER, Client
+from .client import Client
 from .device_commands import print_device_notes
 from .errors import RecallNotAccepted, RelayUnreachable, SessionReplaced, UsageProblem
 from .expire_commands import run_expire, send_timer
 from .expiring import describe_timer, timer_json
 from .group_commands import run_group
+from .live import TAKEN_OVER
 from .paths import resolve_profile_dir
 from .progress_bars import transfer_progress
 from .render import (

@@ -21,8 +21,6 @@ from rich.console import Console
 from .client import Client, Entry
 from .core import system_clock
 from .errors import ClientError, RecallNotAccepted
-from .groups import create_group
-from .linking import LinkOffer, join
 from .render import print_entries, print_report, short
 
 __all__ = ["run_demo"]
@@ -117,21 +115,15 @@ def _people(root: Path, clock: DemoClock) -> tuple[Client, Client]:
 
 async def _link_phone(root: Path, url: str, laptop: Client, clock: DemoClock) -> Client:
     """Bob's phone joins his identity with the code his laptop shows, as 'device link' does."""
-    offer = await LinkOffer.open(laptop.core, 10 * 60 * 1000)
-
-    async def answer() -> None:
-        while (request := await offer.poll_request()) is None:
-            await asyncio.sleep(0.05)
-        await offer.answer(request)
-
-    answering = asyncio.create_task(answer())
+    link = await laptop.link_device()
+    answering = asyncio.create_task(link.joined())
     try:
-        core, _ = await join(
-            root / "bob-phone", _PASSPHRASE, offer.code, url, strength="interactive", clock=clock
+        phone, _ = await Client.join(
+            root / "bob-phone", _PASSPHRASE, link.code, url, strength="interactive", clock=clock
         )
     finally:
         await answering
-    return Client(core)
+    return phone
 
 
 async def _introduce(
@@ -368,7 +360,7 @@ async def _group_recall(
     try:
         await carol.register(url, "carol")
         await alice.add_contact("carol", "carol")
-        group = await create_group(alice.core, "trip", ["bob", "carol"])
+        group = await alice.create_group("trip", ["bob", "carol"])
         story.say("alice", "e2e-recall group create trip bob carol")
         sent = await alice.send(group.name, "The trip is on the 14th")
         for device in (laptop, phone):
@@ -398,9 +390,7 @@ async def _group_recall(
 
 
 def _group_name(client: Client, group_id: bytes) -> str:
-    from .group_store import by_id
-
-    found = by_id(client.core.store, group_id)
-    if found is None:
-        raise DemoWentWrong("Carol's client did not learn of the group")
-    return found.name
+    for group in client.groups():
+        if group.group_id == group_id:
+            return group.name
+    raise DemoWentWrong("Carol's client did not learn of the group")

@@ -1,9 +1,9 @@
 """``e2e-recall device ...``: link a new device, join from one, list and revoke devices.
 
-``link`` runs on a device already set up: it shows a one-time code, waits for
-the new device's request (pushed over the WebSocket, with polling as the
-fallback), certifies it and answers.  ``join`` runs on the new computer with
-a fresh profile: it sends the request, waits for the answer and sets the
+``link`` runs on a device already set up: it shows a one-time code, waits
+for the new device's request, certifies it and answers
+(:mod:`client.pending_link`).  ``join`` runs on the new computer with a
+fresh profile: it sends the request, waits for the answer and sets the
 profile up (identity, contacts, groups), registers and syncs.  History is
 not copied: messages sent before the link stay on the devices that had them.
 """
@@ -11,32 +11,22 @@ not copied: messages sent before the link stay on the devices that had them.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from e2e_recall import verify_device_certificate
-from e2e_recall.auth import relay_fingerprint
-from e2e_recall.device_admin import sign_device_revocation
-from e2e_recall.errors import E2ERecallError
 from e2e_recall.report import format_time
 
-from . import account
 from .client import Client
-from .core import Core
 from .device_notes import notes_for
-from .errors import ClientError, NotFound, UsageProblem
+from .errors import UsageProblem
 from .key_commands import KEY_ACTIONS, add_key_actions, run_keys
-from .linking import LinkFailed, LinkOffer, join, short_device
+from .linking import short_device
 from .render import print_json
 
 __all__ = ["add_device_parser", "print_device_notes", "run_device", "run_join"]
-
-_WAKE_SECONDS = 2.0  # between polls when no link event arrives
 
 
 def add_device_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -94,7 +84,7 @@ async def run_join(
             markup=False,
         )
 
-    core, problems = await join(
+    client, problems = await Client.join(
         root,
         passphrase,
         args.code,
@@ -105,7 +95,6 @@ async def run_join(
         device_name=args.name,
         on_sent=sent,
     )
-    client = Client(core)
     try:
         await client.sync()
         ids = client.whoami()
@@ -114,13 +103,13 @@ async def run_join(
             "device_id": ids["device_id"],
             "relay": ids["relay"],
             "contacts": len(client.contacts()),
-            "groups": len(list_group_ids(core)),
+            "groups": sum(1 for group in client.groups() if group.member),
             "problems": problems,
         }
         if args.json:
             _line(out, result)
         else:
-            out.print(f"This computer is now your device {short_device(core.device_id)}.")
+            out.print(f"This computer is now your device {short_device(client.device_id)}.")
             out.print(
                 f"It knows {result['contacts']} contact(s) and {result['groups']} group(s); "
                 "earlier messages stay on your other devices.",
@@ -141,12 +130,6 @@ def print_device_notes(client: Client, name: str, out: Console) -> None:
         out.print(f"{format_time(at)}  {text}", markup=False)
 
 
-def list_group_ids(core: Core) -> list[bytes]:
-    from .group_store import list_groups
-
-    return [g.group_id for g in list_groups(core.store) if g.member]
-
-
 async def run_device(
     client: Client, args: argparse.Namespace, out: Console, timeout_ms: int
 ) -> int:
@@ -155,16 +138,16 @@ async def run_device(
     if args.action in KEY_ACTIONS:
         return await run_keys(client, args, out)
     if args.action == "list":
-        devices = await _devices(client.core)
+        devices = await client.devices()
         if args.json:
-            print_json(out, devices)
+            print_json(out, [d.to_json() for d in devices])
         else:
             for d in devices:
-                flags = " (this device)" if d["this_device"] else ""
-                if d["revoked_at"] is not None:
-                    flags += f" revoked on {format_time(d['revoked_at'])}"
+                flags = " (this device)" if d.this_device else ""
+                if d.revoked_at is not None:
+                    flags += f" revoked on {format_time(d.revoked_at)}"
                 out.print(
-                    f"{d['device_id'][:8]}  linked {format_time(d['created_at'])}{flags}",
+                    f"{short_device(d.device_id)}  linked {format_time(d.created_at)}{flags}",
                     markup=False,
                 )
         return 0
@@ -173,127 +156,53 @@ async def run_device(
     raise UsageProblem(f"Unknown device action {args.action!r}.", "bad_command")
 
 
-async def _devices(core: Core) -> list[dict[str, Any]]:
-    answer = await account.authed(core, "GET", "/v1/devices")
-    identity = core.keys.identity.public_key
-    listed = []
-    for d in answer.get("devices") or ():
-        try:  # the relay's listing, checked: only certificates our identity signed
-            cert = verify_device_certificate(d["certificate"], identity, now=d["created_at"])
-        except (E2ERecallError, KeyError, TypeError):
-            continue
-        listed.append(
-            {
-                "device_id": cert.device_id.hex(),
-                "created_at": d["created_at"],
-                "revoked_at": d.get("revoked_at"),
-                "this_device": cert.device_id == core.device_id,
-                "wrap_suite": cert.wrap_key.suite.name.lower(),
-            }
-        )
-    return listed
-
-
 async def _revoke(client: Client, args: argparse.Namespace, out: Console) -> int:
-    core = client.core
-    prefix = args.device.strip().lower()
-    if len(prefix) < 4 or len(prefix) > 32 or any(c not in "0123456789abcdef" for c in prefix):
-        raise UsageProblem(f"{args.device!r} is not a device id (4 to 32 hex digits).", "bad_id")
-    found = [d for d in await _devices(core) if d["device_id"].startswith(prefix)]
-    if not found:
-        raise NotFound(f"None of your devices has an id starting {prefix}.", "no_device")
-    if len(found) > 1:
-        raise UsageProblem(f"{prefix} matches several devices; type more digits.", "ambiguous")
-    (target,) = found
-    if target["this_device"]:
-        raise UsageProblem(
-            "That is this device; revoke it from another of your devices.", "revoke_self"
-        )
-    device_id = bytes.fromhex(target["device_id"])
-    revocation = sign_device_revocation(
-        core.keys.identity,
-        device_id=device_id,
-        revoked_at=core.clock(),
-        relay=relay_fingerprint(core.relay_key),
-    )
-    answer = await account.authed(
-        core, "POST", f"/v1/devices/{device_id.hex()}/revoke", {"revocation": revocation.signed}
-    )
-    result = {
-        "device_id": device_id.hex(),
-        "revoked_at": answer["revoked_at"],
-        "already_revoked": bool(answer["already_revoked"]),
-        "wraps_destroyed": answer["wraps_destroyed"],
-    }
+    done = await client.revoke_device(args.device)
+    name = short_device(done.device_id)
     if args.json:
-        print_json(out, result)
-    elif result["already_revoked"]:
-        out.print(f"Device {short_device(device_id)} was already revoked.")
+        print_json(out, done.to_json())
+    elif done.already_revoked:
+        out.print(f"Device {name} was already revoked.")
     else:
         out.print(
-            f"Revoked device {short_device(device_id)}: it can no longer log in, nothing more "
-            f"is wrapped to it, and {result['wraps_destroyed']} message key(s) waiting for it "
-            "were destroyed (it will never read those). Your contacts' devices see the change."
+            f"Revoked device {name}: it can no longer log in, nothing more is wrapped to "
+            f"it, and {done.wraps_destroyed} message key(s) waiting for it were destroyed "
+            "(it will never read those). Your contacts' devices see the change."
         )
     return 0
 
 
-async def _wait_for_request(client: Client, offer: LinkOffer) -> Any:
-    """The checked request: each ``link`` event wakes the wait, polling covers the rest."""
-    wake, stop = asyncio.Event(), asyncio.Event()
-
-    async def listen() -> None:
-        with contextlib.suppress(ClientError):
-            async with contextlib.aclosing(client.watch(stop)) as updates:
-                async for update in updates:
-                    if update.kind == "link" and update.message_id == offer.keys.link_id:
-                        wake.set()
-                    elif update.kind == "displaced":
-                        return
-
-    listener = asyncio.create_task(listen())
-    try:
-        while client.core.clock() < offer.expires_at:
-            request = await offer.poll_request()
-            if request is not None:
-                return request
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), _WAKE_SECONDS)
-            wake.clear()
-    finally:
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError, ClientError):
-            await asyncio.wait_for(listener, 5)
-    raise LinkFailed("No new device used the code in time; run 'device link' again.", "timeout")
-
-
 async def _link(client: Client, args: argparse.Namespace, out: Console, timeout_ms: int) -> int:
-    core = client.core
-    await client.sync()
-    offer = await LinkOffer.open(core, min(timeout_ms, 10 * 60 * 1000))
-    url = core.relay.url
+    await client.sync()  # so the answer carries the contacts and groups as they are now
+    link = await client.link_device(timeout_ms)
     if args.json:
-        _line(out, {"code": offer.code, "relay": url, "expires_at": offer.expires_at})
+        _line(out, {"code": link.code, "relay": link.relay_url, "expires_at": link.expires_at})
     else:
         out.print("On the new device, run:", markup=False)
-        out.print(f"  e2e-recall device join {offer.code} {url}", markup=False)
+        out.print(f"  e2e-recall device join {link.code} {link.relay_url}", markup=False)
         out.print(
             "Only type this code on a device of your own: it gives that device your identity.",
             markup=False,
         )
-    request = await _wait_for_request(client, offer)
-    name = short_device(request.device_id)
-    if not args.json:
-        out.print(f"Device {name} asked to join; it should show the same id.", markup=False)
-    await offer.answer(request)
-    registered = await offer.registered(request.device_id, core.clock() + 60_000)
+
+    def asked(device_id: bytes) -> None:
+        if not args.json:
+            out.print(
+                f"Device {short_device(device_id)} asked to join; it should show the same id.",
+                markup=False,
+            )
+
+    done = await link.joined(on_request=asked)
+    name = short_device(done.device_id)
     if args.json:
-        _line(out, {"linked": name, "device_id": request.device_id.hex(), "registered": registered})
-    elif registered:
+        _line(
+            out, {"linked": name, "device_id": done.device_id.hex(), "registered": done.registered}
+        )
+    elif done.registered:
         out.print(f"Linked device {name}.", markup=False)
     else:
         out.print(
             f"Device {name} got its answer but has not registered with the relay yet.",
             markup=False,
         )
-    return 0 if registered else 1
+    return 0 if done.registered else 1

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from .client import Client
-from .groups import create_group
 
 __all__ = ["main", "measure"]
 
@@ -89,7 +88,7 @@ async def _measure(url: str, root: Path, sizes: list[int], runs: int) -> list[di
         results = []
         for size in sizes:
             name = f"group-{size}"
-            await create_group(sender.core, name, [f"m{n}" for n in range(1, size + 1)])
+            await sender.create_group(name, [f"m{n}" for n in range(1, size + 1)])
             await sender.send(name, "warm-up")  # the first send verifies every certificate
             times = []
             for run in range(runs):

@@ -17,19 +17,11 @@ from rich.table import Table
 from e2e_recall import format_fingerprint
 
 from .client import Client
+from .client_groups import members_of
 from .errors import RelayUnreachable, UsageProblem
 from .expiring import conversation_timer, timer_json
 from .group_people import display_name
 from .group_store import StoredGroup
-from .groups import (
-    add_members,
-    all_groups,
-    create_group,
-    find_group,
-    leave_group,
-    remove_members,
-    rename_group,
-)
 from .render import print_json, print_update
 
 __all__ = ["add_group_parser", "group_json", "run_group"]
@@ -78,15 +70,7 @@ def group_json(client: Client, group: StoredGroup) -> dict[str, Any]:
         "member": bool(group.member),
         "admin": me in admins,
         "expire": timer_json(conversation_timer(core, group.conversation_id)),
-        "members": [
-            {
-                "user_id": member.hex(),
-                "name": display_name(core, member),
-                "admin": member in admins,
-                "you": member == me,
-            }
-            for member in group.member_ids()
-        ],
+        "members": [member.to_json() for member in members_of(core, group, devices=False)],
     }
 
 
@@ -141,7 +125,7 @@ def _print_groups(out: Console, client: Client, groups: list[StoredGroup]) -> No
 
 
 async def run_group(client: Client, args: argparse.Namespace, out: Console, err: Console) -> int:
-    core, action = client.core, args.action
+    action = args.action
     if action in ("list", "rename"):
         try:  # from what this device verified if the relay is down
             updates = await client.sync()
@@ -155,7 +139,7 @@ async def run_group(client: Client, args: argparse.Namespace, out: Console, err:
             if not args.json:
                 print_update(out, update)
     if action == "list":
-        groups = [find_group(core, args.name)] if args.name else all_groups(core)
+        groups = [client.group(args.name)] if args.name else client.groups()
         if args.json:
             print_json(out, [group_json(client, g) for g in groups])
         elif args.name:
@@ -164,27 +148,27 @@ async def run_group(client: Client, args: argparse.Namespace, out: Console, err:
             _print_groups(out, client, groups)
         return 0
     if action == "create":
-        group = await create_group(core, args.name, args.contacts)
+        group = await client.create_group(args.name, args.contacts)
         said = f"Created {group.name} with {_names(client, group)}; you are its admin."
     elif action == "add":
-        group = await add_members(core, args.name, args.contacts)
+        group = await client.add_members(args.name, args.contacts)
         said = (
             f"Added {', '.join(args.contacts)} to {group.name}. They get what is sent from now "
             "on, none of what was sent before."
         )
     elif action == "remove":
-        group = await remove_members(core, args.name, args.contacts)
+        group = await client.remove_members(args.name, args.contacts)
         said = (
             f"Removed {', '.join(args.contacts)} from {group.name}. Nothing sent from now on is "
             "wrapped to their devices; what they already had stays with them unless recalled."
         )
     elif action == "leave":
-        group = await leave_group(core, args.name)
+        group = await client.leave_group(args.name)
         said = f"You left {group.name}; you will get none of its later messages."
         if not group.admin_ids() and group.member_ids():
             said += " It has no admin left, so its members can only leave it."
     elif action == "rename":
-        group = rename_group(core, args.name, args.new_name)
+        group = client.rename_group(args.name, args.new_name)
         said = f"{args.name} is now called {group.name} on this device; no one else sees this."
     else:
         raise UsageProblem(f"Unknown group action {action!r}.", "bad_command")

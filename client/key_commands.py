@@ -19,7 +19,6 @@ from rich.console import Console
 
 from .client import Client
 from .render import print_json
-from .rotation import describe_keys, prune, rotate, schedule, set_schedule
 
 __all__ = ["KEY_ACTIONS", "add_key_actions", "run_keys"]
 
@@ -58,10 +57,9 @@ def _when(ms: int | None) -> str:
 async def run_keys(client: Client, args: argparse.Namespace, out: Console) -> int:
     from .commands import parse_duration  # commands dispatches here
 
-    core = client.core
     if args.action == "rotate":
-        done = await rotate(core)
-        deleted = list(done.deleted) or await prune(core)
+        done = await client.rotate_keys()
+        deleted = done.deleted
         if args.json:
             print_json(
                 out,
@@ -81,12 +79,11 @@ async def run_keys(client: Client, args: argparse.Namespace, out: Console) -> in
             out.print(f"Old keys deleted: {len(deleted)}.", markup=False)
         return 0
     if args.every or args.lifetime:
-        set_schedule(
-            core,
+        client.set_key_schedule(
             parse_duration(args.every) if args.every else None,
             parse_duration(args.lifetime) if args.lifetime else None,
         )
-    plan, keys = schedule(core), describe_keys(core)
+    plan, keys = client.key_schedule(), client.wrap_keys()
     if args.json:
         print_json(
             out, {"rotate_every": plan.rotate_every, "lifetime": plan.lifetime, "keys": keys}

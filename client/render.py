@@ -243,10 +243,7 @@ def _counted(lines: list[DeviceLine] | tuple[DeviceLine, ...]) -> str:
 def _print_members(console: Console, view: ReportView) -> None:
     """The compact group report: counts over all devices, then one line per person."""
     console.print(f"Devices: {_counted(view.lines)} ({len(view.lines)} in all).", markup=False)
-    people: dict[str, list[DeviceLine]] = {}
-    for line in view.lines:
-        people.setdefault(line.person, []).append(line)
-    for person, lines in people.items():
+    for person, lines in view.by_person().items():
         who = "your other devices" if person == "you" else person
         devices = f"{len(lines)} device" + ("s" if len(lines) > 1 else "")
         console.print(f"  {who} ({devices}): {_counted(lines)}", markup=False, highlight=False)

@@ -21,13 +21,16 @@ from e2e_recall import (
     describe,
     verify_deletion_receipt,
     verify_purge_receipt,
+    wire,
 )
 from e2e_recall.errors import E2ERecallError
 from e2e_recall.report import TRANSITIONS
 from e2e_recall.revocation import revocation_digest
 
+from .account import authed
 from .contacts import cached_devices
 from .core import Core
+from .errors import NotFound
 from .group_people import cached_member_devices, display_name
 from .group_store import by_conversation
 
@@ -36,6 +39,7 @@ __all__ = [
     "DeviceLine",
     "ReportView",
     "build_report",
+    "fetch_report",
     "is_news",
     "summary",
 ]
@@ -84,6 +88,16 @@ class ReportView:
         for line in self.lines:
             found[str(line.state)] = found.get(str(line.state), 0) + 1
         return found
+
+    def by_person(self) -> dict[str, tuple[DeviceLine, ...]]:
+        """The lines per person, in report order: a group message's report per member.
+
+        Your own other devices come under "you".
+        """
+        people: dict[str, list[DeviceLine]] = {}
+        for line in self.lines:
+            people.setdefault(line.person, []).append(line)
+        return {person: tuple(lines) for person, lines in people.items()}
 
     @property
     def settled(self) -> bool:
@@ -281,6 +295,32 @@ def build_report(core: Core, report: dict[str, Any]) -> ReportView:
         files_destroyed=files["destroyed"],
         group=group.name if group else None,
     )
+
+
+_STORED_LIMITS = wire.Limits(max_size=8 << 20, max_bin=4 << 20)  # as the relay's event frames
+
+
+async def fetch_report(core: Core, message_id: bytes, *, refresh: bool = True) -> ReportView:
+    """The checked report of a message sent from here; ``refresh`` asks the relay first.
+
+    Without ``refresh`` it is the one last pushed and kept; a message that
+    never reached the relay has a report with no lines.
+    """
+    row = core.store.message(message_id)
+    if row is None or not row.outgoing:
+        raise NotFound("Reports exist only for messages you sent.", "no_report")
+    if row.state in ("sending", "failed") or (row.state == "recalled" and row.report is None):
+        return ReportView(message_id, row.state, row.sent_at, row.recalled_at, "", ())
+    if refresh:
+        answer = await authed(core, "GET", f"/v1/messages/{message_id.hex()}/report")
+        with core.store.transaction():
+            row.report = wire.encode(answer)
+            core.store.save_message(row)
+    if row.report is None:
+        raise NotFound("No report has been received for this message yet.", "no_report")
+    report = wire.decode(row.report, limits=_STORED_LIMITS)
+    assert isinstance(report, dict)
+    return build_report(core, report)
 
 
 def summary(view: ReportView) -> str:

@@ -19,6 +19,7 @@ import pytest
 from client.account import authed
 from client.client import Client
 from client.errors import RelayRefused
+from client.live import apply_event
 from e2e_recall import (
     GroupAction,
     SigningKey,
@@ -265,12 +266,13 @@ def test_forged_membership_changes_are_dropped_and_change_nothing(
             forged.append(os.urandom(200))  # not a change at all
             said = []
             for signed in forged:
-                update = await client._apply(
+                update = await apply_event(
+                    client.core,
                     event(
                         "group",
                         {"group_id": group_id, "seq": group.seq + 1, "change": signed},
                         group_id,
-                    )
+                    ),
                 )
                 assert update is not None
                 said.append(f"{update.kind}: {update.detail}")
@@ -283,7 +285,7 @@ def test_forged_membership_changes_are_dropped_and_change_nothing(
                 "size": 100,
                 "sent_at": client.core.clock(),
             }
-            update = await client._apply(event("message", notice, notice["message_id"]))
+            update = await apply_event(client.core, event("message", notice, notice["message_id"]))
             assert update is not None
             said.append(f"{update.kind}: {update.detail}")
             # The relay refuses Carol's change as well, so no honest member is ever offered it.
