@@ -155,16 +155,16 @@ def test_the_conversation_default_applies_and_off_sends_one_without(
 ) -> None:
     alice, bob = pair
     assert "disappear 5m after sending" in alice.run("expire", "bob", "5m").out
-    set_json = alice.run("expire", "bob", "3s", "--json").json()
-    assert set_json == {"name": "bob", "expire": {"after_ms": 3000, "from": "sent"}}
+    set_json = alice.run("expire", "bob", "10s", "--json").json()
+    assert set_json == {"name": "bob", "expire": {"after_ms": 10000, "from": "sent"}}
     (contact,) = alice.run("contacts", "list", "--json").json()
-    assert contact["expire"] == {"after_ms": 3000, "from": "sent"}
-    assert "new messages disappear 3s after sending" in alice.run("history", "bob").out
+    assert contact["expire"] == {"after_ms": 10000, "from": "sent"}
+    assert "new messages disappear 10s after sending" in alice.run("history", "bob").out
 
     timed = alice.run("send", "bob", "with the default", "--json").json()["id"]
     kept = alice.run("send", "bob", "without", "--expire", "off", "--json").json()["id"]
     inbox = {m["id"]: m for m in bob.run("inbox", "--json").json()}
-    assert inbox[timed]["expires_at"] == inbox[timed]["sent_at"] + 3000
+    assert inbox[timed]["expires_at"] == inbox[timed]["sent_at"] + 10000
     assert inbox[kept]["expires_at"] is None
     until(expired(bob, "alice", timed), "the defaulted message to expire")
     assert history(bob, "alice")[kept]["state"] == "sealed"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,12 +51,9 @@ def test_a_group_of_64_gets_one_wrap_per_device_and_a_removal_takes_effect(
             group = await create_group(alice.core, "everyone", names)
             assert len(group.member_ids()) == MEMBERS
 
-            started = time.perf_counter()
             sent = await alice.send("everyone", "one message, 63 devices")
-            took = time.perf_counter() - started
             assert not sent.queued
             assert sent.problem is None
-            assert took < 30  # directory lookups run 16 at a time
             report = await alice.report(sent.message_id)
             assert len(report.lines) == MEMBERS - 1
             assert len({line.person for line in report.lines}) == MEMBERS - 1
