@@ -37,7 +37,7 @@ from .storage.base import Changes, MessageState, MessageView, Storage
 __all__ = ["ExpiryTimer"]
 
 log = logging.getLogger("relay.expiry")
-_BATCH = 500
+_BATCH = 200  # messages per write transaction: about 100 ms of the writer at most
 # Lines that hold no copy any more: expired, or (for a message still live) a device revoked
 # before its timer, whose wrap the revocation destroyed.  Without them a revoked device's
 # line kept the ciphertext past the timer (found by the crash suite).
