@@ -89,13 +89,17 @@ class ExpiryTimer:
         now = self.clock()
         changed = 0
         self.failed = 0
+        previous: list[bytes] = []
         while True:
             ids = await self.storage.copies_to_expire(now, _BATCH)
+            if ids == previous:  # nothing the last batch did moved them on: do not spin
+                break
             done, failed = await self._expire(ids, now)
             changed += done
             self.failed += failed
             if len(ids) < _BATCH or failed:  # a failed message would come back: stop here
                 break
+            previous = ids
         if changed:
             log.info("timers", extra={"event": "timers_expired", "messages": changed})
         return changed

@@ -337,7 +337,10 @@ def test_a_tiny_group_run_sends_recalls_and_propagates_to_groups(tmp_path: Path)
     figures = _figures(result)
     assert figures["settings"]["groups"] == 2
     assert figures["generator"]["groups"] == 2
-    assert figures["errors"] == {}  # the relay took every group send's wraps as complete
+    # The relay took every group send's wraps as complete (no missing_devices, no
+    # bad_recipients); an open that raced its message's recall may be refused.
+    assert "group_send" not in figures["errors_by_kind"], figures["errors_by_kind"]
+    assert set(figures["errors"]) <= {"message_recalled"}, figures["errors"]
     for kind in ("send", "group_send", "group_recall"):
         assert figures["operations"][kind]["count"] > 0, kind
         _assert_ordered(figures["latency_ms"][kind], kind)
