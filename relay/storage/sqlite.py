@@ -35,9 +35,9 @@ from .blob_records import BindRule, BlobListener
 from .sqlite_blobs import SqliteBlobs
 from .sqlite_devices import SqliteDevices
 from .sqlite_engine import EngineObserver, SqliteEngine
+from .sqlite_expiry import SqliteExpiry
 from .sqlite_faults import Faults
 from .sqlite_groups import SqliteGroups
-from .sqlite_timers import SqliteTimers
 from .sqlite_wrap_keys import SqliteWrapKeys
 
 __all__ = ["SqliteStorage"]
@@ -45,7 +45,7 @@ __all__ = ["SqliteStorage"]
 T = TypeVar("T")
 
 
-class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteDevices, SqliteWrapKeys, SqliteTimers):
+class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteDevices, SqliteWrapKeys, SqliteExpiry):
     """Every store on one SQLite database file (WAL, secure_delete, synchronous=FULL)."""
 
     def __init__(

@@ -20,13 +20,13 @@ from . import sqlite_rows as rows
 from .base import Changes, EventRecord, MessageView, StorageError
 from .sqlite_engine import SqliteEngine
 
-__all__ = ["SqliteTimers"]
+__all__ = ["SqliteExpiry"]
 
 T = TypeVar("T")
 _IN_CLAUSE = 500  # ids per IN (...) list: far below SQLite's limit on bound parameters
 
 
-class SqliteTimers:
+class SqliteExpiry:
     """The timer queries and batched changes of :class:`~relay.storage.sqlite.SqliteStorage`."""
 
     _engine: SqliteEngine
