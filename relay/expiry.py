@@ -7,9 +7,11 @@ earliest one not yet dealt with (``next_expiry``), or until a send or an
 opening schedules an earlier one, so a timer fires within the time a write
 transaction takes of its moment rather than at the next poll.
 
-What is due is destroyed in one storage transaction per message, the same
-way a recall or retention destroys: each due device's wrap is dropped and its
-report line moves through ``timer_expired``; a device that fetched gets an
+What is due is destroyed a batch at a time, every message of a batch in one
+write transaction (each in its own savepoint, so one message's failure
+leaves the others done: ``change_messages``), the same way a recall or
+retention destroys: each due device's wrap is dropped and its report line
+moves through ``timer_expired``; a device that fetched gets an
 ``expired`` event (delete your copy), one that never did has its notice
 withdrawn.  Once every device's copy has expired, the ciphertext and every
 blob go too (``purge``, so the storage zero-fills and later scrubs as for a
@@ -27,6 +29,7 @@ from dataclasses import replace
 
 from e2e_recall.report import DeviceState, Event
 
+from .errors import NotFound
 from .messaging import Messaging, _merge, _transition
 from .reports import expired_event, report_events
 from .storage.base import Changes, MessageState, MessageView, Storage
@@ -34,7 +37,7 @@ from .storage.base import Changes, MessageState, MessageView, Storage
 __all__ = ["ExpiryTimer"]
 
 log = logging.getLogger("relay.expiry")
-_BATCH = 500
+_BATCH = 200  # messages per write transaction: about 100 ms of the writer at most
 # Lines that hold no copy any more: expired, or (for a message still live) a device revoked
 # before its timer, whose wrap the revocation destroyed.  Without them a revoked device's
 # line kept the ciphertext past the timer (found by the crash suite).
@@ -46,6 +49,7 @@ _SETTLED = frozenset(
         DeviceState.DELETED,
     }
 )
+_RETRY = 1.0  # seconds before a message whose rule failed is tried again
 _MAX_SLEEP = 60.0  # seconds; a missed wake-up (another process's write) is caught by then
 
 
@@ -64,6 +68,7 @@ class ExpiryTimer:
         self.clock = clock
         self.max_sleep = max_sleep
         self._next: int | None = None
+        self.failed = 0  # messages whose rule failed in the last run (tried again later)
         self._wake = asyncio.Event()
         messaging.on_expiry = self.schedule
 
@@ -74,29 +79,55 @@ class ExpiryTimer:
             self._wake.set()
 
     async def run_once(self) -> int:
-        """Destroy every copy due now; the number of messages changed."""
+        """Destroy every copy due now; the number of messages changed.
+
+        Due messages go to the storage a batch at a time, each batch in one
+        write transaction (``change_messages``).  A message whose rule failed
+        is logged, counted in ``failed`` and left for the next run; the
+        others of its batch are written all the same.
+        """
         now = self.clock()
         changed = 0
+        self.failed = 0
+        previous: list[bytes] = []
         while True:
             ids = await self.storage.copies_to_expire(now, _BATCH)
-            for message_id in ids:
-                changed += await self._expire(message_id, now)
-            if len(ids) < _BATCH:
+            if ids == previous:  # nothing the last batch did moved them on: do not spin
                 break
+            done, failed = await self._expire(ids, now)
+            changed += done
+            self.failed += failed
+            if len(ids) < _BATCH or failed:  # a failed message would come back: stop here
+                break
+            previous = ids
         if changed:
             log.info("timers", extra={"event": "timers_expired", "messages": changed})
         return changed
 
-    async def _expire(self, message_id: bytes, now: int) -> int:
-        view = await self.storage.get_message(message_id)
-        if view is None:
-            return 0
-        senders = await self.messaging.sender_devices(view.message.sender)
+    async def _expire(self, ids: list[bytes], now: int) -> tuple[int, int]:
+        """One batch in one transaction: (messages changed, messages whose rule failed)."""
+        if not ids:
+            return 0, 0
+        owners = await self.storage.message_senders(ids)
+        senders = {user: await self.messaging.sender_devices(user) for user in set(owners.values())}
 
         def decide(view: MessageView) -> tuple[Changes, int]:
-            return _expire_due(view, now, senders)
+            return _expire_due(view, now, senders[view.message.sender])
 
-        return await self.storage.change_message(message_id, decide)
+        outcomes = await self.storage.change_messages([i for i in ids if i in owners], decide)
+        changed = failed = 0
+        for outcome in outcomes:
+            if isinstance(outcome, NotFound):
+                continue  # forgotten meanwhile (retention): nothing left to expire
+            if isinstance(outcome, Exception):
+                failed += 1
+                log.error(
+                    "timer failed for a message",
+                    extra={"event": "timer_failed", "error": type(outcome).__name__},
+                )
+                continue
+            changed += outcome
+        return changed, failed
 
     async def run_forever(self) -> None:
         """Sleep until the next due copy (or a wake-up), expire what is due, repeat."""
@@ -113,6 +144,8 @@ class ExpiryTimer:
             delay = self.max_sleep
             if self._next is not None:
                 delay = min(delay, max(0.0, (self._next - self.clock()) / 1000))
+            if self.failed:  # what failed is still due: try again soon, not in a tight loop
+                delay = max(delay, _RETRY)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
 

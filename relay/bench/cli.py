@@ -49,16 +49,18 @@ share the cores with the relay, so more workers can lower the relay's
 figures: watch the generator's CPU seconds beside the relay's.
 
 JSON keys: settings, machine, relay_url, started_relay, window_seconds,
-operations {KIND: {count, per_second}} for send, open, recall, fetch, receipt;
-requests_per_second; latency_ms {KIND: {count, p50, p90, p99, max, mean} or
-null} for send, open, recall, propagation, fetch, receipt; propagation
-{measured, pending}; errors {CODE: n}; errors_by_kind; starved; relay {pid,
-cpu_seconds, cpu_cores, peak_rss_bytes} (null with --url); machine_cpu_cores
-(every process on the machine during the window); generator {workers,
-cpu_seconds, cpu_cores, websockets, sealed_ahead, sealed_during_run,
-behind_schedule_ms}; baseline (null without --baseline) {http, websocket:
-{count, per_second, latency_ms, errors, server, generator_cpu_seconds,
-machine_cpu_cores}, send_share_of_http, requests_share_of_http}.
+operations {KIND: {count, per_second}} for send, open, recall, fetch, receipt,
+group_send, group_recall; requests_per_second; latency_ms {KIND: {count, p50,
+p90, p99, max, mean} or null} for send, open, recall, propagation, group_send,
+group_recall, group_propagation, revocation, fetch, receipt, expiry;
+propagation {measured, group_measured, pending}; errors {CODE: n};
+errors_by_kind; starved; relay {pid, cpu_seconds, cpu_cores, peak_rss_bytes}
+(null with --url); machine_cpu_cores (every process on the machine during the
+window); generator {workers, cpu_seconds, cpu_cores, websockets, groups,
+sealed_ahead, sealed_during_run, behind_schedule_ms}; baseline (null without
+--baseline) {http, websocket: {count, per_second, latency_ms, errors, server,
+generator_cpu_seconds, machine_cpu_cores}, send_share_of_http,
+requests_share_of_http}.
 
 Exit codes: 0 measured, 1 the run could not be carried out, 2 bad options.
 """

@@ -18,10 +18,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from e2e_recall.body import MAX_TEXT_LEN
-from e2e_recall.expiry import MAX_EXPIRE_MS, MIN_EXPIRE_MS
 
 from ..units import format_duration, format_size, parse_duration, parse_size
 from .errors import BenchUsageError
+from .load_options import add_load_arguments, expire_from_args, groups_from_args
 from .transport import TRANSPORTS
 
 __all__ = ["KINDS", "BenchOptions", "add_arguments", "options_from_args"]
@@ -61,6 +61,9 @@ class BenchOptions:
     relay_config: Path | None
     prefill: int = 0
     expire_ms: int = 0  # a disappearing-message timer on every send (0: none)
+    groups: int = 0  # groups made before the run (0: every send is direct)
+    group_size: int = 0  # members per group
+    group_share: float = 0.0  # share of the sends (0 to 1) that go to a group
 
     def settings(self) -> dict[str, Any]:
         """The settings as the JSON output shows them: in the units a user types."""
@@ -188,13 +191,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="after the run, how long to wait for answers and recall propagation still on "
         "their way (default: 5s)",
     )
-    load.add_argument(
-        "--expire",
-        metavar="DURATION",
-        help="give every message a disappearing timer of DURATION from sending (1s or "
-        "more): the relay's timer job destroys each at its moment, and the delay from the "
-        "moment to the device's expired event is measured (default: no timer)",
-    )
+    add_load_arguments(load)
     load.add_argument("--seed", type=int, default=1, help="seed of the choices (default: 1)")
     target.add_argument(
         "--prefill",
@@ -353,6 +350,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         raise BenchUsageError("--relay-config is for a relay the bench starts, not with --url.")
     if relay_config is not None and not relay_config.is_file():
         raise BenchUsageError(f"--relay-config: {relay_config} is not a file.")
+    grouped = groups_from_args(args, users, workers)
     return BenchOptions(
         url=_url(args.url),
         users=users,
@@ -375,17 +373,11 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         seed=args.seed,
         relay_config=relay_config,
         prefill=prefill,
-        expire_ms=_expire(args.expire),
+        expire_ms=expire_from_args(args.expire),
+        groups=grouped.groups,
+        group_size=grouped.size,
+        group_share=grouped.share,
     )
-
-
-def _expire(text: str | None) -> int:
-    if text is None:
-        return 0
-    ms = _duration("expire", text)
-    if not MIN_EXPIRE_MS <= ms <= MAX_EXPIRE_MS:
-        raise BenchUsageError("--expire must be between 1s and 365d.")
-    return ms
 
 
 def prepared_per_worker(options: BenchOptions) -> int:
@@ -395,5 +387,6 @@ def prepared_per_worker(options: BenchOptions) -> int:
     seconds = options.duration_ms / 1000
     per_second = 3000.0 if options.rate is None else options.rate * options.mix["send"]
     wanted = math.ceil(per_second * seconds * 1.05 / options.workers) + options.concurrency
-    fits = PREPARED_BYTES // (options.size + 512 + 128 * options.recipients)
+    wraps = max(options.recipients, options.group_size * options.devices - 1)
+    fits = PREPARED_BYTES // (options.size + 512 + 128 * wraps)
     return min(wanted, 50_000, fits)

@@ -37,6 +37,9 @@ class WorkerPlan:
     seed: int
     body_size: int = 0  # baseline modes: bytes per request or frame
     expire_ms: int = 0  # a from-sent timer on every message (0: none)
+    groups: int = 0  # groups this worker makes among its users before the window
+    group_size: int = 0
+    group_share: float = 0.0  # share of its sends that go to one of its groups
 
 
 @dataclass
@@ -53,3 +56,4 @@ class WorkerResult:
     sealed_live: int = 0
     behind_schedule_ms: float = 0.0
     websockets: int = 0
+    groups: int = 0  # groups created before the window

@@ -101,15 +101,22 @@ class PreparedSend:
 
 
 def seal_send(
-    sender: BenchDevice, recipients: tuple[BenchDevice, ...], text: str, expire_ms: int = 0
+    sender: BenchDevice,
+    recipients: tuple[BenchDevice, ...],
+    text: str,
+    expire_ms: int = 0,
+    conversation: bytes | None = None,
 ) -> PreparedSend:
     """What a client does to send: a fresh key, encrypt and sign, one wrap per device.
 
     With ``expire_ms`` the header carries a timer of that long from sending.
+    The conversation is the direct one with the one other user among the
+    recipients, unless ``conversation`` (a group's) is given.
     """
     user = sender.owner
-    others = {device.owner.user_id for device in recipients} - {user.user_id}
-    conversation = er.direct_conversation_id(user.user_id, others.pop())
+    if conversation is None:
+        others = {device.owner.user_id for device in recipients} - {user.user_id}
+        conversation = er.direct_conversation_id(user.user_id, others.pop())
     now = now_ms()
     header = er.Header(
         message_id=os.urandom(16),

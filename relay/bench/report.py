@@ -24,24 +24,38 @@ from .samples import summarize
 
 __all__ = ["figures", "machine", "render"]
 
-OPERATIONS = ("send", "open", "recall", "fetch", "receipt")
+OPERATIONS = ("send", "open", "recall", "fetch", "receipt", "group_send", "group_recall")
 LATENCIES = (
     "send",
     "open",
     "recall",
     "propagation",
+    "group_send",
+    "group_recall",
+    "group_propagation",
     "revocation",
     "fetch",
     "receipt",
     "expiry",
 )
-OPTIONAL_ROWS = ("revocation", "fetch", "receipt", "expiry")
+OPTIONAL_ROWS = (
+    "group_send",
+    "group_recall",
+    "group_propagation",
+    "revocation",
+    "fetch",
+    "receipt",
+    "expiry",
+)
 """Rows left out of the table when nothing was measured (the JSON keeps them, as null)."""
 LABELS = {
     "send": "send (acknowledged)",
     "open": "open (key released)",
     "recall": "recall (acknowledged)",
     "propagation": "recall propagation",
+    "group_send": "group send (acknowledged)",
+    "group_recall": "group recall (acknowledged)",
+    "group_propagation": "group recall propagation",
     "revocation": "revocation on the socket",
     "fetch": "fetch (on notice)",
     "receipt": "receipt (accepted)",
@@ -138,6 +152,7 @@ def figures(options: BenchOptions, run: BenchRun) -> dict[str, Any]:
         "latency_ms": _latencies(phase, LATENCIES),
         "propagation": {
             "measured": counts.get("propagation", 0),
+            "group_measured": counts.get("group_propagation", 0),
             "pending": phase.result.propagation_pending,
         },
         "errors": _errors(phase),
@@ -150,6 +165,7 @@ def figures(options: BenchOptions, run: BenchRun) -> dict[str, Any]:
             "cpu_seconds": round(phase.result.cpu_seconds, 3),
             "cpu_cores": round(phase.result.cpu_seconds / phase.seconds, 3),
             "websockets": phase.result.websockets,
+            "groups": phase.result.groups,
             "sealed_ahead": phase.result.sealed_ahead,
             "sealed_during_run": phase.result.sealed_live,
             "behind_schedule_ms": round(phase.result.behind_schedule_ms, 1),
@@ -205,6 +221,12 @@ def render(shown: dict[str, Any], console: Console) -> None:
         f"device(s), {settings['recipients']} recipient device(s) per message, "
         f"{settings['size']} bodies; {mix}; rate {settings['rate']}, concurrency "
         f"{settings['concurrency']}, {settings['duration']}, {settings['transport']}"
+        + (
+            f"; {settings['groups']} groups of {settings['group_size']} users get "
+            f"{settings['group_share']:.0%} of the sends"
+            if settings["groups"]
+            else ""
+        )
     )
     for kind in LATENCIES:
         op = shown["operations"].get(kind)

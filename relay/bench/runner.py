@@ -70,6 +70,7 @@ class Phase:
         total.sealed_live += part.sealed_live
         total.behind_schedule_ms = max(total.behind_schedule_ms, part.behind_schedule_ms)
         total.websockets += part.websockets
+        total.groups += part.groups
 
 
 def _shares(total: int, parts: int) -> list[int]:
@@ -91,6 +92,7 @@ def request_size(options: BenchOptions) -> int:
 def plans(options: BenchOptions, mode: Mode, url: str, seconds: float) -> list[WorkerPlan]:
     users = _shares(options.users, options.workers)
     concurrency = _shares(options.concurrency, options.workers)
+    groups = _shares(options.groups, options.workers)
     rate = None if options.rate is None or mode != "relay" else options.rate / options.workers
     body = request_size(options) if mode != "relay" else 0
     return [
@@ -113,6 +115,9 @@ def plans(options: BenchOptions, mode: Mode, url: str, seconds: float) -> list[W
             seed=options.seed,
             body_size=body,
             expire_ms=options.expire_ms,
+            groups=groups[i] if mode == "relay" else 0,
+            group_size=options.group_size,
+            group_share=options.group_share,
         )
         for i in range(options.workers)
     ]

@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 
 from .errors import BenchFailed
+from .groups import BenchGroup, create_groups, seal_group_send
 from .listener import Listener
 from .plan import WorkerPlan, WorkerResult
 from .protocol import (
@@ -68,6 +69,11 @@ class Tracked:
     recall_began: float | None = None
     awaiting: set[BenchDevice] = field(default_factory=set)
     acked_at: int | None = None  # wall clock ms when the relay acknowledged the send
+    group: bool = False  # sent to a group: counted as group_send, group_recall, ...
+
+    def kind(self, name: str) -> str:
+        """The name an operation on this message is counted under."""
+        return f"group_{name}" if self.group else name
 
 
 def _code(exc: BaseException) -> str:
@@ -83,6 +89,8 @@ class Workload:
         self.rng = random.Random(plan.seed * 1009 + plan.index)  # noqa: S311 -- who sends to whom
         self.text = "x" * plan.size
         self.users: list[BenchUser] = []
+        self.groups: list[BenchGroup] = []
+        self.group_ids: set[bytes] = set()  # conversations of the groups, to tell sends apart
         self.messages: dict[bytes, Tracked] = {}
         self.prepared: deque[PreparedSend] = deque()
         self.to_open: deque[tuple[Tracked, BenchDevice]] = deque(maxlen=POOL_LIMIT)
@@ -99,6 +107,7 @@ class Workload:
         self.receipting = asyncio.Semaphore(max(plan.concurrency, 16))
         self.tasks: set[asyncio.Task[None]] = set()
         self._next_sender = 0
+        self._next_group = 0
 
     # -- before the clock starts -------------------------------------------------------------
 
@@ -122,6 +131,14 @@ class Workload:
             raise BenchFailed(f"Registering users failed: {_code(exc)}.") from None
         devices = [device for user in self.users for device in user.devices]
         await self.listener.open(devices)
+        try:
+            self.groups = await create_groups(
+                self.client, self.users, self.plan.groups, self.plan.group_size, self.rng
+            )
+        except FAILURES as exc:
+            raise BenchFailed(f"Creating the bench's groups failed: {_code(exc)}.") from None
+        self.group_ids = {group.conversation_id for group in self.groups}
+        self.result.groups = len(self.groups)
         self.result.websockets = len(self.listener.sockets)
         # A timer counts from the header's sent_at: a message sealed ahead would be sent
         # with part of its time gone, so with --expire every message is sealed as it goes.
@@ -130,7 +147,9 @@ class Workload:
         self.result.sealed_ahead = len(self.prepared)
 
     def _seal(self) -> PreparedSend:
-        """The next message: senders in turn, each to a random other user."""
+        """The next message: senders in turn, each to a random other user (or a group)."""
+        if self.groups and self.rng.random() < self.plan.group_share:
+            return self._seal_to_group()
         user = self.users[self._next_sender % len(self.users)]
         self._next_sender += 1
         other = self.rng.choice([u for u in self.users if u is not user])
@@ -139,6 +158,15 @@ class Workload:
         extra = self.plan.recipients - self.plan.devices
         recipients = (*other.devices, *self.rng.sample(own, extra))
         return seal_send(sender, recipients, self.text, self.plan.expire_ms)
+
+    def _seal_to_group(self) -> PreparedSend:
+        """The groups in turn; in each, its members in turn, from one of their devices."""
+        group = self.groups[self._next_group % len(self.groups)]
+        self._next_group += 1
+        user = group.members[group.turn % len(group.members)]
+        group.turn += 1
+        sender = self.rng.choice(user.devices)
+        return seal_group_send(group, sender, self.text, self.plan.expire_ms)
 
     # -- the window ---------------------------------------------------------------------------
 
@@ -210,8 +238,10 @@ class Workload:
         else:
             message = self._seal()
             self.result.sealed_live += 1
-        tracked = self.messages[message.message_id] = Tracked(message)
-        sent = await self._timed("send", self.transport.send(message))
+        tracked = self.messages[message.message_id] = Tracked(
+            message, group=message.conversation_id in self.group_ids
+        )
+        sent = await self._timed(tracked.kind("send"), self.transport.send(message))
         if sent:
             tracked.acked_at = now_ms()
         if sent and not self.plan.fetch:
@@ -244,7 +274,9 @@ class Workload:
         self.recalls.append(tracked)
         request = sign_recall(tracked.sent)
         tracked.recall_began = time.monotonic()
-        if not await self._timed("recall", self.transport.recall(tracked.sent, request)):
+        if not await self._timed(
+            tracked.kind("recall"), self.transport.recall(tracked.sent, request)
+        ):
             tracked.awaiting.clear()
 
     # -- what arrives on the sockets -----------------------------------------------------------
@@ -300,7 +332,7 @@ class Workload:
             )
         if accepted and device in tracked.awaiting and tracked.recall_began is not None:
             tracked.awaiting.discard(device)
-            self.tally.ok("propagation", tracked.recall_began)
+            self.tally.ok(tracked.kind("propagation"), tracked.recall_began)
 
     # -- after the window ----------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ encrypted message, ``wrap`` an HPKE ciphertext for one device.  The header
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, TypeVar
@@ -315,6 +315,36 @@ class MessageStore(Protocol):
 
     async def next_expiry(self) -> int | None:
         """The earliest timer not yet dealt with, for the job to sleep until."""
+        ...
+
+    async def message_senders(self, message_ids: Sequence[bytes]) -> dict[bytes, bytes]:
+        """The sender (user id) of each of these messages; ids not stored are left out.
+
+        The timer job reads them before :meth:`change_messages`, since the
+        report events its rule writes go to the sender's current devices,
+        which the relay looks up (cached) outside the transaction.
+        """
+        ...
+
+    async def change_messages(
+        self,
+        message_ids: Sequence[bytes],
+        decide: Callable[[MessageView], tuple[Changes, T]],
+    ) -> list[T | Exception]:
+        """``change_message`` for many messages, all in one write transaction.
+
+        For each id in turn: read its view, call ``decide``, write the
+        changes and queue the events, inside a savepoint of its own.  The
+        answer has one outcome per id, in order: what ``decide`` returned, or
+        the exception that rolled that message back (``NotFound`` for an id
+        not stored, the rule's own error, a :class:`StorageError` for its
+        rows), while the other messages are still written.  If the commit
+        itself fails nothing is written and the call raises
+        :class:`StorageError`.  Events are announced, blobs destroyed and a
+        checkpoint (and scrub) requested after the commit, as for one message.
+        This is what lets the timer job keep up with hundreds of timers a
+        second: one transaction (one fsync) for a batch, not one per message.
+        """
         ...
 
     async def forget_tombstones(self, before: int) -> int:

@@ -36,6 +36,7 @@ from .group_records import MembershipRule
 from .sqlite_blobs import SqliteBlobs
 from .sqlite_devices import SqliteDevices
 from .sqlite_engine import EngineObserver, SqliteEngine
+from .sqlite_expiry import SqliteExpiry
 from .sqlite_faults import Faults
 from .sqlite_groups import SqliteGroups, check_membership
 from .sqlite_wrap_keys import SqliteWrapKeys
@@ -45,7 +46,7 @@ __all__ = ["SqliteStorage"]
 T = TypeVar("T")
 
 
-class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteDevices, SqliteWrapKeys):
+class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteDevices, SqliteWrapKeys, SqliteExpiry):
     """Every store on one SQLite database file (WAL, secure_delete, synchronous=FULL)."""
 
     def __init__(
@@ -363,27 +364,6 @@ class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteDevices, SqliteWrapKeys):
                 (opened_before, limit),
             )
             return [row[0] for row in found]
-
-        return await self._engine.read(run)
-
-    async def copies_to_expire(self, now: int, limit: int) -> list[bytes]:
-        def run(conn: sqlite3.Connection) -> list[bytes]:
-            found = conn.execute(
-                "SELECT DISTINCT message_id FROM deliveries "
-                "WHERE expires_at IS NOT NULL AND expired_at IS NULL AND expires_at <= ? LIMIT ?",
-                (now, limit),
-            )
-            return [row[0] for row in found]
-
-        return await self._engine.read(run)
-
-    async def next_expiry(self) -> int | None:
-        def run(conn: sqlite3.Connection) -> int | None:
-            row = conn.execute(
-                "SELECT min(expires_at) FROM deliveries "
-                "WHERE expires_at IS NOT NULL AND expired_at IS NULL"
-            ).fetchone()
-            return None if row[0] is None else int(row[0])
 
         return await self._engine.read(run)
 

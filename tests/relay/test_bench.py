@@ -197,6 +197,9 @@ def test_help_documents_every_option(tmp_path: Path) -> None:
         "--plot",
         "--prefill",
         "--expire",
+        "--groups",
+        "--group-size",
+        "--group-share",
     ):
         assert flag in result.stdout, flag
     text = " ".join(result.stdout.split())
@@ -230,6 +233,10 @@ BAD = [
     (("--prefill", "-5"), "--prefill is a number"),
     (("--expire", "500ms"), "--expire must be between 1s and 365d"),
     (("--prefill", "10", "--url", "http://127.0.0.1:1"), "not one at --url"),
+    (("--groups", "-1"), "--groups is a number of groups"),
+    (("--groups", "1", "--group-size", "11"), "--group-size must be between 2 and 10"),
+    (("--groups", "1", "--workers", "2"), "each of the 2 workers a group"),
+    (("--groups", "1", "--group-share", "0"), "--group-share is a percent"),
 ]
 
 
@@ -305,3 +312,39 @@ def test_timers_are_measured_from_their_moment_to_the_expired_event(tmp_path: Pa
     assert expiry["count"] > 20  # the timers of the first two seconds' sends fired in time
     assert 0 <= expiry["p50"] <= expiry["max"]
     assert figures["generator"]["sealed_ahead"] == 0
+
+
+def test_a_tiny_group_run_sends_recalls_and_propagates_to_groups(tmp_path: Path) -> None:
+    """``--groups``: groups are created (signed chains) before the run, a share of the sends
+    goes to them wrapped to every member device, and their recalls propagate."""
+    result = _bench(
+        tmp_path,
+        *SMALL,
+        "--devices",
+        "2",
+        "--groups",
+        "2",
+        "--group-size",
+        "3",
+        "--mix",
+        "send=60,open=10,recall=30",
+        "--rate",
+        "60/s",
+        "--duration",
+        "2s",
+        "--json",
+    )
+    figures = _figures(result)
+    assert figures["settings"]["groups"] == 2
+    assert figures["generator"]["groups"] == 2
+    # The relay took every group send's wraps as complete (no missing_devices, no
+    # bad_recipients); an open that raced its message's recall may be refused.
+    assert "group_send" not in figures["errors_by_kind"], figures["errors_by_kind"]
+    assert set(figures["errors"]) <= {"message_recalled"}, figures["errors"]
+    for kind in ("send", "group_send", "group_recall"):
+        assert figures["operations"][kind]["count"] > 0, kind
+        _assert_ordered(figures["latency_ms"][kind], kind)
+    _assert_ordered(figures["latency_ms"]["group_propagation"], "group_propagation")
+    assert figures["propagation"]["group_measured"] > 0
+    plain = _bench(tmp_path, *SMALL, "--duration", "1s", "--mix", "send=100", "--json")
+    assert _figures(plain)["operations"]["group_send"]["count"] == 0  # no --groups: none
