@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from driver import MINUTE, Person, RelayRefused
 from test_devices import _revoke
 from test_wrap_keys import LIFETIME, _wrap, rotate
+
+from driver import MINUTE, Person, RelayRefused
 
 DAY = 24 * 60 * MINUTE
 
@@ -43,7 +43,7 @@ async def test_a_retry_after_the_wrapped_key_went_stale_is_answered_as_stored(
     pair: tuple[Person, Person],
 ) -> None:
     alice, bob = pair
-    header, body = _body(alice, bob, "sent once")
+    _, body = _body(alice, bob, "sent once")
     first = await alice.call("POST", "/v1/messages", body)
     assert first["created"] is True
     bob.relay.clock.advance(7 * DAY)
@@ -88,7 +88,7 @@ async def test_a_retry_after_a_recipient_device_was_revoked_is_answered_as_store
 ) -> None:
     alice, bob = pair
     await bob.add_device()
-    header, body = _body(alice, bob, "to both of Bob's devices")
+    _, body = _body(alice, bob, "to both of Bob's devices")
     first = await alice.call("POST", "/v1/messages", body)
     await _revoke(bob, 1)
     again = await alice.call("POST", "/v1/messages", body)
