@@ -65,6 +65,8 @@ from crash_reckoning import Reckoning
 from driver import Person, RelayRefused
 from relay_process import RelayProcess, Target, free_port, relay_cli, target
 
+NEVER_OPENED_SHARE = 0.3  # of from-opened messages: never opened, they must stay sealed
+
 
 class Unknown(Exception):
     """No answer we can trust: the operation may or may not have happened."""
@@ -300,6 +302,7 @@ class CrashRun(
         if timer is not None:
             sent.timer, sent.from_opened = timer
             sent.expires_at = None if sent.from_opened else header.sent_at + sent.timer
+            sent.never_open = sent.from_opened and self.rng.random() < NEVER_OPENED_SHARE
         return sent
 
     async def _send(self) -> None:
@@ -323,7 +326,12 @@ class CrashRun(
 
     async def _open(self) -> bool:
         sent = self._pick(
-            lambda m: m.send == "ok" and not m.recall and len(m.opened) < len(m.recipient.devices)
+            lambda m: (
+                m.send == "ok"
+                and not m.recall
+                and not m.never_open
+                and len(m.opened) < len(m.recipient.devices)
+            )
         )
         if sent is None:
             return False
@@ -354,6 +362,7 @@ class CrashRun(
                 assert isinstance(answer, dict)
                 if sent.from_opened:
                     sent.open_window[device] = (started, sent.sender.relay.clock.now)
+                    await self._refetch(sent, device)  # well before its moment: served
                 secrets = sent.recipient.devices[device].secrets
                 key = er.unwrap_message_key(
                     answer["wrap"],

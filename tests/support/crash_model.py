@@ -34,6 +34,7 @@ class Sent:
     # device index -> (just before the first open attempt, its answer): opened_at lies between
     open_window: dict[int, tuple[int, int]] = field(default_factory=dict)
     open_unknown: set[int] = field(default_factory=set)  # opens never answered
+    never_open: bool = False  # a from-opened message the workers leave sealed
     busy: bool = False
 
 
@@ -70,7 +71,7 @@ class CrashConfig:
     linking: bool = True  # devices are linked to extra people through link slots
     linkers: int = 2  # people whose devices are linked (they take no other part)
     rotation: bool = True  # each person's first device rotates its wrapping key
-    rotation_lifetime: int = 15_000  # ms a rotated certificate lives (its key accepts wraps)
+    rotation_lifetime: int = 20_000  # ms a rotated certificate lives (its key accepts wraps)
 
 
 @dataclass

@@ -1,9 +1,8 @@
 """The crash suite's key rotation: wrapping keys rotate while the relay is killed.
 
-Mixed into :class:`crash_harness.CrashRun`.  A rotator task rotates the
-first device of each person in turn, every fraction of a second, for as
-long as the workers run: a new wrapping key, a certificate the identity
-signs for it with a short lifetime (``rotation_lifetime``, 15 s by
+Mixed into :class:`crash_harness.CrashRun`.  The first device of each
+person rotates every 1 to 3 seconds for as long as the workers run: a new
+wrapping key, a certificate the identity signs for it with a short lifetime (``rotation_lifetime``, 20 s by
 default), uploaded with ``POST /v1/devices/self/certificate`` and retried
 (the very same bytes: a retry of a rotation that was applied answers
 ``created: false``) until the relay answers, while the killer aims some
@@ -100,6 +99,7 @@ class RotationWork:
     people: list[Person]
     messages: list[Sent]
     resumed: asyncio.Event
+    reckoning: bool
     until_known: Any
     _record: Any
 
@@ -128,21 +128,19 @@ class RotationWork:
 
     # -- the rotator --------------------------------------------------------------------------
     async def _rotator(self) -> None:
-        """Rotate the devices in turn while the workers run, then once more for the reckoning."""
-        if not self.histories:
-            return
-        turn = 0
-        histories = list(self.histories.values())
+        """Each rotating device rotates every 1 to 3 s while the workers run, then once more."""
+        await asyncio.gather(*(self._rotate_often(h) for h in self.histories.values()))
+
+    async def _rotate_often(self, history: KeyHistory) -> None:
+        """One device's rotations: often enough that its current key never runs out."""
         while not self.workers_done:
+            await asyncio.sleep(self.rng.uniform(1.0, 3.0))
             await self.resumed.wait()
-            history = histories[turn % len(histories)]
-            turn += 1
-            if history.unknown is None:
-                await self._rotate(history, self.config.rotation_lifetime)
-            await asyncio.sleep(self.rng.uniform(0.2, 0.6))
-        for history in histories:
-            if history.unknown is None:
-                await self._rotate(history, SETTLED_LIFETIME)
+            if history.unknown is not None:
+                return  # frozen: resolved at the end
+            await self._rotate(history, self.config.rotation_lifetime)
+        if history.unknown is None:
+            await self._rotate(history, SETTLED_LIFETIME)
 
     async def _rotate(self, history: KeyHistory, lifetime: int) -> None:
         device, person = history.device, history.person
@@ -195,7 +193,7 @@ class RotationWork:
         self, recipient: Person, header: er.Header, key: bytes, wraps: list[Any]
     ) -> None:
         """Now and then wrap to one of a rotating device's superseded keys (an older directory)."""
-        if not self.histories or self.rng.random() >= PROBE_SHARE:
+        if not self.histories or self.reckoning or self.rng.random() >= PROBE_SHARE:
             return
         for wrap in wraps:
             history = self.histories.get(wrap["device_id"])

@@ -134,14 +134,17 @@ class TimerWork:
         if device >= len(sent.recipient.devices):
             return False  # revoked since
         sent.busy = True
+        await self._refetch(sent, device)
+        sent.busy = False
+        return True
+
+    async def _refetch(self, sent: Sent, device: int) -> None:
         path = f"/v1/messages/{sent.header.message_id.hex()}"
         started = _now_ms()
         outcome, answer = await self.until_known(sent.recipient, "GET", path, None, device)
         if outcome != "unknown":
             self._judge_from_opened(sent, started, answer, device)
         self._record("refetch-opened", outcome)
-        sent.busy = False
-        return True
 
     def _moments(self, now: int) -> list[int]:
         """The timer moments to come of acknowledged, unrecalled messages (per device if opened)."""
