@@ -1,16 +1,17 @@
 """The crash suite's key rotation: wrapping keys rotate while the relay is killed.
 
-Mixed into :class:`crash_harness.CrashRun`.  The first device of each
-person rotates every 1 to 3 seconds for as long as the workers run: a new
-wrapping key, a certificate the identity signs for it with a short
-lifetime (``rotation_lifetime``, 20 s by default), uploaded with ``POST
-/v1/devices/self/certificate`` and retried (the very same bytes: a retry
-of a rotation that was applied answers ``created: false``) until the relay
-answers, while the killer aims some kills at that upload.  The oracle keeps each device's acknowledged
-certificates in order; a superseded one's key accepts wraps until its own
-expiry (the first certificate has none: until its successor's expiry), the
-rule of protocol section 5.1.  When the workers stop, every device rotates
-once more to a certificate that outlives the reckoning.
+Mixed into :class:`crash_harness.CrashRun`.  The first device of each person
+rotates every 1 to 3 seconds for as long as the workers run: a new wrapping
+key, a certificate the identity signs for it with a short lifetime
+(``rotation_lifetime``, 20 s by default), uploaded with ``POST
+/v1/devices/self/certificate`` and retried (the very same bytes: a retry of
+a rotation that was applied answers ``created: false``) until the relay
+answers, while the killer aims some kills at that upload.  The oracle keeps
+each device's acknowledged certificates in order; a superseded one's key
+accepts wraps until its own expiry (the first certificate has none: until
+its successor's expiry), the rule of protocol section 5.1.  When the workers
+stop, every device rotates once more to a certificate that outlives the
+reckoning.
 
 Senders wrap to the last acknowledged key; a quarter of direct sends to a
 rotating device wrap to one of its superseded keys instead (a sender with
