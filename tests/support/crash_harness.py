@@ -34,10 +34,18 @@ With ``groups`` (two by default) workers also change groups' membership,
 send to groups and recall group messages, and the killer also aims at a
 membership change in flight; see tests/support/crash_groups.py.
 
-With ``timers`` some direct sends carry a from-sent timer of 1 to 3 s, and
-the killer also aims at their moments (tests/support/crash_timers.py); with
-``revoke`` one person's last device is revoked half-way through, the killer
-aiming one kill at that request (tests/support/crash_revoke.py).
+With ``timers`` some direct sends carry a timer of 1 to 3 s, from sent or
+from opened, and the killer also aims at their moments and at opens that
+start them (tests/support/crash_timers.py); with ``revoke`` one person's
+last device is revoked half-way through, the killer aiming one kill at that
+request (tests/support/crash_revoke.py); with ``linking`` devices are
+linked to extra people through link slots, the killer aiming at the steps
+(tests/support/crash_linking.py); with ``rotation`` each person's first
+device rotates its wrapping key every few seconds and every send is judged
+against the key rule (tests/support/crash_rotation.py).
+
+A send answered with a refusal must have stored nothing: at the end its
+report must not answer (``refused_but_stored``).
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ import aiohttp
 from crash_blobs import BlobWork
 from crash_groups import GroupWork
 from crash_killer import Killer
+from crash_link_register import LinkRegistry
 from crash_linking import LinkWork
 from crash_revoke import RevokeWork
 from crash_rotation import RotationWork
@@ -78,7 +87,15 @@ def _route(path: str) -> str:
 
 
 class CrashRun(
-    Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, LinkWork, RotationWork, Killer
+    Reckoning,
+    BlobWork,
+    GroupWork,
+    TimerWork,
+    RevokeWork,
+    LinkWork,
+    LinkRegistry,
+    RotationWork,
+    Killer,
 ):
     """One run of the suite against one relay data directory."""
 

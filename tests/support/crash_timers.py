@@ -24,7 +24,8 @@ every acknowledged timed message must be destroyed: its report says
 ``expired`` line for each current recipient device, and every such device
 is refused both the envelope and the key (``resurrected`` otherwise).
 
-Two in five timed sends count from opening instead.  The relay starts each
+Two in five timed sends count from opening instead, and three in ten of
+those are never opened by the workers.  The relay starts each
 device's timer when it releases that device's wrap, somewhere between the
 moment the open was first asked and its answer, which the oracle records;
 the killer also aims at opens of such messages in flight, and at the
