@@ -33,7 +33,7 @@ async def test_kills_lose_nothing_acknowledged_and_bring_nothing_recalled_back(
         "revoke",
         "refetch-opened",
         *("link-create", "link-request", "link-read", "link-answer", "link-take"),
-        "link-register",
+        *("link-register", "link-impostor"),
         "rotate",
     }
     assert findings.operations["send with files ok"] > 5

@@ -58,7 +58,12 @@ class LinkRegistry:
         ).signed
 
     async def _register(
-        self, person: Person, secrets: er.DeviceSecrets, certificate: bytes, approval: bytes | None
+        self,
+        person: Person,
+        secrets: er.DeviceSecrets,
+        certificate: bytes,
+        approval: bytes | None,
+        kind: str = "link-register",
     ) -> tuple[str, Any]:
         """Register a device, a new challenge for each attempt, until the relay answers."""
         from crash_harness import Unknown  # the harness imports this module
@@ -103,7 +108,7 @@ class LinkRegistry:
                     await asyncio.sleep(0.05 + self.rng.random() * 0.2)
         finally:
             self.link_step_sent.clear()
-        self._record("link-register", outcome)
+        self._record(kind, outcome)
         return outcome, result
 
     # -- reckoning ------------------------------------------------------------------------------
@@ -187,7 +192,7 @@ class LinkRegistry:
             approver=device.secrets.device_id,
             certificate=certificate,
         )
-        outcome, _ = await self._register(person, secrets, certificate, approval)
+        outcome, _ = await self._register(person, secrets, certificate, approval, "link-impostor")
         if outcome == "ok":
             self.findings.unapproved_devices.append("approved by the revoked device")
         else:

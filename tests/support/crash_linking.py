@@ -338,7 +338,9 @@ class LinkWork:
             run.impostor = er.DeviceSecrets.generate()
             approval = run.approval if self.rng.random() < 0.5 else None
             fake = self._certificate(person, run.impostor)
-            outcome, refusal = await self._register(person, run.impostor, fake, approval)
+            outcome, refusal = await self._register(
+                person, run.impostor, fake, approval, "link-impostor"
+            )
             if outcome == "ok":
                 self.findings.unapproved_devices.append(f"{name}: an impostor registered")
         run.registered, refusal = await self._register(
