@@ -52,12 +52,19 @@ from .storage.base import (
 )
 from .storage.group_records import GroupView
 
-__all__ = ["GroupLookup", "Messaging", "PreparedMessage", "Wrap", "quota_refusal"]
+__all__ = [
+    "RETRY_RECHECKS",
+    "GroupLookup",
+    "Messaging",
+    "PreparedMessage",
+    "Wrap",
+    "quota_refusal",
+]
 
 GroupLookup = Callable[[bytes], Awaitable[GroupView | None]]
 # Refusals of a send that a retry of a stored one can meet although its first attempt passed:
 # the recipients' keys, devices or group changed in between (found by the crash suite's review).
-_RETRY_RECHECKS = frozenset(
+RETRY_RECHECKS = frozenset(
     {"stale_key", "missing_devices", "unknown_device", "not_a_member", "bad_recipients"}
 )
 
@@ -326,7 +333,7 @@ class Messaging:
         between a send and its retry; the envelope is verified again before
         anything stored is looked at.
         """
-        if refusal.code not in _RETRY_RECHECKS:
+        if refusal.code not in RETRY_RECHECKS:
             return None
         try:
             verified = open_envelope(envelope, await self._identity(session.user_id))

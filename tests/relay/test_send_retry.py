@@ -107,3 +107,41 @@ async def test_a_changed_send_under_a_stored_id_is_still_refused(
     with pytest.raises(RelayRefused) as refused:
         await alice.call("POST", "/v1/messages", changed)
     assert (refused.value.status, refused.value.code) == (409, "missing_devices")
+
+
+async def _recall_body(alice: Person, bob: Person, header: Any) -> dict[str, Any]:
+    """A recall of ``header`` with a replacement wrapped to Bob's devices as they are now."""
+    replacement, sealed = alice.seal(bob, "the corrected text", replaces=header.message_id)
+    wraps = alice.wraps_to(bob, replacement, sealed.message_key)
+    revocation = alice.revocation(header, replacement.message_id)
+    return {
+        "revocation": revocation.signed,
+        "replacement": {"envelope": sealed.envelope, "wraps": wraps, "blobs": []},
+    }
+
+
+async def test_a_retried_recall_with_a_replacement_is_answered_after_the_recipient_changed(
+    pair: tuple[Person, Person],
+) -> None:
+    """The same holds for a recall and replace: the retry finds the recall applied."""
+    alice, bob = pair
+    header, body = _body(alice, bob, "sent with a typo")
+    await alice.call("POST", "/v1/messages", body)
+    recall = await _recall_body(alice, bob, header)
+    path = f"/v1/messages/{header.message_id.hex()}/recall"
+    first = await alice.call("POST", path, recall)
+    bob.relay.clock.advance(7 * DAY)
+    await rotate(bob)
+    bob.relay.clock.advance(7 * DAY)  # the replacement's wrap now names a key past its time
+    await bob.add_device()  # and Bob has a device it is not wrapped to
+    again = await alice.call("POST", path, recall)
+    assert again["report"]["state"] == first["report"]["state"] == "recalled"
+    # a first recall whose replacement is wrapped to a stale key is still refused
+    other, late = _body(alice, bob, "another one")
+    await alice.call("POST", "/v1/messages", late)
+    stale = await _recall_body(alice, bob, other)
+    stale["replacement"]["wraps"][0]["key_id"] = body["wraps"][0]["key_id"]
+    with pytest.raises(RelayRefused) as refused:
+        await alice.call("POST", f"/v1/messages/{other.message_id.hex()}/recall", stale)
+    assert (refused.value.status, refused.value.code) == (409, "stale_key")
+    assert (await alice.report(other.message_id))["state"] != "recalled"

@@ -227,6 +227,8 @@ class GroupWork:
         if reached != sent.reached:  # a device revoked since is still named on its report
             self.findings.group_reports_wrong.append(name)
         recalled = report["state"] == "recalled"
+        if sent.recall == "failed" and recalled:
+            self.findings.refused_but_stored.append(f"group {name}: recall refused, yet applied")
         if sent.recall == "ok" and not recalled:
             self.findings.recalls_not_applied.append(f"group {name}")
         sending = sent.sender.devices[0].secrets.device_id

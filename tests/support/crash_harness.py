@@ -44,8 +44,9 @@ linked to extra people through link slots, the killer aiming at the steps
 device rotates its wrapping key every few seconds and every send is judged
 against the key rule (tests/support/crash_rotation.py).
 
-A send answered with a refusal must have stored nothing: at the end its
-report must not answer (``refused_but_stored``).
+A send answered with a refusal must have stored nothing (at the end its
+report must not answer), and a recall answered with a refusal must not have
+been applied (``refused_but_stored``).
 """
 
 from __future__ import annotations

@@ -136,7 +136,8 @@ class Findings:
     revoked_served: list[str] = field(default_factory=list)  # the revoked device got something
     checked_revoked_refusals: int = 0  # messages, directory and a wrap refused for it
     # every send
-    refused_but_stored: list[str] = field(default_factory=list)  # a refused send exists after all
+    # a refused send exists after all, or a refused recall was applied
+    refused_but_stored: list[str] = field(default_factory=list)
     # from-opened timers
     kills_mid_timed_open: int = 0  # an open of a from-opened message sent, not yet answered
     unopened_expired: list[str] = field(default_factory=list)  # a never-opened copy destroyed
@@ -271,7 +272,7 @@ class Findings:
             ("revoked device: refusals checked", str(self.checked_revoked_refusals)),
             ("revocations not acknowledged", str(len(self.revocations_refused))),
             ("revoked device served or listed", str(len(self.revoked_served))),
-            ("refused sends found stored after all", str(len(self.refused_but_stored))),
+            ("refused sends stored or recalls applied", str(len(self.refused_but_stored))),
             ("kills while a from-opened open ran", str(self.kills_mid_timed_open)),
             ("opened from-opened copies fetched again", str(self.checked_opened_refetched)),
             ("never-opened copies checked sealed", str(self.checked_sealed_unopened)),

@@ -44,6 +44,8 @@ class Reckoning:
         if sent.send == "failed" and report is not None:
             refusal = f"{name}: refused, yet its report answers ({report.get('state')})"
             self.findings.refused_but_stored.append(refusal)
+        if sent.recall == "failed" and report is not None and report.get("state") == "recalled":
+            self.findings.refused_but_stored.append(f"{name}: recall refused, yet applied")
         if sent.send != "ok":
             return
         if report is None:
