@@ -7,9 +7,12 @@ linked a device, or a device of theirs may have been revoked: checks that
 the first attempt passed would now refuse it.  The relay must still answer
 that the message is stored (``200``, ``created: false``) rather than refuse
 it, or the client shows a send as failed that every recipient device has.
-Found while writing the crash suite's rotation and linking workers
-(tests/support/crash_rotation.py, crash_linking.py), whose reckoning now
-checks that a refused send left nothing behind.
+The same holds for a recall with a replacement: a retry of one that was
+applied is answered ``already_recalled``, whatever the replacement's wraps
+say now.  Found while writing the crash suite's rotation and linking
+workers (tests/support/crash_rotation.py, crash_linking.py), whose
+reckoning now checks that a refused send left nothing behind and a refused
+recall was not applied.
 """
 
 from __future__ import annotations
