@@ -32,6 +32,7 @@ from .errors import (
     Gone,
     NotFound,
     PayloadTooLarge,
+    RelayError,
     from_protocol_error,
 )
 from .groups.rules import MembershipMoved, membership_moved, membership_rule
@@ -51,7 +52,20 @@ from .storage.base import (
 )
 from .storage.group_records import GroupRecord, MembershipRule
 
-__all__ = ["Messaging", "PreparedMessage", "Wrap", "quota_refusal"]
+__all__ = ["RETRY_RECHECKS", "Messaging", "PreparedMessage", "Wrap", "quota_refusal"]
+
+# Refusals of a send that a retry of a stored one can meet although its first attempt passed:
+# the recipients' keys, devices or group changed in between (found by the crash suite's review).
+RETRY_RECHECKS = frozenset(
+    {
+        "stale_key",
+        "missing_devices",
+        "unknown_device",
+        "not_a_member",
+        "bad_recipients",
+        "group_changed",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +226,15 @@ class Messaging:
         The quota is checked by the transaction that inserts the message, so
         concurrent sends at the edge of the quota cannot together pass it.
         """
-        prepared = await self.prepare(session, envelope, wraps, blobs)
+        try:
+            prepared = await self.prepare(session, envelope, wraps, blobs)
+        except RelayError as refusal:
+            # A retry whose first attempt was stored: the recipient's devices or keys may
+            # have changed since, so the checks the first attempt passed can fail now.
+            earlier = await self._stored_send(session, envelope, refusal)
+            if earlier is None:
+                raise
+            return earlier, False
         try:
             stored = await self.storage.insert_message(
                 prepared.record,
@@ -245,6 +267,34 @@ class Messaging:
         if self.groups is not None:
             self.groups.forget(conversation_id)
         return membership_moved(moved.current)
+
+    async def _stored_send(
+        self, session: Session, envelope: bytes, refusal: RelayError
+    ) -> MessageRecord | None:
+        """The stored message this refused send repeats (same signed header), if any.
+
+        Only for refusals about the recipients' devices and keys, which change
+        between a send and its retry; the envelope is verified again before
+        anything stored is looked at.
+        """
+        if refusal.code not in RETRY_RECHECKS:
+            return None
+        try:
+            verified = open_envelope(envelope, await self._identity(session.user_id))
+        except ProtocolError:
+            return None
+        view = await self.storage.get_message(verified.header.message_id)
+        if view is None:
+            return None
+        stored = view.message
+        if (
+            stored.sender != session.user_id
+            or stored.sender_device != session.device_id
+            or stored.header != verified.header_bytes
+            or (stored.envelope is not None and stored.envelope != envelope)
+        ):
+            return None
+        return stored
 
     async def sender_devices(self, user_id: bytes) -> list[bytes]:
         return [

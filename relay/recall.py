@@ -28,9 +28,17 @@ from e2e_recall.signing import SigningKey
 from .accounts import Session
 from .blobs.rules import bind_rule
 from .config import Config
-from .errors import BadRequest, NotFound, from_protocol_error
+from .errors import BadRequest, NotFound, RelayError, from_protocol_error
 from .groups.rules import MembershipMoved
-from .messaging import Messaging, PreparedMessage, Wrap, _merge, _transition, quota_refusal
+from .messaging import (
+    RETRY_RECHECKS,
+    Messaging,
+    PreparedMessage,
+    Wrap,
+    _merge,
+    _transition,
+    quota_refusal,
+)
 from .reports import report, report_events, revocation_event
 from .storage.base import Changes, MessageState, MessageView, QuotaExceeded, Storage
 
@@ -94,7 +102,13 @@ class Recalls:
             )
         prepared = None
         if replacement is not None:
-            prepared = await self._replacement(session, revocation, *replacement)
+            try:
+                prepared = await self._replacement(session, revocation, *replacement)
+            except RelayError as refusal:
+                # A retry of this very recall, applied with its replacement in one transaction:
+                # the recipients may have changed since, and nothing more is to be stored.
+                if refusal.code not in RETRY_RECHECKS or view.message.revocation != revocation_wire:
+                    raise
         elif revocation.replacement_id is not None:
             raise BadRequest(
                 "The revocation names a replacement, but none was sent.", "missing_replacement"

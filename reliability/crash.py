@@ -3,12 +3,16 @@
 Runs the relay as a process under a mixed load (with attachments: uploads
 in several PATCHes, sends that bind them, downloads, recalls that destroy
 them; groups: membership changes, group sends and recalls; disappearing
-messages with from-sent timers of 1 to 3 s; and one device revoked half-way
-through), SIGKILLs it at random moments, restarts it, and checks that nothing acknowledged was
-lost and nothing recalled or expired came back, blobs and their files and
-group chains included, and that the revoked device gets nothing (see
+messages with timers of 1 to 3 s, from sent or from opened; one device
+revoked half-way through; devices linked through link slots; wrapping keys
+rotated with short-lived certificates), SIGKILLs it at random and aimed
+moments, restarts it, and checks that nothing acknowledged was lost and
+nothing recalled or expired came back, blobs and their files and group
+chains included, that the revoked device gets nothing, that no device exists
+without an acknowledged approval, and that wraps follow the key rule (see
 tests/support/crash_harness.py, crash_blobs.py, crash_groups.py,
-crash_timers.py and crash_revoke.py for the method).  Prints the table of
+crash_timers.py, crash_revoke.py, crash_linking.py and crash_rotation.py for
+the method).  Prints the table of
 figures that docs/reliability.md records, and exits 1 if any "lost",
 "resurrected" or similar count is not zero.
 """
@@ -56,6 +60,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not revoke a device half-way through (nor aim a kill at the revocation)",
     )
+    parser.add_argument(
+        "--no-linking",
+        action="store_true",
+        help="link no devices (no link slots, nor kills aimed at their steps)",
+    )
+    parser.add_argument(
+        "--no-rotation",
+        action="store_true",
+        help="rotate no wrapping keys (nor aim kills at certificate uploads)",
+    )
     parser.add_argument("--keep", type=Path, help="run in this directory and keep it")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     args = parser.parse_args(argv)
@@ -70,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         groups=args.groups,
         timers=not args.no_timers,
         revoke=not args.no_revoke,
+        linking=not args.no_linking,
+        rotation=not args.no_rotation,
     )
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)

@@ -91,6 +91,8 @@ async def start_relay(
 
 
 class RelayRefused(Exception):
+    after_unknown = False  # set by a retrying caller: an earlier attempt got no answer
+
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(f"{status} {body}")
         self.status = status

@@ -1,4 +1,4 @@
-"""The crash suite, short: SIGKILLs under files, groups, timers and a revocation; a reckoning.
+"""The crash suite, short: SIGKILLs under files, groups, timers, a revocation, links, rotation.
 
 ``python reliability/crash.py`` runs the long version (50 kills over 10,000
 operations) and prints the table docs/reliability.md records.
@@ -31,6 +31,10 @@ async def test_kills_lose_nothing_acknowledged_and_bring_nothing_recalled_back(
         *("upload-create", "upload-patch", "download"),
         *("group-change", "group-send", "group-recall"),
         "revoke",
+        "refetch-opened",
+        *("link-create", "link-request", "link-read", "link-answer", "link-take"),
+        *("link-register", "link-impostor"),
+        "rotate",
     }
     assert findings.operations["send with files ok"] > 5
     # Attachments: the blob checks looked at real uploads and blobs too.
@@ -51,3 +55,17 @@ async def test_kills_lose_nothing_acknowledged_and_bring_nothing_recalled_back(
     # Revocation: acknowledged once; the revoked device was refused what it asked for.
     assert findings.operations["revoke ok"] == 1
     assert findings.checked_revoked_refusals > 5
+    # From-opened timers: opened copies judged again, never-opened ones still sealed.
+    assert findings.checked_opened_refetched > 3
+    assert findings.checked_sealed_unopened + findings.checked_expired > 3
+    # Linking: devices linked and found, half-way ones and impostors absent, slots spent.
+    assert findings.links_completed > 3
+    assert findings.checked_linked_devices == findings.links_completed
+    assert findings.checked_unlinked_refused > 0  # and the revoked device's approval
+    assert findings.checked_slot_reuse_refused > 0
+    assert findings.checked_slots_spent > 3
+    # Rotation: every rotating device read back, old keys opened, the rule judged.
+    assert findings.operations["rotate ok"] > 8
+    assert findings.checked_certificates == findings.checked_key_status == 4
+    assert findings.checked_old_key_accepted > 0
+    assert findings.checked_old_key_opened > 0

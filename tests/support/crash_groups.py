@@ -72,6 +72,7 @@ class GroupWork:
     until_known: Any
     _try: Any
     _record: Any
+    _judge_wraps: Any
 
     async def _setup_groups(self) -> None:
         self.groups: list[GroupRun] = []
@@ -152,9 +153,11 @@ class GroupWork:
             sent = GroupSent(sender, run, header, body, recipients, reached)
             self.group_messages.append(sent)
             sent.busy = True
+            started = sender.relay.clock.now
             outcome, answer = await self.until_known(sender, "POST", "/v1/messages", body)
             sent.send = outcome
-            if outcome == "failed":
+            ruled = self._judge_wraps(wraps, started, outcome, answer, "group send")
+            if outcome == "failed" and not ruled:  # a key past its time is the rule's refusal
                 self.findings.group_sends_refused.append(str(answer))
             self._record("group-send", outcome)
             sent.busy = False
@@ -224,6 +227,8 @@ class GroupWork:
         if reached != sent.reached:  # a device revoked since is still named on its report
             self.findings.group_reports_wrong.append(name)
         recalled = report["state"] == "recalled"
+        if sent.recall == "failed" and recalled:
+            self.findings.refused_but_stored.append(f"group {name}: recall refused, yet applied")
         if sent.recall == "ok" and not recalled:
             self.findings.recalls_not_applied.append(f"group {name}")
         sending = sent.sender.devices[0].secrets.device_id

@@ -34,10 +34,19 @@ With ``groups`` (two by default) workers also change groups' membership,
 send to groups and recall group messages, and the killer also aims at a
 membership change in flight; see tests/support/crash_groups.py.
 
-With ``timers`` some direct sends carry a from-sent timer of 1 to 3 s, and
-the killer also aims at their moments (tests/support/crash_timers.py); with
-``revoke`` one person's last device is revoked half-way through, the killer
-aiming one kill at that request (tests/support/crash_revoke.py).
+With ``timers`` some direct sends carry a timer of 1 to 3 s, from sent or
+from opened, and the killer also aims at their moments and at opens that
+start them (tests/support/crash_timers.py); with ``revoke`` one person's
+last device is revoked half-way through, the killer aiming one kill at that
+request (tests/support/crash_revoke.py); with ``linking`` devices are
+linked to extra people through link slots, the killer aiming at the steps
+(tests/support/crash_linking.py); with ``rotation`` each person's first
+device rotates its wrapping key every few seconds and every send is judged
+against the key rule (tests/support/crash_rotation.py).
+
+A send answered with a refusal must have stored nothing (at the end its
+report must not answer), and a recall answered with a refusal must not have
+been applied (``refused_but_stored``).
 """
 
 from __future__ import annotations
@@ -53,7 +62,10 @@ import aiohttp
 from crash_blobs import BlobWork
 from crash_groups import GroupWork
 from crash_killer import Killer
+from crash_link_register import LinkRegistry
+from crash_linking import LinkWork
 from crash_revoke import RevokeWork
+from crash_rotation import RotationWork
 from crash_timers import TimerWork
 
 import e2e_recall as er
@@ -62,6 +74,8 @@ from crash_model import CrashConfig, Findings, Sent, Upload
 from crash_reckoning import Reckoning
 from driver import Person, RelayRefused
 from relay_process import RelayProcess, Target, free_port, relay_cli, target
+
+NEVER_OPENED_SHARE = 0.3  # of from-opened messages: never opened nor recalled: stay sealed
 
 
 class Unknown(Exception):
@@ -73,7 +87,17 @@ def _route(path: str) -> str:
     return "/".join("{id}" if len(part) == 32 else part for part in path.split("?")[0].split("/"))
 
 
-class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
+class CrashRun(
+    Reckoning,
+    BlobWork,
+    GroupWork,
+    TimerWork,
+    RevokeWork,
+    LinkWork,
+    LinkRegistry,
+    RotationWork,
+    Killer,
+):
     """One run of the suite against one relay data directory."""
 
     def __init__(self, work: Path, config: CrashConfig) -> None:
@@ -102,16 +126,24 @@ class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
         self.blob_recall_sent = asyncio.Event()
         self.blob_recall_acked = asyncio.Event()
         self.destroyed: set[bytes] = set()
+        self.timed_open_sent = asyncio.Event()
         self._setup_revocation()
 
     # -- transport --------------------------------------------------------------------------
     async def call(
-        self, person: Person, method: str, path: str, body: dict[str, Any] | None, device: int = 0
+        self,
+        person: Person,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        device: int = 0,
+        token: str | None = None,
     ) -> dict[str, Any]:
         """One request; ``Unknown`` when the answer cannot be trusted either way."""
         try:
             return await asyncio.wait_for(
-                person.call(method, path, body, device=device), self.config.request_timeout
+                person.call(method, path, body, device=device, token=token),
+                self.config.request_timeout,
             )
         except RelayRefused as refused:
             if refused.status >= 500:
@@ -129,20 +161,26 @@ class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
         device: int = 0,
         *,
         deadline: float = 60.0,
+        token: str | None = None,
     ) -> tuple[str, dict[str, Any] | RelayRefused]:
-        """Retry an operation (same bytes) until the relay answers; its outcome and answer."""
+        """Retry an operation (same bytes) until the relay answers; its outcome and answer.
+
+        A refusal after an attempt that got no answer says so (``after_unknown``):
+        the first attempt may have been applied, and the refusal be about that.
+        """
         stop = time.monotonic() + deadline
         unknowns = 0
         while True:
             try:
-                answer = await self.call(person, method, path, body, device)
+                answer = await self.call(person, method, path, body, device, token)
                 outcome = "ok"
                 result: dict[str, Any] | RelayRefused = answer
                 break
             except RelayRefused as refused:
-                if refused.status == 401:  # a session lost with the relay: log in again
+                if refused.status == 401 and token is None:  # a session lost: log in again
                     await self._relogin(person, device)
                     continue
+                refused.after_unknown = unknowns > 0
                 outcome, result = "failed", refused
                 if not self.reckoning:
                     retried = " after an unknown attempt" if unknowns else ""
@@ -174,9 +212,14 @@ class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
         async with aiohttp.ClientSession(timeout=timeout) as http:
             await self._setup_people(await target(http, self.relay.url()), http)
             await self._setup_groups()
+            self._setup_rotation()
+            await self._setup_linking(http)
             workers = [asyncio.create_task(self._worker(i)) for i in range(self.config.workers)]
             killer = asyncio.create_task(self._killer())
+            rotator = asyncio.create_task(self._rotator())
             await asyncio.gather(*workers)
+            self.workers_done = True
+            await rotator  # its last rotations outlive the reckoning
             # The killer may still be waiting for a moment to aim at (a recall, an upload,
             # a group change) that the last operations no longer bring: its waits time out
             # and it uses the kills it has left, so every run has exactly its kills.
@@ -194,6 +237,8 @@ class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
                 await self._reckon_blobs()
             await self._reckon_groups()
             await self._reckon_revoked()
+            await self._reckon_links()
+            await self._reckon_rotation()
         self.relay.kill()
         self._check_integrity("final")
         self.findings.seconds = time.monotonic() - started
@@ -228,8 +273,10 @@ class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
             acted = await (self._upload_step() if roll < 0.18 else self._download_step())
         elif self.config.groups and roll < 0.4:  # part of the sends' share goes to groups
             acted = await self._group_step()
+        elif roll < 0.43:
+            acted = await self._refetch_opened()
         elif roll < 0.45:
-            acted = False
+            acted = await self._link_step()
         elif roll < 0.70:
             acted = await self._open()
         elif roll < 0.85:
@@ -257,17 +304,23 @@ class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
         recipient: Person,
         replaces: bytes | None,
         blobs: list[Upload] | None = None,
-        timer: int | None = None,
+        timer: tuple[int, bool] | None = None,
     ) -> Sent:
+        """A message ready to send; ``timer``: (expire_after, counted from opening)."""
         text = f"{sender.name}->{recipient.name} {os.urandom(12).hex()}"
         header, sealed = sender.seal(
             recipient, text, replaces=replaces, **self._timed_header_fields(timer)
         )
         wraps = sender.wraps_to(recipient, header, sealed.message_key)
+        if replaces is None:
+            self._probe_wraps(recipient, header, sealed.message_key, wraps)
         blob_ids = [u.blob_id for u in blobs or []]
         body = {"envelope": sealed.envelope, "wraps": wraps, "blobs": blob_ids}
         sent = Sent(sender, recipient, header, body, text, blobs=list(blobs or []))
-        sent.expires_at = None if timer is None else header.sent_at + timer
+        if timer is not None:
+            sent.timer, sent.from_opened = timer
+            sent.expires_at = None if sent.from_opened else header.sent_at + sent.timer
+            sent.never_open = sent.from_opened and self.rng.random() < NEVER_OPENED_SHARE
         return sent
 
     async def _send(self) -> None:
@@ -279,8 +332,10 @@ class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
             upload.message = sent
         sent.busy = True
         self.messages.append(sent)
-        outcome, _ = await self.until_known(sender, "POST", "/v1/messages", sent.body)
+        started = sender.relay.clock.now
+        outcome, answer = await self.until_known(sender, "POST", "/v1/messages", sent.body)
         sent.send = outcome
+        self._judge_wraps(sent.body["wraps"], started, outcome, answer, "send")
         if outcome == "failed":
             for upload in blobs:
                 upload.message = None  # not bound: free for another send
@@ -289,7 +344,12 @@ class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
 
     async def _open(self) -> bool:
         sent = self._pick(
-            lambda m: m.send == "ok" and not m.recall and len(m.opened) < len(m.recipient.devices)
+            lambda m: (
+                m.send == "ok"
+                and not m.recall
+                and not m.never_open
+                and len(m.opened) < len(m.recipient.devices)
+            )
         )
         if sent is None:
             return False
@@ -299,22 +359,42 @@ class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
         path = f"/v1/messages/{sent.header.message_id.hex()}"
         started = sent.sender.relay.clock.now
         outcome, answer = await self.until_known(sent.recipient, "GET", path, None, device)
-        self._judge_timed(sent, started, answer)
+        self._judge_timed(sent, started, answer, device)
         if outcome == "ok":
             assert isinstance(answer, dict)
             if answer["envelope"] != sent.body["envelope"]:
                 self.findings.corrupted.append(f"fetch {path}")
             started = sent.sender.relay.clock.now
-            outcome, answer = await self.until_known(
-                sent.recipient, "POST", path + "/open", {}, device
-            )
-            self._judge_timed(sent, started, answer)
+            if sent.from_opened:
+                self.timed_open_sent.set()
+            try:
+                outcome, answer = await self.until_known(
+                    sent.recipient, "POST", path + "/open", {}, device
+                )
+            finally:
+                self.timed_open_sent.clear()
+            if (
+                sent.from_opened
+                and isinstance(answer, RelayRefused)
+                and answer.code == "message_expired"
+                and answer.after_unknown
+            ):
+                # an attempt that got no answer released the key, and its timer ran out before
+                # the retry: the relay rightly counts the copy opened then, and expired now
+                sent.open_window[device] = (started, sent.sender.relay.clock.now)
+                sent.opened.add(device)
+            self._judge_timed(sent, started, answer, device)
+            if outcome == "unknown":
+                sent.open_unknown.add(device)
             if outcome == "ok":
                 assert isinstance(answer, dict)
+                if sent.from_opened:
+                    sent.open_window[device] = (started, sent.sender.relay.clock.now)
+                    await self._refetch(sent, device)  # well before its moment: served
                 secrets = sent.recipient.devices[device].secrets
                 key = er.unwrap_message_key(
                     answer["wrap"],
-                    secrets.wrap_key,
+                    self._private_key(sent.recipient.devices[device], answer.get("key_id")),
                     message_id=sent.header.message_id,
                     conversation_id=sent.header.conversation_id,
                     device_id=secrets.device_id,
@@ -333,7 +413,7 @@ class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
         spare_timed = self.rng.random() < 0.8
 
         def recallable(m: Sent) -> bool:
-            spared = spare_timed and m.expires_at is not None
+            spared = (spare_timed and m.timer is not None) or m.never_open
             return m.send == "ok" and not m.recall and m.replacement is None and not spared
 
         sent = self._pick(
@@ -342,7 +422,7 @@ class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
         if sent is None:
             return False
         replacement = None
-        if with_replacement and sent.expires_at is None:  # none is stored once it expired
+        if with_replacement and sent.timer is None:  # none is stored once it expired
             replacement = await self._prepare(sent.sender, sent.recipient, sent.header.message_id)
         revocation = sent.sender.revocation(
             sent.header, replacement.header.message_id if replacement else None
@@ -372,9 +452,7 @@ class CrashRun(Reckoning, BlobWork, GroupWork, TimerWork, RevokeWork, Killer):
     async def _receipt(self) -> bool:
         sent = self._pick(  # not for a timed one: the timer may have destroyed it first
             lambda m: (
-                m.recall == "ok"
-                and m.expires_at is None
-                and len(m.receipts) < len(m.recipient.devices)
+                m.recall == "ok" and m.timer is None and len(m.receipts) < len(m.recipient.devices)
             )
         )
         if sent is None:

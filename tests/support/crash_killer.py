@@ -3,8 +3,9 @@
 Mixed into :class:`crash_harness.CrashRun`.  Each kill waits for its share
 of the operations to be done, then, by a roll, for a moment worth aiming at
 (an upload streaming, a recall with files in flight or just acknowledged, a
-membership change in flight, a timer coming due, a recall's WAL
-truncation); one kill, half-way through, is kept for the device
+membership change in flight, a timer coming due or an open that starts one,
+a link slot's step or a linked device's registration, a certificate upload,
+a recall's WAL truncation); one kill, half-way through, is kept for the device
 revocation's request.  While the relay is down it checks the database with
 ``e2e-recall-relay check``, and then starts it again on the same port.
 """
@@ -36,6 +37,8 @@ class Killer:
     _wait_for_blob_moment: Any
     _wait_for_timer_moment: Any
     _wait_for_revocation_moment: Any
+    _wait_for_link_moment: Any
+    _wait_for_rotation_moment: Any
 
     async def _killer(self) -> None:
         """SIGKILL at random moments until the quota of kills is used, spread over the run."""
@@ -48,15 +51,19 @@ class Killer:
             roll = self.rng.random()
             if aimed:  # the revocation, half-way through the run
                 await self._wait_for_revocation_moment()
-            elif self.config.blobs and roll < 0.6:  # mid-upload, mid-recall, before the unlink
-                await self._wait_for_blob_moment(roll)
-            elif self.config.groups and roll < 0.7:  # while a membership change is in flight
+            elif self.config.blobs and roll < 0.45:  # mid-upload, mid-recall, before the unlink
+                await self._wait_for_blob_moment(roll * 0.6 / 0.45)
+            elif self.config.groups and roll < 0.53:  # while a membership change is in flight
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.group_change_sent.wait(), 5)
                     await asyncio.sleep(self.rng.uniform(0, 0.005))
                     self.findings.kills_mid_group_change += int(self.group_change_sent.is_set())
-            elif self.config.timers and roll < 0.85:  # just before or after a timer's moment
+            elif self.config.timers and roll < 0.66:  # a timer's moment, a from-opened open
                 await self._wait_for_timer_moment()
+            elif self.config.linking and roll < 0.77:  # a link slot's step or a registration
+                await self._wait_for_link_moment()
+            elif self.config.rotation and roll < 0.87:  # a certificate upload in flight
+                await self._wait_for_rotation_moment()
             elif self.rng.random() < 0.4:  # right after a recall: during its WAL truncation
                 self.recall_acked.clear()
                 try:

@@ -29,6 +29,12 @@ class Sent:
     blobs: list[Upload] = field(default_factory=list)  # bound by this send, in order
     downloaded: set[tuple[bytes, int]] = field(default_factory=set)  # (blob id, device) served
     expires_at: int | None = None  # a from-sent timer's moment (ms, wall clock)
+    timer: int | None = None  # expire_after (ms) of a timed message, from sent or opened
+    from_opened: bool = False  # the timer counts from each device's opening
+    # device index -> (just before the first open attempt, its answer): opened_at lies between
+    open_window: dict[int, tuple[int, int]] = field(default_factory=dict)
+    open_unknown: set[int] = field(default_factory=set)  # opens never answered
+    never_open: bool = False  # a from-opened message the workers leave sealed
     busy: bool = False
 
 
@@ -60,8 +66,12 @@ class CrashConfig:
     blobs: bool = True  # uploads, sends that bind them, downloads, recalls that destroy them
     blob_sizes: tuple[int, ...] = (0, 1, 4096, 65_553, 200_000, 700_000)
     groups: int = 2  # groups changed, sent to and recalled from (0: none)
-    timers: bool = True  # some direct sends carry a from-sent timer of 1 to 3 s
+    timers: bool = True  # some direct sends carry a timer of 1 to 3 s, from sent or opened
     revoke: bool = True  # one person's last device is revoked half-way through
+    linking: bool = True  # devices are linked to extra people through link slots
+    linkers: int = 2  # people whose devices are linked (they take no other part)
+    rotation: bool = True  # each person's first device rotates its wrapping key
+    rotation_lifetime: int = 20_000  # ms a rotated certificate lives (its key accepts wraps)
 
 
 @dataclass
@@ -125,6 +135,39 @@ class Findings:
     revocations_refused: list[str] = field(default_factory=list)  # not acknowledged
     revoked_served: list[str] = field(default_factory=list)  # the revoked device got something
     checked_revoked_refusals: int = 0  # messages, directory and a wrap refused for it
+    # every send
+    # a refused send exists after all, or a refused recall was applied
+    refused_but_stored: list[str] = field(default_factory=list)
+    # from-opened timers
+    kills_mid_timed_open: int = 0  # an open of a from-opened message sent, not yet answered
+    unopened_expired: list[str] = field(default_factory=list)  # a never-opened copy destroyed
+    checked_sealed_unopened: int = 0  # never-opened from-opened copies still served at the end
+    checked_opened_refetched: int = 0  # opened from-opened copies fetched again and judged
+    # linking
+    kills_mid_link: int = 0  # a link-slot request or a linked registration in flight
+    links_completed: int = 0  # a linked device registered and logged in
+    link_answers_lost_in_flight: int = 0  # taken by an attempt whose answer never came
+    link_steps_refused: list[str] = field(default_factory=list)  # a valid step refused
+    link_slots_reused: list[str] = field(default_factory=list)  # a slot used a second time
+    link_lost: list[str] = field(default_factory=list)  # an acknowledged request/answer gone
+    linked_missing: list[str] = field(default_factory=list)  # a registered device not there
+    unapproved_devices: list[str] = field(default_factory=list)  # exists without approval
+    checked_linked_devices: int = 0  # registered, listed with their certificate, log in
+    checked_unlinked_refused: int = 0  # abandoned or impostor devices absent, login refused
+    checked_slot_reuse_refused: int = 0  # second requests, answers and takes refused
+    checked_slots_spent: int = 0  # taken slots gone at the end
+    # key rotation
+    kills_mid_rotation: int = 0  # a certificate upload sent, not yet answered
+    rotations_refused: list[str] = field(default_factory=list)  # a valid rotation refused
+    stale_wraps_accepted: list[str] = field(default_factory=list)  # a wrap past its key's time
+    live_wraps_refused: list[str] = field(default_factory=list)  # stale_key for usable keys
+    certificates_wrong: list[str] = field(default_factory=list)  # not the last acknowledged
+    key_status_wrong: list[str] = field(default_factory=list)  # keys or pending wraps wrong
+    checked_old_key_accepted: int = 0  # sends wrapped to a superseded, still usable key
+    checked_stale_refused: int = 0  # sends wrapped to a key past its time, refused
+    checked_certificates: int = 0  # current certificates read back as last acknowledged
+    checked_key_status: int = 0
+    checked_old_key_opened: int = 0  # messages opened at the end with a superseded key
     seconds: float = 0.0
 
     def problems(self) -> dict[str, list[str]]:
@@ -157,6 +200,18 @@ class Findings:
                 ("timers_not_fired", self.timers_not_fired),
                 ("revocations_refused", self.revocations_refused),
                 ("revoked_served", self.revoked_served),
+                ("refused_but_stored", self.refused_but_stored),
+                ("unopened_expired", self.unopened_expired),
+                ("link_steps_refused", self.link_steps_refused),
+                ("link_slots_reused", self.link_slots_reused),
+                ("link_lost", self.link_lost),
+                ("linked_missing", self.linked_missing),
+                ("unapproved_devices", self.unapproved_devices),
+                ("rotations_refused", self.rotations_refused),
+                ("stale_wraps_accepted", self.stale_wraps_accepted),
+                ("live_wraps_refused", self.live_wraps_refused),
+                ("certificates_wrong", self.certificates_wrong),
+                ("key_status_wrong", self.key_status_wrong),
             )
             if values
         }
@@ -217,6 +272,34 @@ class Findings:
             ("revoked device: refusals checked", str(self.checked_revoked_refusals)),
             ("revocations not acknowledged", str(len(self.revocations_refused))),
             ("revoked device served or listed", str(len(self.revoked_served))),
+            ("refused sends stored or recalls applied", str(len(self.refused_but_stored))),
+            ("kills while a from-opened open ran", str(self.kills_mid_timed_open)),
+            ("opened from-opened copies fetched again", str(self.checked_opened_refetched)),
+            ("never-opened copies checked sealed", str(self.checked_sealed_unopened)),
+            ("never-opened copies destroyed", str(len(self.unopened_expired))),
+            ("kills while a link step ran", str(self.kills_mid_link)),
+            ("devices linked", str(self.links_completed)),
+            ("link answers taken, answer lost in flight", str(self.link_answers_lost_in_flight)),
+            ("linked devices checked listed, logging in", str(self.checked_linked_devices)),
+            ("unlinked devices checked absent", str(self.checked_unlinked_refused)),
+            ("second uses of a slot refused", str(self.checked_slot_reuse_refused)),
+            ("spent slots checked gone", str(self.checked_slots_spent)),
+            ("valid link steps refused", str(len(self.link_steps_refused))),
+            ("slots used twice", str(len(self.link_slots_reused))),
+            ("acknowledged link messages lost", str(len(self.link_lost))),
+            ("registered linked devices missing", str(len(self.linked_missing))),
+            ("devices without a valid approval", str(len(self.unapproved_devices))),
+            ("kills while a rotation ran", str(self.kills_mid_rotation)),
+            ("wraps to a superseded usable key accepted", str(self.checked_old_key_accepted)),
+            ("wraps to a key past its time refused", str(self.checked_stale_refused)),
+            ("certificates checked last acknowledged", str(self.checked_certificates)),
+            ("key statuses checked", str(self.checked_key_status)),
+            ("messages opened with a superseded key", str(self.checked_old_key_opened)),
+            ("valid rotations refused", str(len(self.rotations_refused))),
+            ("wraps past their key's time accepted", str(len(self.stale_wraps_accepted))),
+            ("wraps to usable keys refused", str(len(self.live_wraps_refused))),
+            ("certificates not the last acknowledged", str(len(self.certificates_wrong))),
+            ("key statuses wrong", str(len(self.key_status_wrong))),
             ("seconds", f"{self.seconds:.1f}"),
         ]
         return rows

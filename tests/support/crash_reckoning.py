@@ -41,12 +41,17 @@ class Reckoning:
         if sent.send == "unknown":
             sent.send = "ok" if report is not None else "failed"
             self.findings.resolved_unknown["send (at the end)"] += 1
+        if sent.send == "failed" and report is not None:
+            refusal = f"{name}: refused, yet its report answers ({report.get('state')})"
+            self.findings.refused_but_stored.append(refusal)
+        if sent.recall == "failed" and report is not None and report.get("state") == "recalled":
+            self.findings.refused_but_stored.append(f"{name}: recall refused, yet applied")
         if sent.send != "ok":
             return
         if report is None:
             self.findings.lost.append(name)
             return
-        if sent.expires_at is not None:  # destroyed by its timer, or by a recall before it
+        if sent.timer is not None:  # destroyed by its timer, or by a recall before it
             await self._reckon_timed(sent, report)
             return
         recalled = report.get("state") == "recalled"
@@ -110,7 +115,7 @@ class Reckoning:
                 sent.recipient is person
                 and sent.send == "ok"
                 and not sent.recall
-                and sent.expires_at is None
+                and sent.timer is None
             )
             if still_there and notices[sent.header.message_id] != 1:
                 self.findings.missed_notices.append(
