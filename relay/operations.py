@@ -56,7 +56,8 @@ async def send(
 
 async def fetch(services: Services, session: Session, message_id: bytes | None, _: Any) -> Answer:
     assert message_id is not None
-    return 200, {"envelope": await services.messaging.fetch(session, message_id)}
+    envelope, key_id = await services.messaging.fetch(session, message_id)
+    return 200, {"envelope": envelope, "key_id": key_id}
 
 
 async def open_message(

@@ -109,6 +109,34 @@ def test_old_messages_open_after_rotation_and_the_old_key_goes_when_nothing_need
     assert [(k["key_id"], k["state"]) for k in keys] == [(rotated["key_id"], "current")]
 
 
+def _client_key_id(person: Person, message_id: str) -> str | None:
+    """The key id the profile's messages table keeps for a received message (the fetch's)."""
+    (database,) = [p for p in person.profile.iterdir() if p.suffix == ".db"]
+    with sqlite3.connect(database) as conn:
+        (key_id,) = conn.execute(
+            "SELECT key_id FROM messages WHERE message_id = ?", (bytes.fromhex(message_id),)
+        ).fetchone()
+    return None if key_id is None else bytes(key_id).hex()
+
+
+def test_a_message_fetched_after_a_rotation_names_the_old_key_and_opens(
+    tmp_path: Path, relay: RelayProcess
+) -> None:
+    alice, bob = _people(tmp_path, relay)
+    (first,) = bob.run("device", "keys", "--json").json()["keys"]
+    before = alice.run("send", "bob", "sealed before the rotation", "--json").json()
+    rotated = bob.run("device", "rotate", "--json").json()
+    assert rotated["key_id"] != first["key_id"]
+    bob.run("sync")  # the fetch comes after the rotation
+    assert _client_key_id(bob, before["id"]) == first["key_id"]
+    after = alice.run("send", "bob", "sealed after it", "--json").json()
+    bob.run("sync")
+    assert _client_key_id(bob, after["id"]) == rotated["key_id"]
+    opened = bob.run("open", before["id"][:8], "--json").json()
+    assert opened["text"] == "sealed before the rotation"
+    assert bob.run("open", after["id"][:8], "--json").json()["text"] == "sealed after it"
+
+
 def test_a_sender_with_a_stale_directory_recovers_by_itself(
     tmp_path: Path, relay: RelayProcess
 ) -> None:

@@ -2,8 +2,8 @@
 
 A device uploads a rotated certificate for itself; the directory serves it;
 a wrap names its key and is accepted only while that key accepts wraps;
-notices, opens and the key status tell the device which key each wrap is
-made to.
+notices, fetches, opens and the key status tell the device which key each
+wrap is made to.
 """
 
 from __future__ import annotations
@@ -81,8 +81,9 @@ async def _send(alice: Person, bob: Person, text: str, public: er.WrapPublicKey)
 
 async def _open(bob: Person, alice: Person, header: er.Header, private: er.WrapPrivateKey) -> str:
     path = f"/v1/messages/{header.message_id.hex()}"
-    envelope = (await bob.call("GET", path))["envelope"]
-    verified = er.open_envelope(envelope, alice.identity.public_key)
+    fetched = await bob.call("GET", path)
+    assert fetched["key_id"] == private.public_key.key_id  # what the fetch names opens it
+    verified = er.open_envelope(fetched["envelope"], alice.identity.public_key)
     answer = await bob.call("POST", path + "/open", {})
     assert answer["key_id"] == private.public_key.key_id
     key = er.unwrap_message_key(
@@ -230,7 +231,9 @@ async def test_bad_rotations_are_refused_and_change_nothing(pair: tuple[Person, 
     assert _refused(refused)[0] in (400, 403)
 
 
-async def test_notices_opens_and_key_status_name_the_key(pair: tuple[Person, Person]) -> None:
+async def test_notices_fetches_opens_and_key_status_name_the_key(
+    pair: tuple[Person, Person],
+) -> None:
     alice, bob = pair
     clock = bob.relay.clock
     old_public = bob.devices[0].secrets.wrap_key.public_key

@@ -70,7 +70,7 @@ async def test_a_whole_exchange_over_websockets(people: tuple[Person, Person]) -
         "type": "response",
         "id": fetched["id"],
         "status": 200,
-        "body": {"envelope": sealed.envelope},
+        "body": {"envelope": sealed.envelope, "key_id": wraps[0]["key_id"]},
     }
     opened = await bob_ws.call("open", header.message_id, {})
     assert opened["status"] == 200
