@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,11 @@ def _relay_key_id(relay: RelayProcess, message_id: str) -> str:
             "SELECT key_id FROM deliveries WHERE message_id = ?", (bytes.fromhex(message_id),)
         ).fetchone()
     return bytes(key_id).hex()
+
+
+def _metrics(relay: RelayProcess) -> str:
+    with urllib.request.urlopen(relay.url() + "/metrics", timeout=10) as answer:
+        return str(answer.read().decode())
 
 
 def _wait_until(ms: int) -> None:
@@ -219,6 +225,8 @@ def test_watch_rotates_while_it_runs(tmp_path: Path, relay: RelayProcess) -> Non
         assert wrapped_to in seen | {k["key_id"] for k in listed}
         assert wrapped_to != first["key_id"]  # the first key was superseded before the send
         assert [k["state"] for k in listed].count("current") == 1
+        # watch holds its WebSocket: the rotations it made went over it, not over HTTP
+        assert 'relay_requests_total{route="ws:certificate",status="201"}' in _metrics(relay)
     finally:
         watch.kill()
     assert bob.run("open", sent["id"][:8], "--json").json()["text"] == "to whatever key is current"
