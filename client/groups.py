@@ -90,7 +90,7 @@ def find_group(core: Core, name: str) -> StoredGroup:
 
 
 def _check_new_name(core: Core, name: str) -> None:
-    if not GROUP_NAME.match(name):
+    if not GROUP_NAME.fullmatch(name):
         raise UsageProblem(
             f"{name!r} is not a usable group name: 1 to 32 letters, digits, '.', '_' or '-'.",
             "bad_name",
