@@ -37,10 +37,15 @@ def find_bindir() -> Path | None:
     """The directory holding PostgreSQL's programs: E2E_RECALL_PG_BIN, PATH, then Debian's.
 
     Debian keeps the server programs out of PATH, in one directory per major
-    version; the newest installed wins.
+    version; the newest installed wins.  A directory named in
+    E2E_RECALL_PG_BIN is the only one looked at: an operator who names one
+    means that installation, not whichever else is found.
     """
     named = os.environ.get("E2E_RECALL_PG_BIN")
-    candidates = [Path(named)] if named else []
+    if named:
+        folder = Path(named)
+        return folder if all((folder / p).is_file() for p in PROGRAMS) else None
+    candidates: list[Path] = []
     on_path = shutil.which("initdb")
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
