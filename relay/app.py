@@ -15,6 +15,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import cast
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -27,6 +29,7 @@ from .handlers import setup_routes
 from .metrics import Metrics
 from .services import SERVICES, Services
 from .storage.base import Storage, StorageError
+from .storage.postgres import PostgresStorage
 from .storage.sqlite import SqliteStorage
 
 __all__ = ["IN_FLIGHT", "InFlight", "create_app"]
@@ -39,9 +42,23 @@ def _wall_clock() -> int:
 
 
 def _storage_for(config: Config, clock: Callable[[], int], metrics: Metrics) -> Storage:
+    if config.uses_postgres:
+        # cast until every store's mixin has joined PostgresStorage (issue 9, in progress)
+        return cast(
+            Storage, PostgresStorage(config.database, clock, config.db_pool_size, observer=metrics)
+        )
     return SqliteStorage(
         config.database_path, clock, observer=metrics, scrub_interval=config.scrub_interval / 1000
     )
+
+
+def _shown(config: Config) -> str:
+    """The database as the log may name it: a PostgreSQL URL without its password."""
+    if not config.uses_postgres:
+        return str(config.database_path)
+    parts = urlsplit(config.database)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{parts.username or ''}@{host}{parts.path}"
 
 
 def _metrics_token(path: Path | None) -> bytes | None:
@@ -187,7 +204,7 @@ def create_app(
             asyncio.create_task(services.timers.run_forever()),
             asyncio.create_task(services.gauges.run_forever()),
         ]
-        log.info("started", extra={"event": "started", "database": str(config.database_path)})
+        log.info("started", extra={"event": "started", "database": _shown(config)})
         try:
             yield
         finally:

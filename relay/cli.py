@@ -26,7 +26,7 @@ import ssl
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from e2e_recall.identity import fingerprint
 
@@ -37,7 +37,8 @@ from .metrics import Metrics
 from .relay_key import RelayKeyError, load_or_create_relay_key
 from .server import run_server
 from .services import Services
-from .storage.base import SchemaTooNew, StorageError
+from .storage.base import SchemaTooNew, Storage, StorageError
+from .storage.postgres import PostgresStorage
 from .storage.sqlite import SqliteStorage
 from .storage.sqlite_engine import SCHEMA_VERSION
 
@@ -118,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _storage(config: Config) -> SqliteStorage:
+def _storage(config: Config) -> Storage:
+    if config.uses_postgres:
+        return cast(Storage, PostgresStorage(config.database, pool_size=2))
     return SqliteStorage(config.database_path)
 
 

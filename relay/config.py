@@ -127,8 +127,14 @@ OPTIONS: tuple[Option, ...] = (
         "server",
         _parse_str,
         "",
-        "database URL, sqlite:///PATH",
+        "database URL: sqlite:///PATH, or postgresql://USER@HOST/DB for several processes",
         "URL",
+    ),
+    _count(
+        "db_pool_size",
+        "server",
+        10,
+        "connections each relay process keeps to PostgreSQL (ignored for SQLite)",
     ),
     Option(
         "tls_cert",
@@ -355,6 +361,10 @@ class Config:
         return url or f"sqlite:///{self.data_path / 'relay.db'}"
 
     @property
+    def uses_postgres(self) -> bool:
+        return self.database.startswith(("postgresql://", "postgres://"))
+
+    @property
     def database_path(self) -> Path:
         """The SQLite file the database URL names."""
         return Path(self.database.removeprefix("sqlite:///"))
@@ -444,8 +454,8 @@ def _validate(values: dict[str, Any]) -> None:
     if values["log_level"] not in ("debug", "info", "warning", "error"):
         raise ConfigError("log_level must be debug, info, warning or error")
     url = values["database_url"]
-    if url and not url.startswith("sqlite:///"):
-        raise ConfigError("database_url must be sqlite:///PATH (PostgreSQL support comes later)")
+    if url and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError("database_url must be sqlite:///PATH or postgresql://...")
     if values["max_opened_window"] > values["max_sealed_window"]:
         raise ConfigError("max_opened_window cannot be longer than max_sealed_window")
     for name in (
@@ -455,6 +465,7 @@ def _validate(values: dict[str, Any]) -> None:
         "max_websockets",
         "max_websockets_per_user",
         "max_pending_challenges",
+        "db_pool_size",
         "max_file_size",
         "blob_quota",
         "upload_expiry",

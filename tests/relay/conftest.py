@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from postgres import postgres_database
+
 from driver import Clock, Person, Relay, start_relay
+
+# The backends the relay's tests run on.  Until every PostgreSQL store exists (issue 9, in
+# progress) the default is SQLite alone; E2E_RECALL_TEST_BACKENDS=sqlite,postgresql runs both.
+BACKENDS = os.environ.get("E2E_RECALL_TEST_BACKENDS", "sqlite").split(",")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_options(backend: str) -> Iterator[dict[str, Any]]:
+    """The relay options that put its database on this test's backend."""
+    if backend == "sqlite":
+        yield {}
+        return
+    with postgres_database() as dsn:
+        yield {"database_url": dsn, "db_pool_size": 4}
 
 
 @pytest.fixture
@@ -20,8 +43,10 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def relay(tmp_path: Path, clock: Clock) -> AsyncIterator[Relay]:
-    running = await start_relay(tmp_path / "relay", clock)
+async def relay(
+    tmp_path: Path, clock: Clock, database_options: dict[str, Any]
+) -> AsyncIterator[Relay]:
+    running = await start_relay(tmp_path / "relay", clock, **database_options)
     yield running
     await running.runner.cleanup()
 

@@ -1,6 +1,7 @@
 """The Storage contract: every backend must pass these, with the same rules on top.
 
-Parametrised by backend; PostgreSQL joins the list when it exists.
+Parametrised by backend (the ``backend`` fixture of conftest.py), so SQLite
+and PostgreSQL are held to the same tests.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -30,17 +32,22 @@ from relay.storage.base import (
     UserRecord,
 )
 from relay.storage.blob_records import BlobRecord
+from relay.storage.postgres import PostgresStorage
 from relay.storage.sqlite import SqliteStorage
 
 T0 = 1_800_000_000_000
 
 
-@pytest.fixture(params=["sqlite"])
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    backend: Storage = SqliteStorage(tmp_path / "relay.db", clock=lambda: T0)
-    await backend.open()
-    yield backend
-    await backend.close()
+@pytest.fixture
+async def storage(tmp_path: Path, database_options: dict[str, Any]) -> AsyncIterator[Storage]:
+    opened: Storage
+    if "database_url" in database_options:
+        opened = cast(Storage, PostgresStorage(database_options["database_url"], lambda: T0))
+    else:
+        opened = SqliteStorage(tmp_path / "relay.db", clock=lambda: T0)
+    await opened.open()
+    yield opened
+    await opened.close()
 
 
 def _user(tag: bytes) -> UserRecord:

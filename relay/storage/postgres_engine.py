@@ -1,0 +1,318 @@
+"""The PostgreSQL engine: a connection pool, migrations, and transactions that retry.
+
+SQLite serialises every write on one thread; PostgreSQL serves many writers
+at once, from several relay processes.  So that a read-decide-write (a
+recall inside its window, a quota, a group head) can never act on stale
+facts, every write runs SERIALIZABLE: when two transactions would have seen
+each other's effects in an order no serial run gives, the server refuses one
+(SQLSTATE 40001) and the engine runs it again from the start.  A write is
+acknowledged only after its COMMIT returned, which with the server's default
+``synchronous_commit=on`` means the commit record reached disk.
+
+Other relay processes learn of queued events by NOTIFY, issued inside the
+transaction that queued them: PostgreSQL delivers a notification only when
+its transaction commits, and never for one that rolled back, so a process is
+never told of events that do not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+from typing import Protocol, TypeAlias, TypeVar
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from .base import EventRecord, SchemaTooNew, StorageError
+
+__all__ = [
+    "EVENTS_CHANNEL",
+    "SCHEMA_VERSION",
+    "Conn",
+    "PostgresEngine",
+    "PostgresObserver",
+    "Tx",
+]
+
+T = TypeVar("T")
+# A connection as the store methods get it: from the pool (a proxy) or opened alone.
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+log = logging.getLogger("relay.storage")
+
+EVENTS_CHANNEL = "e2e_recall_events"
+_MIGRATION_LOCK = 0x6532_6552_6563_616C  # pg_advisory_xact_lock key: one migrator at a time
+_ATTEMPTS = 30  # serialization failures retried before the write fails as StorageError
+_NOTIFY_LIMIT = 7900  # bytes per NOTIFY payload (the server's limit is 8000)
+_RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+
+
+class PostgresObserver(Protocol):
+    """Told how long the database takes (the relay's metrics)."""
+
+    def on_commit(self, jobs: int, seconds: float) -> None: ...
+
+    def on_read(self, seconds: float) -> None: ...
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("relay.storage").joinpath("migrations", "postgresql")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
+    return sorted(found)
+
+
+SCHEMA_VERSION = max(version for version, _ in _migrations())
+
+
+class Tx:
+    """One write transaction as the store methods see it.
+
+    Events and after-commit work are collected here rather than acted on,
+    because a transaction that fails to serialise runs again from the start:
+    only the attempt that committed may tell anyone anything.
+    """
+
+    __slots__ = ("_callbacks", "conn", "events")
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self.events: list[EventRecord] = []
+        self._callbacks: list[Callable[[], None]] = []
+
+    def announce(self, events: list[EventRecord]) -> None:
+        """Events this transaction inserted (with their sequence numbers)."""
+        self.events.extend(events)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the transaction has committed (never if it rolls back)."""
+        self._callbacks.append(callback)
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested transaction: an exception inside rolls back only what it wrote."""
+        async with self.conn.transaction():
+            yield
+
+
+def _payloads(origin: str, device_ids: set[bytes]) -> list[str]:
+    """NOTIFY payloads naming these devices, each within the server's size limit."""
+    payloads: list[str] = []
+    current = origin
+    for device_id in sorted(device_ids):
+        part = device_id.hex()
+        if len(current) + 1 + len(part) > _NOTIFY_LIMIT:
+            payloads.append(current)
+            current = origin
+        current = f"{current} {part}"
+    if current != origin:
+        payloads.append(current)
+    return payloads
+
+
+def _storage_error(exc: BaseException) -> StorageError:
+    """A database failure as the relay reports it; the server's message names no content."""
+    if isinstance(exc, asyncpg.PostgresError):
+        sqlstate = getattr(exc, "sqlstate", None) or "?"
+        return StorageError(f"PostgreSQL failed ({type(exc).__name__}, SQLSTATE {sqlstate})")
+    return StorageError(f"PostgreSQL is unreachable ({type(exc).__name__})")
+
+
+class PostgresEngine:
+    """A pool of connections to one database, and the two ways to use it."""
+
+    def __init__(
+        self, dsn: str, pool_size: int = 10, observer: PostgresObserver | None = None
+    ) -> None:
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self.observer = observer
+        self.origin = secrets.token_hex(8)  # this process, in the NOTIFY payloads it sends
+        self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._on_devices: list[Callable[[set[bytes]], None]] = []
+        self.announce: Callable[[list[EventRecord]], None] | None = None  # set by the storage
+        self._vacuum_due = asyncio.Event()
+        self._vacuum_task: asyncio.Task[None] | None = None
+        self.vacuum_delay = 1.0  # seconds: purges close together share one VACUUM
+
+    # lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect, bring the schema up to date, and listen for other processes' events."""
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self.pool_size, command_timeout=60
+            )
+            async with self._pool.acquire() as conn:
+                await self._migrate(conn)
+            self._listener = await asyncpg.connect(self.dsn)
+            await self._listener.add_listener(EVENTS_CHANNEL, self._heard)
+            self._vacuum_task = asyncio.create_task(self._vacuum_loop())
+        except (SchemaTooNew, StorageError):
+            await self.stop()
+            raise
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            await self.stop()
+            raise _storage_error(exc) from None
+
+    async def stop(self) -> None:
+        if self._vacuum_task is not None:
+            self._vacuum_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._vacuum_task
+            self._vacuum_task = None
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close(timeout=5)
+            self._listener = None
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pool.close(), timeout=10)
+            self._pool = None
+
+    async def _migrate(self, conn: Conn) -> int:
+        """Apply each newer migration, one transaction each, under a cluster-wide lock."""
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"
+            )
+            current = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
+            if current > SCHEMA_VERSION:
+                raise SchemaTooNew(
+                    f"the database is at schema version {current}, newer than this relay's "
+                    f"{SCHEMA_VERSION}: a newer e2e-recall-relay wrote it, so run that version "
+                    "(or restore the backup taken before the upgrade); it was left untouched"
+                )
+            for version, script in _migrations():
+                if version > current:
+                    await conn.execute(script)
+                    await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
+                    log.info("migrated", extra={"event": "migrated", "schema_version": version})
+        return max(current, SCHEMA_VERSION)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StorageError("the PostgreSQL storage is not open")
+        return self._pool
+
+    # transactions ---------------------------------------------------------------------------
+    async def write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run ``fn`` in one SERIALIZABLE transaction, again if it fails to serialise."""
+        started = time.perf_counter()
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with self.pool.acquire() as conn:
+                    tx = Tx(conn)
+                    async with conn.transaction(isolation="serializable"):
+                        result = await fn(tx)
+                        await self._notify(conn, tx.events)
+            except _RETRYABLE:
+                await asyncio.sleep(min(0.2, 0.002 * 2**attempt) * random.random())  # noqa: S311
+                continue
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                raise _storage_error(exc) from None
+            if self.observer is not None:
+                self.observer.on_commit(1, time.perf_counter() - started)
+            self._committed(tx)
+            return result
+        raise StorageError(
+            f"PostgreSQL refused the write {_ATTEMPTS} times as conflicting with others"
+        )
+
+    async def read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``fn`` on one consistent snapshot (REPEATABLE READ, READ ONLY)."""
+        started = time.perf_counter()
+        try:
+            async with (
+                self.pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                result = await fn(conn)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            raise _storage_error(exc) from None
+        if self.observer is not None:
+            self.observer.on_read(time.perf_counter() - started)
+        return result
+
+    async def execute_outside(self, statement: str) -> None:
+        """A statement that cannot run in a transaction block (VACUUM)."""
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.execute(statement)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            raise _storage_error(exc) from None
+
+    # events across processes ----------------------------------------------------------------
+    def on_devices(self, callback: Callable[[set[bytes]], None]) -> None:
+        """Call ``callback`` with the devices another process just queued events for."""
+        self._on_devices.append(callback)
+
+    def _committed(self, tx: Tx) -> None:
+        if tx.events and self.announce is not None:
+            self.announce(tx.events)
+        for callback in tx._callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed", extra={"event": "callback_failed"})
+
+    async def _notify(self, conn: Conn, events: list[EventRecord]) -> None:
+        for payload in _payloads(self.origin, {event.device_id for event in events}):
+            await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, payload)
+
+    def _heard(self, _conn: Conn, _pid: int, _channel: str, payload: object) -> None:
+        if not isinstance(payload, str):
+            return
+        origin, _, rest = payload.partition(" ")
+        if origin == self.origin or not rest:
+            return
+        try:
+            devices = {bytes.fromhex(part) for part in rest.split()}
+        except ValueError:
+            log.warning("unreadable notification", extra={"event": "bad_notification"})
+            return
+        for callback in self._on_devices:
+            callback(devices)
+
+    # destroyed content ----------------------------------------------------------------------
+    def request_checkpoint(self) -> None:
+        """Ciphertext or keys were destroyed: VACUUM the tables that held them soon.
+
+        The SQLite backend's name for the same request.  A deleted or
+        overwritten row stays in its table's pages as a dead tuple until
+        VACUUM marks the space free; this does not overwrite those bytes
+        (docs/threat-model.md says what remains and for how long), but it
+        lets the next writes reuse the space instead of leaving the old
+        versions behind indefinitely.
+        """
+        self._vacuum_due.set()
+
+    async def vacuum(self) -> float:
+        """VACUUM the tables that hold ciphertext, wraps and keys; the seconds it took."""
+        started = time.perf_counter()
+        await self.execute_outside(
+            "VACUUM messages, deliveries, events, links, wrap_keys, sessions"
+        )
+        return time.perf_counter() - started
+
+    async def _vacuum_loop(self) -> None:
+        while True:
+            await self._vacuum_due.wait()
+            await asyncio.sleep(self.vacuum_delay)
+            self._vacuum_due.clear()
+            try:
+                await self.vacuum()
+            except StorageError:
+                log.warning("vacuum failed", extra={"event": "vacuum_failed"})
+                self._vacuum_due.set()
+                await asyncio.sleep(10)
