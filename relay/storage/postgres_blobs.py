@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from .blob_records import BindRule, BlobListener, BlobRecord, BoundFile, CreateRule
-from .postgres_engine import PostgresEngine, Tx
+from .postgres_engine import Conn, PostgresEngine, Tx
 
 __all__ = [
     "PostgresBlobs",
@@ -36,7 +36,7 @@ def _to_blob(row: asyncpg.Record) -> BlobRecord:
 
 
 async def read_files(
-    conn: asyncpg.Connection, message_id: bytes
+    conn: Conn, message_id: bytes
 ) -> tuple[tuple[BoundFile, ...], frozenset[tuple[bytes, bytes]]]:
     """The message's bound files (with whether each still exists) and their downloads."""
     found = await conn.fetch(
@@ -57,7 +57,7 @@ async def read_files(
 
 
 async def bind(
-    conn: asyncpg.Connection,
+    conn: Conn,
     message_id: bytes,
     sender: bytes,
     blob_ids: Sequence[bytes],
@@ -86,7 +86,7 @@ async def bind(
     )
 
 
-async def destroy(conn: asyncpg.Connection, message_id: bytes) -> list[bytes]:
+async def destroy(conn: Conn, message_id: bytes) -> list[bytes]:
     """Delete the rows of the message's blobs and their downloads; the ids destroyed."""
     gone = await conn.fetch("DELETE FROM blobs WHERE message_id = $1 RETURNING blob_id", message_id)
     ids = [row[0] for row in gone]
@@ -95,9 +95,7 @@ async def destroy(conn: asyncpg.Connection, message_id: bytes) -> list[bytes]:
     return ids
 
 
-async def record_downloads(
-    conn: asyncpg.Connection, items: Sequence[tuple[bytes, bytes, int]]
-) -> None:
+async def record_downloads(conn: Conn, items: Sequence[tuple[bytes, bytes, int]]) -> None:
     if items:
         await conn.executemany(
             "INSERT INTO blob_downloads (blob_id, device_id, downloaded_at) VALUES ($1, $2, $3) "
@@ -106,7 +104,7 @@ async def record_downloads(
         )
 
 
-async def forget(conn: asyncpg.Connection, message_ids: Sequence[bytes]) -> list[bytes]:
+async def forget(conn: Conn, message_ids: Sequence[bytes]) -> list[bytes]:
     """With forgotten tombstones: their file records, and any blob row left (ids returned)."""
     if not message_ids:
         return []
@@ -166,7 +164,7 @@ class PostgresBlobs:
         return await self._engine.write(run)
 
     async def get_blob(self, blob_id: bytes) -> BlobRecord | None:
-        async def run(conn: asyncpg.Connection) -> BlobRecord | None:
+        async def run(conn: Conn) -> BlobRecord | None:
             row = await conn.fetchrow(
                 f"SELECT {BLOB_COLUMNS} FROM blobs WHERE blob_id = $1", blob_id
             )
@@ -217,7 +215,7 @@ class PostgresBlobs:
         return ids
 
     async def known_blobs(self, blob_ids: Sequence[bytes]) -> set[bytes]:
-        async def run(conn: asyncpg.Connection) -> set[bytes]:
+        async def run(conn: Conn) -> set[bytes]:
             found = await conn.fetch(
                 "SELECT blob_id FROM blobs WHERE blob_id = ANY($1::bytea[])", list(blob_ids)
             )
@@ -228,7 +226,7 @@ class PostgresBlobs:
         return await self._engine.read(run)
 
     async def message_of_blob(self, blob_id: bytes) -> bytes | None:
-        async def run(conn: asyncpg.Connection) -> bytes | None:
+        async def run(conn: Conn) -> bytes | None:
             found: bytes | None = await conn.fetchval(
                 "SELECT message_id FROM message_files WHERE blob_id = $1", blob_id
             )

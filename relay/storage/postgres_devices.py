@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import asyncpg
-
 from e2e_recall.report import DeviceState, Event, next_state
 
 from ..errors import Conflict, NotFound, RateLimited
 from .base import NewEvent
 from .device_records import LinkRecord, RevokeOutcome
-from .postgres_engine import PostgresEngine, Tx
+from .postgres_engine import Conn, PostgresEngine, Tx
 from .postgres_event_rows import queue_events
 
 __all__ = ["PostgresDevices"]
@@ -27,9 +25,7 @@ _LINK_COLUMNS = "link_id, user_id, device_id, request, answer, created_at, expir
 _PENDING = (DeviceState.QUEUED, DeviceState.SEALED)
 
 
-async def _link(
-    conn: asyncpg.Connection, link_id: bytes, now: int, lock: str = ""
-) -> LinkRecord | None:
+async def _link(conn: Conn, link_id: bytes, now: int, lock: str = "") -> LinkRecord | None:
     row = await conn.fetchrow(
         f"SELECT {_LINK_COLUMNS} FROM links WHERE link_id = $1 AND expires_at > $2 {lock}",
         link_id,
@@ -124,6 +120,8 @@ class PostgresDevices:
             if link.answer is None:
                 return True, None
             await tx.conn.execute("DELETE FROM links WHERE link_id = $1", link_id)
+            # The sealed identity key leaves the table's pages at the next VACUUM.
+            tx.after_commit(self._engine.request_checkpoint)
             return True, link.answer
 
         return await self._engine.write(run)
@@ -173,6 +171,7 @@ class PostgresDevices:
                     "WHERE message_id = $2 AND device_id = $3",
                     changed,
                 )
+                tx.after_commit(self._engine.request_checkpoint)
             await queue_events(tx, events, now)
             return RevokeOutcome(revoked_at, True, len(held))
 

@@ -19,7 +19,7 @@ import asyncpg
 
 from ..errors import Conflict
 from .group_records import GroupRecord, GroupView, GroupWrite, MemberRecord, MembershipRule
-from .postgres_engine import PostgresEngine, Tx
+from .postgres_engine import Conn, PostgresEngine, Tx
 from .postgres_event_rows import queue_events
 
 __all__ = ["PostgresGroups", "check_membership", "read_group"]
@@ -35,7 +35,7 @@ def _to_group(row: asyncpg.Record) -> GroupRecord:
 
 
 async def read_group(
-    conn: asyncpg.Connection,
+    conn: Conn,
     group_id: bytes | None,
     conversation_id: bytes | None,
     change_seq: int | None = None,
@@ -70,9 +70,7 @@ async def read_group(
     return GroupView(group, members, change_at)
 
 
-async def check_membership(
-    conn: asyncpg.Connection, conversation_id: bytes, rule: MembershipRule | None
-) -> None:
+async def check_membership(conn: Conn, conversation_id: bytes, rule: MembershipRule | None) -> None:
     """Give ``rule`` the group row of ``conversation_id`` as this transaction sees it.
 
     Only the row (seq and head), one indexed read, held ``FOR SHARE`` until
@@ -88,7 +86,7 @@ async def check_membership(
     rule(_to_group(row) if row else None)
 
 
-async def write_group(conn: asyncpg.Connection, view: GroupView | None, write: GroupWrite) -> None:
+async def write_group(conn: Conn, view: GroupView | None, write: GroupWrite) -> None:
     """Apply an accepted change: the group row, the change, the member rows (no events)."""
     group, change = write.group, write.change
     if view is None:
@@ -151,7 +149,7 @@ class PostgresGroups:
     async def group_changes(self, group_id: bytes, upto: int | None = None) -> list[bytes]:
         limit = _NO_SEQ_LIMIT if upto is None else upto
 
-        async def run(conn: asyncpg.Connection) -> list[bytes]:
+        async def run(conn: Conn) -> list[bytes]:
             found = await conn.fetch(
                 "SELECT change FROM group_changes WHERE group_id = $1 AND seq <= $2 ORDER BY seq",
                 group_id,

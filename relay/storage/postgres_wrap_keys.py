@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import asyncpg
-
 from ..errors import Conflict, NotFound
-from .postgres_engine import PostgresEngine, Tx
+from .postgres_engine import Conn, PostgresEngine, Tx
 from .wrap_key_records import WrapKeyRecord
 
 __all__ = ["PostgresWrapKeys"]
@@ -27,7 +25,7 @@ class PostgresWrapKeys:
     _clock: Callable[[], int]
 
     async def previous_keys(self, device_id: bytes, now: int) -> list[WrapKeyRecord]:
-        async def run(conn: asyncpg.Connection) -> list[WrapKeyRecord]:
+        async def run(conn: Conn) -> list[WrapKeyRecord]:
             found = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM wrap_keys WHERE device_id = $1 AND usable_until > $2 "
                 "ORDER BY created_at",
@@ -82,7 +80,7 @@ class PostgresWrapKeys:
         return await self._engine.write(run)
 
     async def pending_by_key(self, device_id: bytes) -> dict[bytes | None, int]:
-        async def run(conn: asyncpg.Connection) -> dict[bytes | None, int]:
+        async def run(conn: Conn) -> dict[bytes | None, int]:
             found = await conn.fetch(
                 "SELECT key_id, count(*) FROM deliveries WHERE device_id = $1 "
                 "AND wrap IS NOT NULL GROUP BY key_id",
