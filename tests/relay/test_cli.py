@@ -161,7 +161,7 @@ BAD_FLAGS = [
     (("--only-while-unread", "maybe"), "only_while_unread"),
     (("--max-message-size", "12KB"), "max_message_size"),
     (("--tls-cert", "cert.pem"), "tls_key"),
-    (("--database-url", "postgresql://relay@db/relay"), "database_url"),
+    (("--database-url", "mysql://relay@db/relay"), "database_url"),
     (("--log-level", "chatty"), "log_level"),
 ]
 

@@ -448,13 +448,12 @@ def test_equal_opened_and_sealed_windows_are_accepted() -> None:
 @pytest.mark.parametrize(
     "url",
     [
-        "postgresql://relay@localhost/relay",
         "mysql://localhost/relay",
         "sqlite://relative.db",
         "/var/lib/relay/relay.db",
     ],
 )
-def test_a_database_url_that_is_not_sqlite_is_refused(url: str) -> None:
+def test_a_database_url_neither_sqlite_nor_postgresql_is_refused(url: str) -> None:
     message = _error(env={"E2E_RECALL_RELAY_DATABASE_URL": url})
     assert "database_url" in message
     assert "sqlite" in message
@@ -462,7 +461,17 @@ def test_a_database_url_that_is_not_sqlite_is_refused(url: str) -> None:
 
 def test_an_sqlite_database_url_is_accepted(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
-    assert load_config(env={}, flags={"database_url": url}).database == url
+    config = load_config(env={}, flags={"database_url": url})
+    assert config.database == url
+    assert not config.uses_postgres
+
+
+@pytest.mark.parametrize("url", ["postgresql://relay@db/relay", "postgres://relay@db/relay"])
+def test_a_postgresql_database_url_is_accepted(url: str) -> None:
+    config = load_config(env={}, flags={"database_url": url, "db_pool_size": "25"})
+    assert config.uses_postgres
+    assert (config.database, config.db_pool_size) == (url, 25)
+    assert "db_pool_size" in _error(env={"E2E_RECALL_RELAY_DB_POOL_SIZE": "0"})
 
 
 @pytest.mark.parametrize("level", ["verbose", "INFO ", "trace"])
