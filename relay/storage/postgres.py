@@ -14,7 +14,11 @@ from collections.abc import Callable
 
 from .base import EventListener, EventRecord
 from .blob_records import BlobListener
+from .postgres_accounts import PostgresAccounts
 from .postgres_engine import Conn, PostgresEngine, PostgresObserver
+from .postgres_events import PostgresEvents
+from .postgres_expiry import PostgresExpiry
+from .postgres_messages import PostgresMessages
 
 __all__ = ["PostgresStorage", "is_postgres_url"]
 
@@ -26,7 +30,7 @@ def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
-class PostgresStorage:
+class PostgresStorage(PostgresAccounts, PostgresMessages, PostgresEvents, PostgresExpiry):
     """Every store on one PostgreSQL database, shared by any number of relay processes."""
 
     def __init__(
