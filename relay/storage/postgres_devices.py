@@ -14,10 +14,10 @@ from collections.abc import Callable
 from e2e_recall.report import DeviceState, Event, next_state
 
 from ..errors import Conflict, NotFound, RateLimited
+from . import postgres_rows as rows
 from .base import NewEvent
 from .device_records import LinkRecord, RevokeOutcome
 from .postgres_engine import Conn, PostgresEngine, Tx
-from .postgres_event_rows import queue_events
 
 __all__ = ["PostgresDevices"]
 
@@ -91,7 +91,7 @@ class PostgresDevices:
             await tx.conn.execute(
                 "UPDATE links SET request = $1 WHERE link_id = $2", request, link_id
             )
-            await queue_events(tx, [event], now)
+            await rows.insert_events(tx, [event], now)
 
         await self._engine.write(run)
 
@@ -172,7 +172,7 @@ class PostgresDevices:
                     changed,
                 )
                 tx.after_commit(self._engine.request_checkpoint)
-            await queue_events(tx, events, now)
+            await rows.insert_events(tx, events, now)
             return RevokeOutcome(revoked_at, True, len(held))
 
         return await self._engine.write(run)

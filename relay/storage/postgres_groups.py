@@ -5,9 +5,10 @@ The same rows as :mod:`.sqlite_groups`, written whole from the
 single writer serialises a change's read-decide-write for free; here the
 group row is read ``FOR UPDATE`` so two relay processes accepting changes to
 one group queue behind each other instead of failing serialisation.  A send
-to a group's conversation reads the row ``FOR SHARE`` (:func:`check_membership`)
-in the transaction that stores the message, so a change cannot commit
-between the membership rule and the message's write.
+to a group's conversation reads the row ``FOR SHARE``
+(:func:`.postgres_rows.check_membership`) in the transaction that stores the
+message, so a change cannot commit between the membership rule and the
+message's write.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import TypeVar
 import asyncpg
 
 from ..errors import Conflict
-from .group_records import GroupRecord, GroupView, GroupWrite, MemberRecord, MembershipRule
+from . import postgres_rows as rows
+from .group_records import GroupRecord, GroupView, GroupWrite, MemberRecord
 from .postgres_engine import Conn, PostgresEngine, Tx
-from .postgres_event_rows import queue_events
 
-__all__ = ["PostgresGroups", "check_membership", "read_group"]
+__all__ = ["PostgresGroups", "read_group", "write_group"]
 
 T = TypeVar("T")
 _GROUP_COLUMNS = "group_id, conversation_id, seq, head, created_at, updated_at"
@@ -68,22 +69,6 @@ async def read_group(
             change_seq,
         )
     return GroupView(group, members, change_at)
-
-
-async def check_membership(conn: Conn, conversation_id: bytes, rule: MembershipRule | None) -> None:
-    """Give ``rule`` the group row of ``conversation_id`` as this transaction sees it.
-
-    Only the row (seq and head), one indexed read, held ``FOR SHARE`` until
-    the message commits: a change to the group waits for the send, or the
-    send for the change, never both passing on a stale head.
-    """
-    if rule is None:
-        return
-    row = await conn.fetchrow(
-        f"SELECT {_GROUP_COLUMNS} FROM groups WHERE conversation_id = $1 FOR SHARE",
-        conversation_id,
-    )
-    rule(_to_group(row) if row else None)
 
 
 async def write_group(conn: Conn, view: GroupView | None, write: GroupWrite) -> None:
@@ -172,7 +157,7 @@ class PostgresGroups:
             write, result = decide(view)
             if write is not None:
                 await write_group(tx.conn, view, write)
-                await queue_events(tx, write.events, now)
+                await rows.insert_events(tx, write.events, now)
             return result
 
         return await self._engine.write(run)
