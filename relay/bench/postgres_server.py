@@ -19,6 +19,7 @@ import contextlib
 import glob
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
@@ -129,9 +130,9 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def version(self) -> str:
-        """The server's version, such as ``15.8``."""
-        text = self.run("postgres", "--version").strip()
-        return text.rsplit(" ", 1)[-1] if text else "unknown"
+        """The server's version, such as ``15.8``, from ``postgres (PostgreSQL) 15.8 (...)``."""
+        found = re.search(r"\(PostgreSQL\) (\S+)", self.run("postgres", "--version"))
+        return found.group(1) if found else "unknown"
 
     def dsn(self, database: str) -> str:
         """A URL for ``database`` on this server's socket, as the relay's database_url."""
