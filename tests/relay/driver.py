@@ -10,17 +10,13 @@ and WebSocket API the way a client does, using only ``e2e_recall``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import os
-import re
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
+import stored_rows
 from aiohttp import web
 
 import e2e_recall as er
@@ -74,50 +70,22 @@ class Relay:
     def database_files(self) -> list[Path]:
         return [p for p in self.data_dir.iterdir() if p.name.startswith("relay.db")]
 
-    async def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        """Rows of a read-only query on the relay's own database, on either backend.
-
-        For tests that check what is stored, beneath the API.  Written with
-        ``?`` placeholders; on PostgreSQL they become ``$1, $2, ...``.
-        """
+    @property
+    def database(self) -> str | Path:
+        """The relay's database: its SQLite file, or its PostgreSQL URL."""
         config = self.services.config
-        if config.uses_postgres:
-            numbers = itertools.count(1)
-            numbered = re.sub(r"\?", lambda _: f"${next(numbers)}", sql)
-            conn = await asyncpg.connect(config.database)
-            try:
-                return [tuple(row) for row in await conn.fetch(numbered, *params)]
-            finally:
-                await conn.close()
-        uri = f"file:{config.database_path}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-            return db.execute(sql, params).fetchall()
+        return config.database if config.uses_postgres else config.database_path
 
-    async def database_contents(self) -> bytes:
-        """Everything the relay's database holds, to search for what must never be stored.
-
-        SQLite: the bytes of its files (database, WAL).  PostgreSQL: every
-        value of every row of the relay's tables (the server's own files are
-        the remanence suite's subject).
-        """
-        if not self.services.config.uses_postgres:
-            return b"".join(path.read_bytes() for path in self.database_files())
-        tables = await self.query(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-        )
-        parts: list[bytes] = []
-        for (table,) in tables:
-            for row in await self.query(f'SELECT * FROM "{table}"'):
-                for value in row:
-                    if isinstance(value, bytes):
-                        parts.append(value)
-                    elif value is not None:
-                        parts.append(str(value).encode())
-        return b"\x00".join(parts)
+    async def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query on the relay's own database (``?`` placeholders)."""
+        return await stored_rows.query(self.database, sql, *params)
 
     async def count(self, sql: str, *params: Any) -> int:
-        """The single number a ``SELECT count(*) ...`` answers."""
-        return int((await self.query(sql, *params))[0][0])
+        return await stored_rows.count(self.database, sql, *params)
+
+    async def database_contents(self) -> bytes:
+        """What the database holds (:func:`stored_rows.contents`), to search for secrets."""
+        return await stored_rows.contents(self.database)
 
 
 async def start_relay(
