@@ -90,7 +90,7 @@ def find_group(core: Core, name: str) -> StoredGroup:
 
 
 def _check_new_name(core: Core, name: str) -> None:
-    if not GROUP_NAME.match(name):
+    if not GROUP_NAME.fullmatch(name):
         raise UsageProblem(
             f"{name!r} is not a usable group name: 1 to 32 letters, digits, '.', '_' or '-'.",
             "bad_name",
@@ -166,8 +166,14 @@ def _store(
     return stored
 
 
-async def refresh_group(core: Core, group_id: bytes) -> StoredGroup:
-    """Fetch the group's chain, verify it whole, and keep it if it extends ours."""
+async def refresh_group(core: Core, group_id: bytes, name: str | None = None) -> StoredGroup:
+    """Fetch the group's chain, verify it whole, and keep it if it extends ours.
+
+    ``name`` is a name another of our devices gave the group (a link
+    answer's): a group new here takes it when it is a valid name that no
+    group or contact here has, else a name made from its id.  The chain alone
+    decides who the members are.
+    """
     old = by_id(core.store, group_id)
     chain = await _fetch_chain(core, group_id)
     known = old.changes() if old else []
@@ -181,7 +187,16 @@ async def refresh_group(core: Core, group_id: bytes) -> StoredGroup:
         return old
     state = await _replay(core, group_id, chain)
     await _learn_members(core, state)
-    return _store(core, state, chain, old, None)
+    return _store(core, state, chain, old, _free_name(core, name))
+
+
+def _free_name(core: Core, name: str | None) -> str | None:
+    """``name`` if it may name a new group here: valid, and no group's or contact's."""
+    if name is None or not GROUP_NAME.fullmatch(name):
+        return None
+    if by_name(core.store, name) is not None or core.store.contact_by_name(name) is not None:
+        return None
+    return name
 
 
 async def _verified_next(

@@ -4,11 +4,13 @@ The old device (:class:`LinkOffer`) opens a slot at its relay named by a
 one-time code's ``link_id``, waits for the sealed request, certifies the
 keys in it with the identity and answers with everything the new device
 needs: the identity key, the certificate, an approval for the relay, the
-contacts (pinned keys and verification flags) and the group ids.  The new
-device (:func:`join`) sends the request, waits for the answer, checks it
-certifies exactly its own keys, and only then creates its profile,
-registers with the approval and fetches each group's chain, verifying it as
-any member does.  History is not copied.
+contacts (pinned keys and verification flags), the group ids and the name
+this device shows for each.  The new device (:func:`join`) sends the
+request, waits for the answer, checks it certifies exactly its own keys,
+and only then creates its profile, registers with the approval and fetches
+each group's chain, verifying it as any member does; each group takes the
+old device's name (the chain, not the name, says who is in it).  History
+is not copied.
 
 The code's secret is kept only as long as the exchange lasts (Python cannot
 wipe memory; the objects holding it are dropped as soon as the keys are
@@ -141,6 +143,7 @@ class LinkOffer:
             certificate=certificate,
         )
         handle = core.store.get_meta("handle")
+        groups = [g for g in list_groups(core.store) if g.member]
         sealed = seal_link_answer(
             link_id=self.keys.link_id,
             link_key=self.keys.link_key,
@@ -150,7 +153,8 @@ class LinkOffer:
             relay_url=core.relay.url,
             handle=handle.decode() if handle else None,
             contacts=_contacts(core),
-            groups=[g.group_id for g in list_groups(core.store) if g.member],
+            groups=[g.group_id for g in groups],
+            group_names={g.group_id: g.name for g in groups},
         )
         await account.authed(core, "PUT", f"{self.path}/answer", {"sealed": sealed})
 
@@ -342,9 +346,9 @@ async def join(
         _remove_profile(profile, fresh_root)
         raise
     problems = []
-    for group_id in answer.groups:
+    for group_id, name in answer.named_groups():
         try:
-            await refresh_group(core, group_id)
+            await refresh_group(core, group_id, name=name)  # named as the old device shows it
         except ClientError as exc:
             problems.append(f"group {group_id.hex()[:8]}: {exc.sentence}")
     return core, problems

@@ -8,7 +8,9 @@ the relay says another session of this device took over (close code 4409):
 the relay keeps one live connection per device, and two sessions
 reconnecting would only keep displacing each other.  While it listens it
 also deletes copies whose timer ran out and rotates the wrapping key when it
-is due, since a long-running client never passes through a command's start.
+is due, since a long-running client never passes through a command's start;
+the rotation's requests go over the WebSocket it holds (client/ws_channel.py),
+whose reader hands the frame loop everything but their answers.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .core import Core
 from .device_events import device_updates
 from .errors import ClientError, RelayKeyChanged, RelayUnreachable
 from .receiving import Update
+from .ws_channel import RequestChannel
 
 __all__ = [
     "FRAME_LIMITS",
@@ -156,9 +159,7 @@ async def watch(core: Core, stop: asyncio.Event | None = None) -> AsyncGenerator
         delay = min(delay * 2, _BACKOFF_MAX)
 
 
-async def _frames(
-    core: Core, ws: aiohttp.ClientWebSocketResponse, stop: asyncio.Event
-) -> AsyncIterator[Update]:
+async def _frames(core: Core, ws: RequestChannel, stop: asyncio.Event) -> AsyncIterator[Update]:
     """One connection's frames as updates, each event acknowledged once applied."""
     stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
     receiver: asyncio.Future[Any] | None = None

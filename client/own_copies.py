@@ -64,7 +64,12 @@ async def on_own_copy(core: Core, message_id: bytes, notice: dict[str, Any]) -> 
         raise
     try:
         _, row = verify_fetched(
-            core, myself(core), message_id, fetched["envelope"], peer_conversation(core, peer)
+            core,
+            myself(core),
+            message_id,
+            fetched["envelope"],
+            peer_conversation(core, peer),
+            fetched.get("key_id"),
         )
     except (E2ERecallError, UsageProblem, KeyError, TypeError):
         return Update(

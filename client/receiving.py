@@ -138,8 +138,12 @@ def verify_fetched(
     message_id: bytes,
     envelope: bytes,
     conversation_id: bytes | None = None,
+    key_id: bytes | None = None,
 ) -> tuple[Header, StoredMessage]:
     """Verify a fetched envelope against ``who``'s pinned key; the sealed row to keep.
+
+    ``key_id`` is the fetch answer's: the id of this device's key the wrap is
+    made to, kept on the row so that opening picks that one private key.
 
     The signature is checked before any header field is read; the header must
     name this message, its sender and our conversation with them (or the
@@ -174,6 +178,7 @@ def verify_fetched(
         expire_after=header.expire_after,
         expire_from=None if header.expire_from is None else str(header.expire_from),
         expires_at=copy_expires_at(header, None),  # from-opened: set when this device opens it
+        key_id=key_id if type(key_id) is bytes else None,
     )
     return header, row
 
@@ -218,7 +223,12 @@ async def _on_notice(core: Core, message_id: bytes, notice: dict[str, Any]) -> U
         raise
     try:
         header, row = verify_fetched(
-            core, who, message_id, fetched["envelope"], group.conversation_id if group else None
+            core,
+            who,
+            message_id,
+            fetched["envelope"],
+            group.conversation_id if group else None,
+            fetched.get("key_id"),
         )
     except (E2ERecallError, UsageProblem, KeyError, TypeError):
         return Update(
@@ -368,9 +378,13 @@ def open_body(
 def _unwrap(core: Core, row: StoredMessage, wrap: bytes, key_id: bytes | None) -> bytes:
     """Open the wrap with the private key it names (rotation keeps it until nothing needs it).
 
-    A wrap stored before key ids names none: each kept key is tried, newest first.
+    The open answer's key id comes with the wrap, so it wins; without one (a
+    relay that gives none there) the id the fetch answer named, kept on the
+    row, picks the key.  A wrap stored before key ids names none anywhere:
+    each kept key is tried, newest first.
     """
-    candidates = private_keys(core, key_id)
+    named = key_id if type(key_id) is bytes else row.key_id
+    candidates = private_keys(core, named)
     for index, private in enumerate(candidates):
         try:
             return unwrap_message_key(

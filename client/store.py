@@ -31,13 +31,15 @@ __all__ = ["Contact", "LocalStore", "OutboxItem", "StoredFile", "StoredMessage"]
 
 _NONCE_LEN = nacl.secret.SecretBox.NONCE_SIZE
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 # Version 2: the header's disappearing-message timer on each message, and when this copy
-# expires (added to a version 1 profile's table on opening).
-_TIMER_COLUMNS = (
+# expires.  Version 3: the id of this device's key a received message's wrap was made to,
+# as the fetch answer names it.  Both are added to an older profile's table on opening.
+_ADDED_COLUMNS = (
     ("expire_after", "INTEGER"),
     ("expire_from", "TEXT"),
     ("expires_at", "INTEGER"),
+    ("key_id", "BLOB"),
 )
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -78,7 +80,8 @@ CREATE TABLE IF NOT EXISTS messages (
     problem TEXT,
     expire_after INTEGER,
     expire_from TEXT,
-    expires_at INTEGER
+    expires_at INTEGER,
+    key_id BLOB
 );
 CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, sent_at);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -151,6 +154,7 @@ class StoredMessage:
     expire_after: int | None = None  # the header's timer (ms), None without one
     expire_from: str | None = None  # "sent" or "opened"
     expires_at: int | None = None  # when this copy is deleted here (None: no timer, or unopened)
+    key_id: bytes | None = None  # the key of ours its wrap is made to (None: sent, or no key id)
 
 
 @dataclass
@@ -210,7 +214,7 @@ class LocalStore:
                     "newer_profile",
                 )
             have = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
-            for name, kind in _TIMER_COLUMNS:
+            for name, kind in _ADDED_COLUMNS:
                 if name not in have:
                     self._db.execute(f"ALTER TABLE messages ADD COLUMN {name} {kind}")
             self._db.execute(

@@ -7,6 +7,7 @@ network failure becomes :class:`RelayUnreachable` and every refusal a
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from e2e_recall import wire
 from e2e_recall.errors import E2ERecallError
 
 from .errors import RelayRefused, RelayUnreachable, UsageProblem
+from .ws_channel import ChannelClosed, RequestChannel
 
 __all__ = ["MSGPACK", "Transport", "check_relay_url", "encode_body"]
 
@@ -29,6 +31,13 @@ _TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
 _STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 STREAM_CHUNK = 256 * 1024
 Progress = Callable[[int], None]  # told how many more bytes have moved
+# The routes that go over the event WebSocket while one is open, as the relay's op of the
+# same operation (docs/relay-api.md).  Each is answered the same when repeated, so one the
+# connection dropped is made again over HTTP.
+WS_OPS = {
+    ("POST", "/v1/devices/self/certificate"): "certificate",
+    ("GET", "/v1/devices/self/keys"): "keys",
+}
 
 
 def encode_body(body: dict[str, Any]) -> bytes:
@@ -53,6 +62,7 @@ class Transport:
         self.url = check_relay_url(url)
         self.token: str | None = None
         self._http: aiohttp.ClientSession | None = None
+        self.channel: RequestChannel | None = None  # the event WebSocket, while one is open
 
     async def __aenter__(self) -> Transport:
         return self
@@ -90,7 +100,21 @@ class Transport:
         *,
         auth: bool = True,
     ) -> dict[str, Any]:
-        """One request; the decoded answer map, or a typed error."""
+        """One request; the decoded answer map, or a typed error.
+
+        An authenticated route with a WebSocket op goes over the event
+        WebSocket while one is open (:data:`WS_OPS`), else over HTTP.
+        """
+        op = WS_OPS.get((method, path)) if auth else None
+        if op is not None and self.channel is not None and self.channel.open:
+            try:
+                status, answer = await self.channel.request(op, body, _TIMEOUT.total or 30)
+            except ChannelClosed:
+                pass  # made over HTTP below
+            except TimeoutError:
+                raise self._unreachable(TimeoutError()) from None
+            else:
+                return self._checked(status, answer)
         headers = {"Accept": MSGPACK}
         if auth and self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -130,6 +154,10 @@ class Transport:
             ) from None
         if not isinstance(answer, dict):
             raise RelayRefused("The relay's answer is not a map.", "bad_answer", status, {})
+        return self._checked(status, answer)
+
+    def _checked(self, status: int, answer: dict[str, Any]) -> dict[str, Any]:
+        """A decoded answer map, or the typed error its status and code make it."""
         if status >= 400:
             code = answer.get("error")
             sentence = answer.get("message")
@@ -222,8 +250,19 @@ class Transport:
             raise self._unreachable(exc) from None
         return received
 
-    def websocket(self, cursor: int) -> Any:
-        """A context manager for the event WebSocket, resuming after ``cursor``."""
+    @contextlib.asynccontextmanager
+    async def websocket(self, cursor: int) -> AsyncIterator[RequestChannel]:
+        """The event WebSocket, resuming after ``cursor``; requests use it while it is open."""
         url = self.url.replace("http", "ws", 1) + f"/v1/ws?cursor={cursor}"
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        return self.http.ws_connect(url, headers=headers, heartbeat=30, max_msg_size=8 << 20)
+        async with self.http.ws_connect(
+            url, headers=headers, heartbeat=30, max_msg_size=8 << 20
+        ) as ws:
+            channel = RequestChannel(ws)
+            self.channel = channel
+            try:
+                yield channel
+            finally:
+                if self.channel is channel:
+                    self.channel = None
+                await channel.stop()

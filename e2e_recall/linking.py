@@ -13,7 +13,9 @@ so neither can be presented as the other, nor moved to another slot.
 * **answer** (old device to new): the identity's private seed, the
   certificate it signed for the new device, the old device's approval for
   the relay, the relay's URL, the handle, the contacts (with their pinned
-  keys and verification flags) and the ids of the user's groups.
+  keys and verification flags), the ids of the user's groups and the name
+  the old device shows for each.  An answer from before group names (no
+  ``group_names`` key) still opens, its groups unnamed.
 
 Decoding is strict and bounded, and every failure is a
 :class:`~e2e_recall.errors.ProtocolError`; an AEAD failure says only that.
@@ -21,6 +23,7 @@ Decoding is strict and bounded, and every failure is a
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +69,7 @@ MAX_REQUEST = NONCE_LEN + MAX_REQUEST_PLAIN + TAG_LEN
 MAX_ANSWER = NONCE_LEN + MAX_ANSWER_PLAIN + TAG_LEN
 MAX_CONTACTS = 4096
 MAX_GROUPS = 4096
+MAX_GROUP_NAME = 32  # bytes of UTF-8, as a contact's name
 
 _REQUEST_FIELDS = (
     Field("version", "uint"),
@@ -92,9 +96,11 @@ _ANSWER_FIELDS = (
     Field("contacts", "list", max_len=MAX_CONTACTS, item=_CONTACT_FIELDS),
     Field("groups", "list", max_len=MAX_GROUPS),
 )
+# An answer from before group names lacks this key; one that has it is checked whole.
+_ANSWER_FIELDS_NAMED = (*_ANSWER_FIELDS, Field("group_names", "list", max_len=MAX_GROUPS))
 _REQUEST_LIMITS = wire.Limits(max_size=MAX_REQUEST_PLAIN, max_bin=4096, max_map=8)
 _ANSWER_LIMITS = wire.Limits(
-    max_size=MAX_ANSWER_PLAIN, max_bin=8192, max_array=MAX_CONTACTS, max_map=8
+    max_size=MAX_ANSWER_PLAIN, max_bin=8192, max_array=MAX_CONTACTS, max_map=9
 )
 
 
@@ -127,6 +133,14 @@ class LinkAnswer:
     handle: str | None
     contacts: tuple[LinkContact, ...]
     groups: tuple[bytes, ...]
+    # the old device's name for each group, index by index (None: unnamed, as every group
+    # of an answer from before names); the chain, not this, says who the members are
+    group_names: tuple[str | None, ...] = ()
+
+    def named_groups(self) -> tuple[tuple[bytes, str | None], ...]:
+        """Each group id with the name the old device gave it, if any."""
+        names = self.group_names or (None,) * len(self.groups)
+        return tuple(zip(self.groups, names, strict=True))
 
 
 def _check_link_id(link_id: bytes) -> None:
@@ -209,11 +223,20 @@ def seal_link_answer(
     relay_url: str,
     handle: str | None,
     contacts: list[LinkContact] | tuple[LinkContact, ...],
-    groups: list[bytes] | tuple[bytes, ...],
+    groups: Sequence[bytes],
+    group_names: Mapping[bytes, str | None] | None = None,
     rng: Rng = system_random,
 ) -> bytes:
-    """The old device's answer, sealed for the new device."""
+    """The old device's answer, sealed for the new device.
+
+    ``group_names`` gives the name this device shows for a group (a group it
+    leaves out goes unnamed); it must name only groups in ``groups``.
+    """
     _check_link_id(link_id)
+    names = dict(group_names or {})
+    if not set(names).issubset(groups):
+        raise UsageError("unknown_group", "group_names names a group that is not in groups")
+    ordered = sorted(set(groups))
     body: dict[str, Any] = {
         "version": PROTOCOL_VERSION,
         "identity_key": identity.seed,
@@ -230,7 +253,8 @@ def seal_link_answer(
             }
             for c in contacts
         ],
-        "groups": sorted(set(groups)),
+        "groups": ordered,
+        "group_names": [names.get(g) for g in ordered],
     }
     try:
         _check_answer(body)
@@ -240,13 +264,27 @@ def seal_link_answer(
 
 
 def _check_answer(obj: object) -> dict[str, Any]:
-    check_version(obj, "link answer", PROTOCOL_VERSION)
-    fields = check_map(obj, _ANSWER_FIELDS, "link answer")
+    """The answer's fields; ``group_names`` is filled with nil for an answer without it."""
+    checked = check_version(obj, "link answer", PROTOCOL_VERSION)
+    named = "group_names" in checked
+    fields = check_map(obj, _ANSWER_FIELDS_NAMED if named else _ANSWER_FIELDS, "link answer")
     groups = fields["groups"]
     if any(type(g) is not bytes or len(g) != ID_LEN for g in groups):
         raise DecodeError("bad_length", "link answer.groups holds 16-byte group ids")
     if groups != sorted(set(groups)):
         raise DecodeError("unsorted", "link answer.groups must be sorted and distinct")
+    if not named:
+        return {**fields, "group_names": [None] * len(groups)}
+    names = fields["group_names"]
+    if len(names) != len(groups):
+        raise DecodeError("bad_length", "link answer.group_names must name each group once")
+    for name in names:
+        if name is None:
+            continue
+        if type(name) is not str:
+            raise DecodeError("wrong_type", "link answer.group_names holds strings or nil")
+        if not 1 <= len(name.encode("utf-8")) <= MAX_GROUP_NAME:
+            raise DecodeError("bad_length", "a name in link answer.group_names is 1 to 32 bytes")
     return fields
 
 
@@ -284,4 +322,5 @@ def open_link_answer(
         handle=fields["handle"],
         contacts=tuple(contacts),
         groups=tuple(fields["groups"]),
+        group_names=tuple(fields["group_names"]),
     )

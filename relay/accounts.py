@@ -277,6 +277,15 @@ class Accounts:
         self._certificates.pop(device_id, None)
         self._sessions.drop_where(lambda session: session.device_id == device_id)
 
+    def drop_device_sessions(self, device_id: bytes) -> None:
+        """Another process revoked this device: forget what is cached of it here."""
+        self._certificates.pop(device_id, None)
+        self._sessions.drop_where(lambda session: session.device_id == device_id)
+
+    def drop_session(self, token_hash: bytes) -> None:
+        """Another process ended this session: it stops working here at once."""
+        self._sessions.drop(token_hash)
+
     async def logout(self, session: Session) -> None:
         self._sessions.drop(session.token_hash)
         await self.storage.delete_session(session.token_hash)

@@ -196,8 +196,10 @@ def create_app(
         await services.blobs.start()  # before serving: files a crash left without a row go
         app[SERVICES] = services
         jobs = [
-            asyncio.create_task(services.retention.run_forever()),
-            asyncio.create_task(services.timers.run_forever()),
+            asyncio.create_task(
+                services.cluster.run_led("retention", services.retention.run_forever)
+            ),
+            asyncio.create_task(services.cluster.run_led("timers", services.timers.run_forever)),
             asyncio.create_task(services.gauges.run_forever()),
         ]
         log.info("started", extra={"event": "started", "database": _shown(config)})
@@ -210,6 +212,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
             await services.inbox.drain()
+            await services.cluster.drain()
             await services.blobs.drain()
             await store.close()
             log.info("stopped", extra={"event": "stopped"})

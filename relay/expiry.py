@@ -70,13 +70,20 @@ class ExpiryTimer:
         self._next: int | None = None
         self.failed = 0  # messages whose rule failed in the last run (tried again later)
         self._wake = asyncio.Event()
+        self.on_schedule: Callable[[int], None] | None = None  # relay/cluster.py
         messaging.on_expiry = self.schedule
 
-    def schedule(self, at: int) -> None:
-        """A copy will expire at ``at`` (ms): wake earlier than planned if need be."""
+    def schedule(self, at: int, tell: bool = True) -> None:
+        """A copy will expire at ``at`` (ms): wake earlier than planned if need be.
+
+        ``tell`` passes it on to ``on_schedule`` (the process running the
+        job may be another one); a schedule heard from another process is not.
+        """
         if self._next is None or at < self._next:
             self._next = at
             self._wake.set()
+        if tell and self.on_schedule is not None:
+            self.on_schedule(at)
 
     async def run_once(self) -> int:
         """Destroy every copy due now; the number of messages changed.

@@ -50,6 +50,8 @@ ALLOWED_FIELDS = frozenset(
         "reason",
         "count",
         "signal",
+        "job",  # relay/cluster.py: which background job a process leads
+        "kind",  # relay/cluster.py: which signal failed to go out
     }
 )
 _MAX_FRAMES = 40

@@ -326,10 +326,17 @@ class Messaging:
 
         return await self.storage.change_message(message_id, decide)
 
-    async def fetch(self, session: Session, message_id: bytes) -> bytes:
-        """The envelope, for a device it is addressed to; records the first fetch."""
+    async def fetch(self, session: Session, message_id: bytes) -> tuple[bytes, bytes | None]:
+        """The envelope and the key id of this device's wrap; records the first fetch.
 
-        def step(view: MessageView, delivery: DeliveryRecord, now: int) -> tuple[Changes, bytes]:
+        The key id is the one the notice and the open answer name too, so a
+        device that fetched knows which of its private keys will open the
+        message before it asks for the wrap.
+        """
+
+        def step(
+            view: MessageView, delivery: DeliveryRecord, now: int
+        ) -> tuple[Changes, tuple[bytes, bytes | None]]:
             message = view.message
             if message.envelope is None:
                 if delivery.state in (DeviceState.QUEUED, DeviceState.NEVER_DELIVERED):
@@ -341,9 +348,9 @@ class Messaging:
             changes = Changes()
             if delivery.fetched_at is None:
                 changes.deliveries.append(_transition(delivery, Event.FETCHED, now))
-            return changes, message.envelope
+            return changes, (message.envelope, delivery.key_id)
 
-        result: bytes = await self._change(session, message_id, step)
+        result: tuple[bytes, bytes | None] = await self._change(session, message_id, step)
         return result
 
     async def open(self, session: Session, message_id: bytes) -> tuple[bytes, bytes | None]:

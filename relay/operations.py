@@ -1,4 +1,4 @@
-"""The message operations, once, for both transports: HTTP routes and WebSocket requests.
+"""The operations, once, for both transports: HTTP routes and WebSocket requests.
 
 Each takes the session, the message id (where there is one) and the checked
 body, calls the services, counts what the metrics count, and returns the
@@ -16,6 +16,7 @@ from e2e_recall import wire
 
 from .accounts import Session
 from .api import parse_body
+from .keys.operations import key_status, upload_certificate
 from .messaging import Wrap
 from .services import Services
 
@@ -56,7 +57,8 @@ async def send(
 
 async def fetch(services: Services, session: Session, message_id: bytes | None, _: Any) -> Answer:
     assert message_id is not None
-    return 200, {"envelope": await services.messaging.fetch(session, message_id)}
+    envelope, key_id = await services.messaging.fetch(session, message_id)
+    return 200, {"envelope": envelope, "key_id": key_id}
 
 
 async def open_message(
@@ -148,4 +150,7 @@ OPERATIONS = {
     "group_change": (group_change, "group_change", True),
     "group": (group, None, True),
     "group_devices": (group_devices, None, True),
+    # this device's wrapping keys (relay/keys/operations.py): rotation and key status
+    "certificate": (upload_certificate, "certificate", False),
+    "keys": (key_status, None, False),
 }

@@ -15,6 +15,7 @@ from aiohttp import web
 from .accounts import Accounts
 from .blobs.service import Blobs
 from .blobs.store import FileBlobStore
+from .cluster import Cluster
 from .config import Config
 from .devices.service import Devices
 from .expiry import ExpiryTimer
@@ -72,6 +73,7 @@ class Services:
         self.address_rate = RateLimiter(config.address_requests_per_minute)
         self.metrics_token: bytes | None = None  # set by the app from metrics_token_file
         storage.on_events(self.hub.notify)
+        self.cluster = Cluster(storage, self.accounts, self.hub, self.timers)
 
 
 SERVICES = web.AppKey("services", Services)

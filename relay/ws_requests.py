@@ -1,8 +1,9 @@
-"""Requests on a device's WebSocket: send, fetch, open, receipt, recall and report.
+"""Requests on a device's WebSocket: the message, group and wrapping-key operations.
 
-A client that keeps its WebSocket open can make the message operations
-there instead of one HTTP request each: no new connection, no headers, no
-per-request authentication (the connection is the session).  A request is
+A client that keeps its WebSocket open can make the operations of
+:data:`relay.operations.OPERATIONS` there instead of one HTTP request each:
+no new connection, no headers, no per-request authentication (the
+connection is the session).  A request is
 ``{"type": "request", "id", "op", "message_id", "body"}`` (the last two nil
 where an operation has none); the answer,
 ``{"type": "response", "id", "status", "body"}``, carries exactly what the

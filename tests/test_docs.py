@@ -47,6 +47,16 @@ def test_relay_api_lists_every_route() -> None:
         assert f"{route.method} {path}" in text, f"{route.method} {path}"
 
 
+def test_relay_api_lists_every_websocket_op() -> None:
+    from relay.operations import OPERATIONS
+
+    text = (DOCS / "relay-api.md").read_text()
+    start = text.index("| `op` | same as |")
+    rows = text[start:].split("\n\n")[0].splitlines()[2:]
+    listed = [row.split("|")[1].strip().strip("`") for row in rows]
+    assert sorted(listed) == sorted(OPERATIONS)
+
+
 # -- section 11 of the protocol: the report, as report.py has it --------------------------
 
 

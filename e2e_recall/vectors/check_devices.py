@@ -112,6 +112,7 @@ def _answer(group: dict[str, Any], test: dict[str, Any]) -> Any:
                 for c in a.contacts
             ],
             "groups": [g.hex() for g in a.groups],
+            "groupNames": list(a.group_names),
         }
     }
     if "nonce" in test:
@@ -125,6 +126,7 @@ def _answer(group: dict[str, Any], test: dict[str, Any]) -> Any:
             handle=a.handle,
             contacts=a.contacts,
             groups=a.groups,
+            group_names=dict(zip(a.groups, a.group_names, strict=True)),
             rng=fixed(_h(test["nonce"])),
         )
         outputs["sealed"] = again.hex()

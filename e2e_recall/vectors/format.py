@@ -106,7 +106,10 @@ FLAG_NOTES: dict[str, tuple[str, str]] = {
         "A disappearing-message timer in the header (expire_after, expire_from).",
     ),
     "TimerEdge": ("Semantics", "A timer at or just past its allowed range, or its instant."),
-    "Legacy": ("Compatibility", "Bytes signed before a field was added, which must still be read."),
+    "Legacy": (
+        "Compatibility",
+        "Bytes signed or sealed before a field was added, which must still be read.",
+    ),
     "TimerExpired": (
         "RecallRule",
         "A recall of a message its timer already destroyed: accepted, changing nothing.",

@@ -11,6 +11,7 @@ gets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import nacl.bindings as sodium
@@ -32,7 +33,7 @@ from ..linking import MAX_ANSWER, MAX_REQUEST, LinkContact, seal_link_answer, se
 from ..signing import SigningKey
 from ..wrapping import WrapSuite
 from .fixtures import MINUTE, T0, Context, fixed, flip_bit
-from .format import VectorFile
+from .format import Group, VectorFile
 from .signatures import SignedCase, add_signature_attacks, signature_fields
 
 __all__ = ["linking_vectors", "revocation_device_vectors"]
@@ -266,6 +267,7 @@ def _answer_body(ctx: Context, device: DeviceSecrets, **over: Any) -> dict[str, 
             }
         ],
         "groups": sorted([bytes([7]) * 16, bytes([9]) * 16]),
+        "group_names": ["family", None],
     }
     body.update(over)
     return body
@@ -292,30 +294,33 @@ def _answers(ctx: Context, vf: VectorFile, secret: bytes) -> None:
         handle=body["handle"],
         contacts=[LinkContact("bob", ctx.uid(ctx.bob), ctx.bob.public_key.raw, True)],
         groups=body["groups"],
+        group_names={body["groups"][0]: "family"},
         rng=fixed(nonce),
     )
+    expected = {
+        "user": ctx.uid(ctx.alice).hex(),
+        "certificate": body["certificate"].hex(),
+        "approval": body["approval"].hex(),
+        "relayUrl": body["relay_url"],
+        "handle": "alice",
+        "contacts": [
+            {
+                "name": "bob",
+                "userId": ctx.uid(ctx.bob).hex(),
+                "identityKey": ctx.bob.public_key.raw.hex(),
+                "verified": True,
+            }
+        ],
+        "groups": [g.hex() for g in body["groups"]],
+        "groupNames": ["family", None],
+    }
     group.add(
-        "identity, certificate, a contact and two groups",
+        "identity, certificate, a contact and two groups, one named",
         "success",
         ["Valid", "Deterministic"],
         sealed=sealed.hex(),
         nonce=nonce.hex(),
-        expected={
-            "user": ctx.uid(ctx.alice).hex(),
-            "certificate": body["certificate"].hex(),
-            "approval": body["approval"].hex(),
-            "relayUrl": body["relay_url"],
-            "handle": "alice",
-            "contacts": [
-                {
-                    "name": "bob",
-                    "userId": ctx.uid(ctx.bob).hex(),
-                    "identityKey": ctx.bob.public_key.raw.hex(),
-                    "verified": True,
-                }
-            ],
-            "groups": [g.hex() for g in body["groups"]],
-        },
+        expected=expected,
     )
     aad = AEAD_LINK_ANSWER + keys.link_id
 
@@ -380,6 +385,34 @@ def _answers(ctx: Context, vf: VectorFile, secret: bytes) -> None:
     extra = _answer_body(ctx, device)
     extra["history"] = []
     add("unknown field", "decode_failure", ["UnknownField"], sealed_body(extra))
+    _group_name_cases(ctx, device, group, sealed_body, expected)
+
+
+def _group_name_cases(
+    ctx: Context,
+    device: DeviceSecrets,
+    group: Group,
+    sealed_body: Callable[[dict[str, Any]], bytes],
+    expected: dict[str, Any],
+) -> None:
+    """Answers from before group names, and group names that break the rules."""
+    legacy = _answer_body(ctx, device)
+    del legacy["group_names"]
+    group.add(
+        "made before group names: the groups are unnamed",
+        "success",
+        ["Valid", "Legacy"],
+        sealed=sealed_body(legacy).hex(),
+        expected={**expected, "groupNames": [None, None]},
+    )
+    for comment, names, flags in (
+        ("one name for two groups", ["family"], ["BadLength"]),
+        ("an empty group name", ["", None], ["BadLength"]),
+        ("a group name of 33 bytes", ["f" * 33, None], ["BadLength"]),
+        ("a group name as bytes", [b"family", None], ["TypeConfusion"]),
+    ):
+        bad = _answer_body(ctx, device, group_names=names)
+        group.add(comment, "decode_failure", flags, sealed=sealed_body(bad).hex())
 
 
 def linking_vectors(ctx: Context) -> VectorFile:

@@ -1,4 +1,8 @@
-"""HTTP routes of wrapping-key rotation (docs/relay-api.md, "Wrapping keys")."""
+"""HTTP routes of wrapping-key rotation (docs/relay-api.md, "Wrapping keys").
+
+The operations themselves are in :mod:`.operations`, shared with the
+WebSocket ops of the same names.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from aiohttp import web
 from ..api import read_request, respond
 from ..handlers import session_of
 from ..services import SERVICES
+from . import operations
 
 __all__ = ["WRAP_KEY_ROUTES"]
 
@@ -16,18 +21,15 @@ __all__ = ["WRAP_KEY_ROUTES"]
 async def upload_certificate(request: web.Request) -> web.Response:
     session = await session_of(request)
     body = await read_request(request, "certificate")
-    outcome = await request.app[SERVICES].wrap_keys.rotate(session, body["certificate"])
-    answer = {
-        "created": outcome.created,
-        "key_id": outcome.key_id,
-        "expires_at": outcome.expires_at,
-    }
-    return respond(answer, status=201 if outcome.created else 200)
+    services = request.app[SERVICES]
+    status, answer = await operations.upload_certificate(services, session, None, body)
+    return respond(answer, status=status)
 
 
 async def key_status(request: web.Request) -> web.Response:
     session = await session_of(request)
-    return respond(await request.app[SERVICES].wrap_keys.status(session))
+    status, answer = await operations.key_status(request.app[SERVICES], session, None, None)
+    return respond(answer, status=status)
 
 
 WRAP_KEY_ROUTES: list[tuple[str, str, Any]] = [

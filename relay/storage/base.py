@@ -386,6 +386,22 @@ class Storage(
         listener reads their queues.
         """
 
+    async def signal(self, kind: str, values: list[bytes]) -> None:
+        """Tell the other relay processes on this database (relay/cluster.py); not stored.
+
+        A backend that serves one process (SQLite) has no one to tell.
+        """
+
+    def on_signal(self, listener: Callable[[str, list[bytes]], None]) -> None:
+        """Call ``listener(kind, values)`` for each signal another process sends."""
+
+    async def lead(self, job: int) -> bool:
+        """Whether this process should run background job ``job`` now (one process does).
+
+        Once True it stays True while this process keeps its connection;
+        a process that stops or loses the database hands the job on.
+        """
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...

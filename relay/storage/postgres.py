@@ -76,6 +76,16 @@ class PostgresStorage(
         for listener in self._listeners:
             listener(devices, None)
 
+    # other processes ------------------------------------------------------------------------
+    async def signal(self, kind: str, values: list[bytes]) -> None:
+        await self._engine.signal(kind, values)
+
+    def on_signal(self, listener: Callable[[str, list[bytes]], None]) -> None:
+        self._engine.on_signal(listener)
+
+    async def lead(self, job: int) -> bool:
+        return await self._engine.lead(job)
+
     # lifecycle ------------------------------------------------------------------------------
     async def open(self) -> None:
         await self._engine.start()

@@ -47,6 +47,8 @@ Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyn
 log = logging.getLogger("relay.storage")
 
 EVENTS_CHANNEL = "e2e_recall_events"
+SIGNALS_CHANNEL = "e2e_recall_signals"  # what relay processes tell each other (relay/cluster.py)
+_JOB_LOCKS = 0x6532_6552_0000_0000  # plus a job's number: pg_try_advisory_lock keys
 _MIGRATION_LOCK = 0x6532_6552_6563_616C  # pg_advisory_xact_lock key: one migrator at a time
 _ATTEMPTS = 30  # serialization failures retried before the write fails as StorageError
 _NOTIFY_LIMIT = 7900  # bytes per NOTIFY payload (the server's limit is 8000)
@@ -139,6 +141,11 @@ class PostgresEngine:
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._on_devices: list[Callable[[set[bytes]], None]] = []
+        self._on_signals: list[Callable[[str, list[bytes]], None]] = []
+        self._leases: asyncpg.Connection | None = None  # holds this process's job locks
+        self._held: set[int] = set()
+        self._relisten: asyncio.Task[None] | None = None
+        self._stopping = False
         self.announce: Callable[[list[EventRecord]], None] | None = None  # set by the storage
         self._vacuum_due = asyncio.Event()
         self._vacuum_task: asyncio.Task[None] | None = None
@@ -147,14 +154,14 @@ class PostgresEngine:
     # lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         """Connect, bring the schema up to date, and listen for other processes' events."""
+        self._stopping = False
         try:
             self._pool = await asyncpg.create_pool(
                 self.dsn, min_size=1, max_size=self.pool_size, command_timeout=60
             )
             async with self._pool.acquire() as conn:
                 await self._migrate(conn)
-            self._listener = await asyncpg.connect(self.dsn)
-            await self._listener.add_listener(EVENTS_CHANNEL, self._heard)
+            await self._listen()
             self._vacuum_task = asyncio.create_task(self._vacuum_loop())
         except (SchemaTooNew, StorageError):
             await self.stop()
@@ -163,7 +170,45 @@ class PostgresEngine:
             await self.stop()
             raise _storage_error(exc) from None
 
+    async def _listen(self) -> None:
+        """A connection of its own for LISTEN: pool connections come and go."""
+        listener = await asyncpg.connect(self.dsn)
+        await listener.add_listener(EVENTS_CHANNEL, self._heard)
+        await listener.add_listener(SIGNALS_CHANNEL, self._heard_signal)
+        listener.add_termination_listener(self._lost)
+        self._listener = listener
+
+    def _lost(self, _conn: object) -> None:
+        """The LISTEN connection died (server restart, failover): listen again."""
+        if self._stopping:
+            return
+        log.warning("lost the notification connection", extra={"event": "listen_lost"})
+        self._listener = None
+        self._relisten = asyncio.get_running_loop().create_task(self._listen_again())
+
+    async def _listen_again(self) -> None:
+        while not self._stopping and self._listener is None:
+            try:
+                await self._listen()
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+                await asyncio.sleep(1.0)
+                continue
+            log.info("listening again", extra={"event": "listen_restored"})
+            for callback in self._on_signals:
+                callback("relisten", [])  # notifications may have been missed meanwhile
+
     async def stop(self) -> None:
+        self._stopping = True
+        if self._relisten is not None:
+            self._relisten.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relisten
+            self._relisten = None
+        if self._leases is not None:
+            with contextlib.suppress(Exception):
+                await self._leases.close(timeout=5)
+            self._leases = None
+            self._held.clear()
         if self._vacuum_task is not None:
             self._vacuum_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -269,6 +314,58 @@ class PostgresEngine:
     async def _notify(self, conn: Conn, events: list[EventRecord]) -> None:
         for payload in _payloads(self.origin, {event.device_id for event in events}):
             await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, payload)
+
+    def on_signal(self, callback: Callable[[str, list[bytes]], None]) -> None:
+        """Call ``callback(kind, values)`` for each signal another process sends."""
+        self._on_signals.append(callback)
+
+    async def signal(self, kind: str, values: list[bytes]) -> None:
+        """Tell every other relay process on this database (delivered at once, not stored)."""
+        payload = " ".join([self.origin, kind, *(value.hex() for value in values)])
+        if len(payload) > _NOTIFY_LIMIT:
+            raise ValueError("a signal must fit in one notification")
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.execute("SELECT pg_notify($1, $2)", SIGNALS_CHANNEL, payload)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            raise _storage_error(exc) from None
+
+    def _heard_signal(self, _conn: Conn, _pid: int, _channel: str, payload: object) -> None:
+        if not isinstance(payload, str):
+            return
+        parts = payload.split(" ")
+        if len(parts) < 2 or parts[0] == self.origin:
+            return
+        kind, rest = parts[1], parts[2:]
+        try:
+            values = [bytes.fromhex(part) for part in rest]
+        except ValueError:
+            log.warning("unreadable signal", extra={"event": "bad_notification"})
+            return
+        for callback in self._on_signals:
+            callback(kind, values)
+
+    async def lead(self, job: int) -> bool:
+        """Whether this process runs background job number ``job``: one process at a time.
+
+        A session-level advisory lock on a connection kept for the purpose:
+        held until this process stops or its connection dies, when another
+        process's next attempt takes it over.
+        """
+        if job in self._held and self._leases is not None and not self._leases.is_closed():
+            return True
+        try:
+            if self._leases is None or self._leases.is_closed():
+                self._held.clear()
+                self._leases = await asyncpg.connect(self.dsn)
+            taken = bool(
+                await self._leases.fetchval("SELECT pg_try_advisory_lock($1)", _JOB_LOCKS + job)
+            )
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            return False
+        if taken:
+            self._held.add(job)
+        return taken
 
     def _heard(self, _conn: Conn, _pid: int, _channel: str, payload: object) -> None:
         if not isinstance(payload, str):

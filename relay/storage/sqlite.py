@@ -73,6 +73,16 @@ class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteDevices, SqliteWrapKeys, Sq
             for listener in self._listeners:
                 listener(devices, events)
 
+    # other processes: one SQLite file serves one relay process -------------------------------
+    async def signal(self, kind: str, values: list[bytes]) -> None:
+        return None
+
+    def on_signal(self, listener: Callable[[str, list[bytes]], None]) -> None:
+        return None
+
+    async def lead(self, job: int) -> bool:
+        return True
+
     # lifecycle ------------------------------------------------------------------------------
     async def open(self) -> None:
         self._engine.start()

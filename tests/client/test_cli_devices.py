@@ -113,6 +113,35 @@ def test_a_linked_device_knows_contacts_and_groups_and_gets_copies(
     assert [d["state"] for d in phone_line] == ["deleted"]
 
 
+def test_a_linked_device_shows_the_group_names_the_old_one_shows(
+    pair: tuple[Person, Person],
+) -> None:
+    alice, bob = pair
+    alice.run("group", "create", "team", "bob")
+    alice.run("group", "create", "crew", "bob")
+    alice.run("group", "rename", "crew", "night-shift")  # a name on the laptop only
+    bob.run("sync")
+    laptop = {g["group_id"]: g for g in alice.run("group", "list", "--json").json()}
+    assert sorted(g["name"] for g in laptop.values()) == ["night-shift", "team"]
+    phone = _phone(alice)
+    joined = _link(alice, phone)
+    assert (joined["groups"], joined["problems"]) == (2, [])
+    # At once, before any sync: the laptop's names, and the members as each chain has them.
+    there = {g["group_id"]: g for g in phone.run("group", "list", "--json").json()}
+    assert {i: g["name"] for i, g in there.items()} == {i: g["name"] for i, g in laptop.items()}
+    for group_id, group in there.items():
+        assert group["members"] == laptop[group_id]["members"]
+    (crew_id,) = [i for i, g in laptop.items() if g["name"] == "night-shift"]
+    (bobs_crew,) = [
+        g for g in bob.run("group", "list", "--json").json() if g["group_id"] == crew_id
+    ]
+    assert bobs_crew["name"] != "night-shift"  # Bob has his own name: names stay with the user
+    sent = bob.run("send", bobs_crew["name"], "for the night shift", "--json").json()
+    (arrived,) = [u for u in _updates(phone, "message") if u["id"] == sent["id"]]
+    assert arrived["contact"] == "bob in night-shift"
+    assert phone.run("open", sent["id"], "--json").json()["text"] == "for the night shift"
+
+
 def test_typos_reuse_and_expiry_are_refused_with_a_sentence(
     relay: RelayProcess, alice: Person
 ) -> None:

@@ -189,6 +189,9 @@ async def test_group_methods_refuse_unknown_groups_and_bad_names(trio: Trio) -> 
     with pytest.raises(UsageProblem) as bad:
         await alice.create_group("no spaces allowed", ["bob"])
     assert bad.value.code == "bad_name"
+    with pytest.raises(UsageProblem) as newline:
+        await alice.create_group("team\n", ["bob"])  # `$` alone would let a trailing newline in
+    assert newline.value.code == "bad_name"
     with pytest.raises(UsageProblem) as taken:
         await alice.create_group("bob", ["carol"])  # a contact's name
     assert taken.value.code == "name_taken"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +66,11 @@ def _relay_key_id(relay: RelayProcess, message_id: str) -> str:
     return bytes(key_id).hex()
 
 
+def _metrics(relay: RelayProcess) -> str:
+    with urllib.request.urlopen(relay.url() + "/metrics", timeout=10) as answer:
+        return str(answer.read().decode())
+
+
 def _wait_until(ms: int) -> None:
     """Sleep until the wall clock passes ``ms`` (plus a little, for the relay's clock too)."""
     delay = ms / 1000 - time.time() + 0.3
@@ -107,6 +113,34 @@ def test_old_messages_open_after_rotation_and_the_old_key_goes_when_nothing_need
     assert bob.run("open", after["id"][:8], "--json").json()["text"] == "wrapped to the new key"
     keys = bob.run("device", "keys", "--json").json()["keys"]
     assert [(k["key_id"], k["state"]) for k in keys] == [(rotated["key_id"], "current")]
+
+
+def _client_key_id(person: Person, message_id: str) -> str | None:
+    """The key id the profile's messages table keeps for a received message (the fetch's)."""
+    (database,) = [p for p in person.profile.iterdir() if p.suffix == ".db"]
+    with sqlite3.connect(database) as conn:
+        (key_id,) = conn.execute(
+            "SELECT key_id FROM messages WHERE message_id = ?", (bytes.fromhex(message_id),)
+        ).fetchone()
+    return None if key_id is None else bytes(key_id).hex()
+
+
+def test_a_message_fetched_after_a_rotation_names_the_old_key_and_opens(
+    tmp_path: Path, relay: RelayProcess
+) -> None:
+    alice, bob = _people(tmp_path, relay)
+    (first,) = bob.run("device", "keys", "--json").json()["keys"]
+    before = alice.run("send", "bob", "sealed before the rotation", "--json").json()
+    rotated = bob.run("device", "rotate", "--json").json()
+    assert rotated["key_id"] != first["key_id"]
+    bob.run("sync")  # the fetch comes after the rotation
+    assert _client_key_id(bob, before["id"]) == first["key_id"]
+    after = alice.run("send", "bob", "sealed after it", "--json").json()
+    bob.run("sync")
+    assert _client_key_id(bob, after["id"]) == rotated["key_id"]
+    opened = bob.run("open", before["id"][:8], "--json").json()
+    assert opened["text"] == "sealed before the rotation"
+    assert bob.run("open", after["id"][:8], "--json").json()["text"] == "sealed after it"
 
 
 def test_a_sender_with_a_stale_directory_recovers_by_itself(
@@ -191,6 +225,8 @@ def test_watch_rotates_while_it_runs(tmp_path: Path, relay: RelayProcess) -> Non
         assert wrapped_to in seen | {k["key_id"] for k in listed}
         assert wrapped_to != first["key_id"]  # the first key was superseded before the send
         assert [k["state"] for k in listed].count("current") == 1
+        # watch holds its WebSocket: the rotations it made went over it, not over HTTP
+        assert 'relay_requests_total{route="ws:certificate",status="201"}' in _metrics(relay)
     finally:
         watch.kill()
     assert bob.run("open", sent["id"][:8], "--json").json()["text"] == "to whatever key is current"

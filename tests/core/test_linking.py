@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import os
 
+import nacl.bindings as sodium
 import pytest
 
-from e2e_recall import DeviceSecrets, SigningKey, WrapSuite, fingerprint, issue_device_certificate
+from e2e_recall import (
+    DeviceSecrets,
+    SigningKey,
+    WrapSuite,
+    fingerprint,
+    issue_device_certificate,
+    wire,
+)
 from e2e_recall.device_admin import (
     peek_approver,
     sign_device_approval,
@@ -14,11 +22,13 @@ from e2e_recall.device_admin import (
     verify_device_approval,
     verify_device_revocation,
 )
+from e2e_recall.domains import AEAD_LINK_ANSWER
 from e2e_recall.errors import (
     AuthenticationFailure,
     BadCode,
     DecodeError,
     SignatureInvalid,
+    UsageError,
     WrongContext,
 )
 from e2e_recall.link_code import ALPHABET, format_code, link_keys, new_link_secret, parse_code
@@ -125,6 +135,7 @@ def test_request_and_answer_round_trip(suite: WrapSuite) -> None:
         handle="alice",
         contacts=[LinkContact("bob", fingerprint(bob.public_key), bob.public_key.raw, True)],
         groups=groups,
+        group_names={groups[0]: "family", groups[2]: "ÉquipeNuit"},
     )
     answer = open_link_answer(
         sealed, link_id=keys.link_id, link_key=keys.link_key, expected=request, now=NOW
@@ -132,6 +143,11 @@ def test_request_and_answer_round_trip(suite: WrapSuite) -> None:
     assert answer.identity.seed == identity.seed
     assert answer.certificate.device_id == device.device_id
     assert answer.groups == tuple(sorted(groups))
+    assert dict(answer.named_groups()) == {
+        groups[0]: "family",
+        groups[1]: None,
+        groups[2]: "ÉquipeNuit",
+    }
     assert answer.contacts[0].verified is True
     assert answer.handle == "alice"
 
@@ -214,3 +230,75 @@ def test_revocation_is_for_one_relay_and_signed_by_the_identity() -> None:
         verify_device_revocation(revocation.signed, identity.public_key, relay=b"s" * 32)
     with pytest.raises(SignatureInvalid):
         verify_device_revocation(revocation.signed, SigningKey.generate().public_key)
+
+
+def _answer_parts() -> tuple[bytes, LinkRequest, dict[str, object]]:
+    device, identity = DeviceSecrets.generate(), SigningKey.generate()
+    request = LinkRequest(
+        device.device_id, device.signing_key.public_key, device.wrap_key.public_key, None
+    )
+    cert = issue_device_certificate(
+        identity,
+        device.device_id,
+        device.signing_key.public_key,
+        device.wrap_key.public_key,
+        created_at=NOW,
+    ).signed
+    fields: dict[str, object] = {
+        "identity": identity,
+        "certificate": cert,
+        "approval": b"",
+        "relay_url": "http://x",
+        "handle": None,
+        "contacts": [],
+    }
+    return new_link_secret(), request, fields
+
+
+def test_group_names_must_name_groups_of_the_answer_within_the_length() -> None:
+    secret, _, fields = _answer_parts()
+    keys, group = link_keys(secret), os.urandom(16)
+    for names in ({os.urandom(16): "stranger"}, {group: ""}, {group: "x" * 33}):
+        with pytest.raises(UsageError):
+            seal_link_answer(
+                link_id=keys.link_id,
+                link_key=keys.link_key,
+                groups=[group],
+                group_names=names,
+                **fields,  # type: ignore[arg-type]
+            )
+
+
+def test_an_answer_from_before_group_names_opens_with_its_groups_unnamed() -> None:
+    """The bytes an old device seals: the same map without ``group_names``."""
+    secret, request, fields = _answer_parts()
+    keys, groups = link_keys(secret), sorted(os.urandom(16) for _ in range(2))
+    identity = fields["identity"]
+    assert isinstance(identity, SigningKey)
+    old_body = {
+        "version": 1,
+        "identity_key": identity.seed,
+        "certificate": fields["certificate"],
+        "approval": b"",
+        "relay_url": "http://x",
+        "handle": None,
+        "contacts": [],
+        "groups": groups,
+    }
+    nonce = os.urandom(24)
+    sealed = nonce + sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        wire.encode(old_body), AEAD_LINK_ANSWER + keys.link_id, nonce, keys.link_key
+    )
+    answer = open_link_answer(
+        sealed, link_id=keys.link_id, link_key=keys.link_key, expected=request, now=NOW
+    )
+    assert answer.groups == tuple(groups)
+    assert answer.named_groups() == ((groups[0], None), (groups[1], None))
+    body = {**old_body, "group_names": ["one"]}  # with the key, it must name every group
+    resealed = nonce + sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        wire.encode(body), AEAD_LINK_ANSWER + keys.link_id, nonce, keys.link_key
+    )
+    with pytest.raises(DecodeError):
+        open_link_answer(
+            resealed, link_id=keys.link_id, link_key=keys.link_key, expected=request, now=NOW
+        )

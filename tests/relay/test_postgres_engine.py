@@ -137,3 +137,33 @@ async def test_an_unreachable_server_is_a_storage_error_without_the_password() -
     assert "hunter2" not in str(caught.value)
     with pytest.raises(StorageError, match="not open"):
         await engine.read(lambda conn: conn.fetchval("SELECT 1"))
+
+
+async def test_signals_reach_the_other_process_and_one_process_leads_a_job(
+    empty_dsn: str,
+) -> None:
+    first, second = PostgresEngine(empty_dsn, pool_size=2), PostgresEngine(empty_dsn, pool_size=2)
+    await first.start()
+    await second.start()
+    heard_first: list[tuple[str, list[bytes]]] = []
+    heard_second: list[tuple[str, list[bytes]]] = []
+    first.on_signal(lambda kind, values: heard_first.append((kind, values)))
+    second.on_signal(lambda kind, values: heard_second.append((kind, values)))
+    try:
+        await first.signal("revoked", [b"\x07" * 16])
+        for _ in range(100):
+            if heard_second:
+                break
+            await asyncio.sleep(0.02)
+        assert heard_second == [("revoked", [b"\x07" * 16])]
+        assert heard_first == []
+        assert await first.lead(2)
+        assert await first.lead(2)  # held: asking again does not give it up
+        assert not await second.lead(2)
+        assert await second.lead(1)  # another job is another lock
+    finally:
+        await first.stop()
+    try:
+        assert await second.lead(2)  # the leader stopped: the next attempt takes the job over
+    finally:
+        await second.stop()

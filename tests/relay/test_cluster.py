@@ -1,0 +1,186 @@
+"""Two real ``e2e-recall-relay serve`` processes on one PostgreSQL database.
+
+As an operator runs them behind a load balancer: the same data directory
+(so the same relay key), the same database, each its own port.  A device
+connected to one process must be told at once of what arrives through the
+other, a recall or a revocation through one must reach a connection held by
+the other, and the background jobs must run in one process at a time, taken
+over when that process dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from postgres import postgres_database
+
+from e2e_recall import wire
+from e2e_recall.device_admin import sign_device_revocation
+
+from driver import Person
+from relay_process import RelayProcess, target
+
+LEAD_RETRY = 5.0  # relay/cluster.py: how often a follower tries to take a job over
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    with postgres_database() as url:
+        yield url
+
+
+@dataclasses.dataclass
+class Processes:
+    a: RelayProcess
+    b: RelayProcess
+
+    def __iter__(self) -> Iterator[RelayProcess]:
+        return iter((self.a, self.b))
+
+
+@pytest.fixture
+def processes(tmp_path: Path, dsn: str) -> Iterator[Processes]:
+    data = tmp_path / "relay"  # shared: one relay key for both, as behind a load balancer
+    env = {"E2E_RECALL_RELAY_DATABASE_URL": dsn, "E2E_RECALL_RELAY_LOG_LEVEL": "info"}
+    a = RelayProcess(tmp_path / "a", data, **env).start()
+    b = RelayProcess(tmp_path / "b", data, **env).start()
+    try:
+        yield Processes(a, b)
+    finally:
+        a.kill()
+        b.kill()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def _on(http: aiohttp.ClientSession, process: RelayProcess, person: Person) -> Person:
+    """The same person (identity, devices, tokens) talking to another relay process."""
+    return dataclasses.replace(person, relay=await target(http, process.url()))
+
+
+async def _events(ws: aiohttp.ClientWebSocketResponse, kind: str) -> list[dict[str, Any]]:
+    """Event frames until one of ``kind`` (within 5 s: 'at once', generously)."""
+    seen = []
+    while True:
+        message = await asyncio.wait_for(ws.receive(), timeout=5)
+        assert message.type is aiohttp.WSMsgType.BINARY, message
+        frame = wire.decode(message.data, limits=wire.Limits(max_size=1 << 22, max_bin=1 << 21))
+        if frame["type"] != "event":
+            continue
+        seen.append({**frame, "payload": wire.decode(frame["payload"])})
+        if frame["kind"] == kind:
+            return seen
+
+
+def _leaders(processes: Processes, job: str) -> list[RelayProcess]:
+    return [
+        process
+        for process in processes
+        if any(
+            e.get("event") == "job_leader" and e.get("job") == job for e in process.log_entries()
+        )
+    ]
+
+
+async def test_a_message_and_its_recall_cross_between_processes_at_once(
+    processes: Processes, http: aiohttp.ClientSession
+) -> None:
+    alice = Person("alice", await target(http, processes.a.url()), http)
+    await alice.add_device(handle="alice")
+    bob = Person("bob", await target(http, processes.b.url()), http)
+    await bob.add_device(handle="bob")
+    async with bob.websocket() as ws:
+        header = await alice.send(bob, "sent through a, pushed by b")
+        (notice,) = await _events(ws, "message")
+        assert notice["payload"]["message_id"] == header.message_id
+        assert await bob.read(alice, header.message_id) == "sent through a, pushed by b"
+        await alice.recall(header)
+        events = await _events(ws, "revocation")
+        assert events[-1]["message_id"] == header.message_id
+    report = await (await _on(http, processes.b, alice)).report(header.message_id)
+    assert report["state"] == "recalled"
+
+
+async def test_a_device_revoked_through_one_process_loses_its_connection_to_the_other(
+    processes: Processes, http: aiohttp.ClientSession
+) -> None:
+    bob = Person("bob", await target(http, processes.b.url()), http)
+    await bob.add_device(handle="bob")
+    await bob.add_device()
+    bob_via_a = await _on(http, processes.a, bob)
+    async with bob.websocket(device=1) as ws:
+        revocation = sign_device_revocation(
+            bob.identity,
+            device_id=bob.devices[1].secrets.device_id,
+            revoked_at=int(time.time() * 1000),
+            relay=bob.relay.relay_id,
+        ).signed
+        await bob_via_a.call(
+            "POST",
+            f"/v1/devices/{bob.devices[1].secrets.device_id.hex()}/revoke",
+            {"revocation": revocation},
+            device=0,
+        )
+        deadline = time.monotonic() + 5
+        while True:
+            message = await asyncio.wait_for(ws.receive(), timeout=deadline - time.monotonic())
+            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                break
+        assert ws.close_code == 1008
+    for process in processes:  # and its token works at neither process
+        async with http.get(
+            process.url() + "/v1/sync?after=0",
+            headers={"Authorization": f"Bearer {bob.devices[1].token}"},
+        ) as answer:
+            assert answer.status == 401
+
+
+async def test_each_job_runs_in_one_process_and_the_other_takes_it_over(
+    processes: Processes, http: aiohttp.ClientSession
+) -> None:
+    deadline = time.monotonic() + 10
+    while not (_leaders(processes, "timers") and _leaders(processes, "retention")):
+        assert time.monotonic() < deadline, "no process took the jobs"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2 * LEAD_RETRY)  # the follower tried at least once more meanwhile
+    (timers,) = _leaders(processes, "timers")
+    assert len(_leaders(processes, "retention")) == 1
+    survivor = processes.b if timers is processes.a else processes.a
+
+    alice = Person("alice", await target(http, survivor.url()), http)
+    await alice.add_device(handle="alice")
+    bob = Person("bob", await target(http, survivor.url()), http)
+    await bob.add_device(handle="bob")
+    # A timer sent through the process that does not run the timer job fires on time:
+    # the new timer is signalled to the leader, which would otherwise sleep up to a minute.
+    async with bob.websocket() as ws:
+        header = await alice.send(bob, "gone in two seconds", expire_after=2000)
+        await _events(ws, "message")
+        events = await _events(ws, "expired")
+        assert events[-1]["message_id"] == header.message_id
+
+    timers.send_signal(signal.SIGKILL)
+    timers.wait()
+    deadline = time.monotonic() + 3 * LEAD_RETRY + 5
+    while not any(
+        e.get("event") == "job_leader" and e.get("job") == "timers" for e in survivor.log_entries()
+    ):
+        assert time.monotonic() < deadline, "the survivor did not take the timer job over"
+        await asyncio.sleep(0.2)
+    async with bob.websocket() as ws:
+        header = await alice.send(bob, "after the failover", expire_after=1000)
+        await _events(ws, "message")
+        events = await _events(ws, "expired")
+        assert events[-1]["message_id"] == header.message_id
