@@ -105,7 +105,7 @@ async def test_on_postgresql_the_data_directory_holds_only_the_key_and_blobs(
 def test_the_started_line_names_postgresql_without_its_password(tmp_path: Path, dsn: str) -> None:
     secret = "not-for-the-log"
     with_password = dsn.replace("postgres@", f"postgres:{secret}@", 1)
-    with relay_process(tmp_path, tmp_path / "data", "--database-url", with_password) as relay:
+    with relay_process(tmp_path, tmp_path / "data", "--db", with_password) as relay:
         assert relay.stop() == 0
         entries = relay.log_entries()
     started = [e for e in entries if e.get("event") == "started"]

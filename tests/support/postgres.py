@@ -19,8 +19,9 @@ import atexit
 import contextlib
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 from relay.bench.postgres_server import PostgresServer, PostgresUnavailable, find_bindir
 
@@ -45,7 +46,7 @@ class PostgresCluster:
         self.server.start()
         atexit.register(self.stop)
         self.server.create_database(_TEMPLATE)
-        asyncio.run(_migrate(self.dsn(_TEMPLATE)))
+        _run_alone(lambda: _migrate(self.dsn(_TEMPLATE)))
 
     def stop(self) -> None:
         self.server.stop()
@@ -62,6 +63,27 @@ class PostgresCluster:
 
     def drop_database(self, dsn: str) -> None:
         self.server.drop_database(dsn.split("/")[-1].split("?")[0])
+
+
+def _run_alone(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``work`` to completion on an event loop of its own thread.
+
+    The first test of a process to ask for a database may be an async one,
+    already inside the test's loop, where ``asyncio.run`` is refused.
+    """
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(work())
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="postgres-template")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
 
 
 async def _migrate(dsn: str) -> None:
