@@ -324,8 +324,8 @@ def _assert_each_process(figures: dict[str, Any], count: int) -> None:
     assert [e["name"] for e in each] == [f"relay {i + 1}" for i in range(count)]
     assert len({e["pid"] for e in each}) == count
     assert len({e["url"] for e in each}) == count == len(figures["relay_urls"])
-    for process in each:
-        assert process["cpu_seconds"] > 0, process
+    for process in each:  # each served part of the load: an idle relay uses next to no CPU
+        assert process["cpu_seconds"] > 0.05, process
         assert process["peak_rss_bytes"] > 10 << 20, process
     total = figures["relay"]
     assert total["processes"] == count
