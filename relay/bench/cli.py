@@ -38,7 +38,9 @@ WebSocket echo measured in the same run, and the relay's sends as a share
 of that ceiling.
 
 By default the bench starts its own relay (python -m relay.cli serve) on
-127.0.0.1 with a temporary data directory, and lifts its rate limits
+127.0.0.1 with a temporary data directory (--processes N: N of them on one
+database and that one directory, each user's devices spread over them in
+turn; --database-url or --postgres: on PostgreSQL), and lifts its rate limits
 (requests_per_minute, address_requests_per_minute,
 recalls_per_conversation_per_day 0, a user_quota no run reaches).
 """
@@ -54,8 +56,12 @@ group_send, group_recall; requests_per_second; latency_ms {KIND: {count, p50,
 p90, p99, max, mean} or null} for send, open, recall, propagation, group_send,
 group_recall, group_propagation, revocation, fetch, receipt, expiry;
 propagation {measured, group_measured, pending}; errors {CODE: n};
-errors_by_kind; starved; relay {pid, cpu_seconds, cpu_cores, peak_rss_bytes}
-(null with --url); machine_cpu_cores (every process on the machine during the
+errors_by_kind; starved; relay {pid, processes, cpu_seconds, cpu_cores,
+peak_rss_bytes} (the started relay processes together, null with --url; pid
+only with one process); relays [{name, url, pid, cpu_seconds, cpu_cores,
+peak_rss_bytes}] (each process, empty with --url); relay_urls; backend {kind
+(sqlite or postgresql), started_server, version, database} (null with
+--url); machine_cpu_cores (every process on the machine during the
 window); generator {workers, cpu_seconds, cpu_cores, websockets, groups,
 sealed_ahead, sealed_during_run, behind_schedule_ms}; baseline (null without
 --baseline) {http, websocket: {count, per_second, latency_ms, errors, server,

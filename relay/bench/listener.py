@@ -67,7 +67,7 @@ class Listener:
             ) from None
 
     async def _listen(self, device: BenchDevice, ready: asyncio.Future[None]) -> None:
-        url = self.client.websocket_url()
+        url = self.client.websocket_url(device)
         try:
             ws = await self.client.http.ws_connect(url, headers=device.authorization)
         except aiohttp.WSServerHandshakeError as exc:

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +22,7 @@ from e2e_recall.body import MAX_TEXT_LEN
 from ..units import format_duration, format_size, parse_duration, parse_size
 from .errors import BenchUsageError
 from .load_options import add_load_arguments, expire_from_args, groups_from_args
+from .relay_options import RelaySetup, add_relay_arguments, redact, relays_from_args
 from .transport import TRANSPORTS
 
 __all__ = ["KINDS", "BenchOptions", "add_arguments", "options_from_args"]
@@ -64,6 +65,7 @@ class BenchOptions:
     groups: int = 0  # groups made before the run (0: every send is direct)
     group_size: int = 0  # members per group
     group_share: float = 0.0  # share of the sends (0 to 1) that go to a group
+    relays: RelaySetup = field(default_factory=RelaySetup)  # the relay processes and database
 
     def settings(self) -> dict[str, Any]:
         """The settings as the JSON output shows them: in the units a user types."""
@@ -79,6 +81,11 @@ class BenchOptions:
         shown["fetch"] = "notified" if self.fetch else "none"
         shown["plot"] = str(self.plot) if self.plot else None
         shown["relay_config"] = str(self.relay_config) if self.relay_config else None
+        relays = shown.pop("relays")
+        shown["processes"] = relays["processes"]
+        url = relays["database_url"]
+        shown["database_url"] = redact(url) if url else None
+        shown["postgres"] = relays["postgres"]
         del shown["json"]
         return shown
 
@@ -202,6 +209,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "database (written directly, not sent), to measure throughput as the database grows "
         "(default: 0)",
     )
+    add_relay_arguments(target)
     out = parser.add_argument_group("the figures")
     out.add_argument(
         "--baseline",
@@ -377,6 +385,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         groups=grouped.groups,
         group_size=grouped.size,
         group_share=grouped.share,
+        relays=relays_from_args(args),
     )
 
 

@@ -40,6 +40,8 @@ class WorkerPlan:
     groups: int = 0  # groups this worker makes among its users before the window
     group_size: int = 0
     group_share: float = 0.0  # share of its sends that go to one of its groups
+    urls: tuple[str, ...] = ()  # every relay process; each device talks to one (empty: url)
+    first_user: int = 0  # the run-wide number of this worker's first user
 
 
 @dataclass

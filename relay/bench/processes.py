@@ -91,20 +91,30 @@ def relay_command(port_file: Path, data_dir: Path, devices: int, config: Path | 
 class ServerProcess:
     """One server subprocess that writes its port to a file once it listens."""
 
-    def __init__(self, name: str, command: list[str], work: Path, port_file: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        work: Path,
+        port_file: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.command = command
         self.work = work
         self.port_file = port_file
-        self.stderr_path = work / f"{name}.stderr"
+        self.extra_env = env or {}  # settings kept off the command line (a database URL)
+        self.file_stem = name.replace(" ", "-")
+        self.stderr_path = work / f"{self.file_stem}.stderr"
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
     def start(self) -> ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("E2E_RECALL_RELAY_")}
+        env.update(self.extra_env)
         with (
             self.stderr_path.open("wb") as err,
-            (self.work / f"{self.name}.stdout").open("wb") as out,
+            (self.work / f"{self.file_stem}.stdout").open("wb") as out,
         ):
             self.process = subprocess.Popen(  # noqa: S603 -- our own interpreter and fixed arguments
                 self.command,

@@ -65,6 +65,7 @@ class BenchDevice:
     secrets: er.DeviceSecrets
     certificate: bytes
     token: str = ""
+    url: str = ""  # the relay process this device talks to ("": the client's own URL)
 
     @property
     def device_id(self) -> bytes:
@@ -215,13 +216,32 @@ class RelayClient:
     async def call(
         self, method: str, path: str, body: bytes | None = None, device: BenchDevice | None = None
     ) -> Any:
-        """One request; a refusal raises :class:`RelayRefused` with the relay's code."""
+        """One request; a refusal raises :class:`RelayRefused` with the relay's code.
+
+        It goes to the acting device's own relay process when it has one, so
+        that with several processes each device is served by one of them.
+        """
+        return await self.call_at(
+            device.url if device is not None and device.url else self.url,
+            method,
+            path,
+            body,
+            device,
+        )
+
+    async def call_at(
+        self,
+        url: str,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        device: BenchDevice | None = None,
+    ) -> Any:
+        """:meth:`call` at the relay process ``url``."""
         headers = dict(device.authorization) if device is not None else {}
         if body is not None:
             headers["Content-Type"] = MSGPACK
-        async with self.http.request(
-            method, self.url + path, data=body, headers=headers
-        ) as response:
+        async with self.http.request(method, url + path, data=body, headers=headers) as response:
             data = await response.read()
             status = response.status
         if status >= 400:
@@ -231,10 +251,19 @@ class RelayClient:
         except er.E2ERecallError:
             raise RelayRefused(status, "undecodable_answer") from None
 
-    async def register_user(self, index: int, devices: int) -> BenchUser:
-        """A new identity with ``devices`` devices, each registered and logged in."""
+    async def register_user(
+        self, index: int, devices: int, urls: tuple[str, ...] = (), number: int = 0
+    ) -> BenchUser:
+        """A new identity with ``devices`` devices, each registered and logged in.
+
+        With ``urls`` (several relay processes), device ``d`` of the run's user
+        ``number`` talks to process ``(number + d) % len(urls)`` from its
+        registration on: users take the processes in turn, and so do one
+        user's devices, so messages and recalls cross between processes.
+        """
         user = BenchUser(index, er.SigningKey.generate())
-        for _ in range(devices):
+        for d in range(devices):
+            url = urls[(number + d) % len(urls)] if urls else self.url
             secrets = er.DeviceSecrets.generate()
             certificate = er.issue_device_certificate(
                 user.identity,
@@ -243,7 +272,7 @@ class RelayClient:
                 secrets.wrap_key.public_key,
                 created_at=now_ms(),
             ).signed
-            challenge = (await self.call("POST", "/v1/challenge"))["challenge"]
+            challenge = (await self.call_at(url, "POST", "/v1/challenge"))["challenge"]
             identity_signature, device_signature = sign_registration(
                 user.identity,
                 secrets.signing_key,
@@ -268,14 +297,15 @@ class RelayClient:
                 if user.devices
                 else None,
             }
-            await self.call("POST", "/v1/register", wire.encode(body))
-            device = BenchDevice(user, secrets, certificate)
+            await self.call_at(url, "POST", "/v1/register", wire.encode(body))
+            device = BenchDevice(user, secrets, certificate, url=url if urls else "")
             await self.login(device)
             user.devices.append(device)
         return user
 
     async def login(self, device: BenchDevice) -> None:
-        challenge = (await self.call("POST", "/v1/challenge"))["challenge"]
+        url = device.url or self.url
+        challenge = (await self.call_at(url, "POST", "/v1/challenge"))["challenge"]
         signature = sign_login(
             device.secrets.signing_key,
             relay=self.relay_id,
@@ -283,7 +313,8 @@ class RelayClient:
             challenge=challenge,
         )
         body = {"device_id": device.device_id, "challenge": challenge, "signature": signature}
-        device.token = (await self.call("POST", "/v1/login", wire.encode(body)))["token"]
+        answer = await self.call_at(url, "POST", "/v1/login", wire.encode(body))
+        device.token = answer["token"]
 
     async def fetch(self, device: BenchDevice, message_id: bytes) -> None:
         await self.call("GET", f"/v1/messages/{message_id.hex()}", device=device)
@@ -299,8 +330,10 @@ class RelayClient:
     async def receipt(self, device: BenchDevice, message_id: bytes, request: bytes) -> None:
         await self.call("POST", f"/v1/messages/{message_id.hex()}/receipt", request, device)
 
-    def websocket_url(self) -> str:
-        return self.url.replace("http", "ws", 1) + "/v1/ws?cursor=0"
+    def websocket_url(self, device: BenchDevice | None = None) -> str:
+        """The events socket of ``device``'s relay process (or the client's)."""
+        url = device.url if device is not None and device.url else self.url
+        return url.replace("http", "ws", 1) + "/v1/ws?cursor=0"
 
 
 _EMPTY = wire.encode({})

@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from .meter import ServerCost
 from .options import BenchOptions
 from .runner import BenchRun, Phase
 from .samples import summarize
@@ -106,13 +107,32 @@ def _errors(phase: Phase) -> dict[str, int]:
     return dict(sorted(codes.items(), key=lambda item: -item[1]))
 
 
-def _server(phase: Phase) -> dict[str, Any]:
-    cpu = phase.server_cpu_seconds
+def _cost(cpu: float | None, seconds: float) -> dict[str, Any]:
     return {
-        "pid": phase.server_pid,
         "cpu_seconds": None if cpu is None else round(cpu, 3),
-        "cpu_cores": None if cpu is None else round(cpu / phase.seconds, 3),
-        "peak_rss_bytes": phase.server_peak_rss,
+        "cpu_cores": None if cpu is None else round(cpu / seconds, 3),
+    }
+
+
+def _server(phase: Phase) -> dict[str, Any]:
+    """The servers of a phase together: CPU and peak RSS summed (null when none is ours)."""
+    servers = phase.servers
+    cpu = sum(s.cpu_seconds for s in servers) if servers else None
+    return {
+        "pid": servers[0].pid if len(servers) == 1 else None,
+        "processes": len(servers) or None,
+        **_cost(cpu, phase.seconds),
+        "peak_rss_bytes": sum(s.peak_rss_bytes for s in servers) if servers else None,
+    }
+
+
+def _each(server: ServerCost, seconds: float) -> dict[str, Any]:
+    return {
+        "name": server.name,
+        "url": server.url,
+        "pid": server.pid,
+        **_cost(server.cpu_seconds, seconds),
+        "peak_rss_bytes": server.peak_rss_bytes,
     }
 
 
@@ -159,6 +179,9 @@ def figures(options: BenchOptions, run: BenchRun) -> dict[str, Any]:
         "errors_by_kind": phase.result.errors,
         "starved": phase.result.starved,
         "relay": _server(phase),
+        "relays": [_each(server, phase.seconds) for server in phase.servers],
+        "relay_urls": run.relay_urls,
+        "backend": run.backend.to_json() if run.backend is not None else None,
         "machine_cpu_cores": round(phase.machine_cpu_seconds / phase.seconds, 3),
         "generator": {
             "workers": options.workers,
@@ -212,12 +235,54 @@ def _mib(value: int | None) -> str:
     return "n/a" if value is None else f"{value / (1 << 20):,.1f} MiB"
 
 
+def _backend(shown: dict[str, Any]) -> str:
+    """Where the relays stored their rows, as the header names it."""
+    backend = shown["backend"]
+    if backend is None:
+        return "its own database"
+    if backend["kind"] == "sqlite":
+        return "SQLite"
+    if backend["started_server"]:
+        return f"PostgreSQL {backend['version']} (started by the bench)"
+    return "PostgreSQL"
+
+
+def _where(shown: dict[str, Any]) -> str:
+    urls = shown["relay_urls"] or [shown["relay_url"]]
+    if len(urls) == 1:
+        return f"relay at {urls[0]} on {_backend(shown)}"
+    return f"{len(urls)} relay processes ({', '.join(urls)}) on {_backend(shown)}"
+
+
+def _relay_lines(shown: dict[str, Any], console: Console) -> None:
+    """CPU and peak RSS of the relay, or of each relay process and their total."""
+    for each in shown["relays"] if len(shown["relays"]) > 1 else []:
+        console.print(
+            f"{each['name']} ({each['url']}): CPU {each['cpu_seconds']:,.2f} s "
+            f"({each['cpu_cores']:.2f} cores), peak RSS {_mib(each['peak_rss_bytes'])}"
+        )
+    relay = shown["relay"]
+    cpu = (
+        "n/a"
+        if relay["cpu_seconds"] is None
+        else f"{relay['cpu_seconds']:,.2f} s ({relay['cpu_cores']:.2f} cores)"
+    )
+    label = "relay process" if len(shown["relays"]) <= 1 else "relay processes together"
+    console.print(f"{label}: CPU {cpu}, peak RSS {_mib(relay['peak_rss_bytes'])}")
+    backend = shown["backend"]
+    if len(shown["relays"]) > 1 and backend is not None and backend["kind"] == "sqlite":
+        console.print(
+            "note: on SQLite the processes do not tell each other of queued events, so a "
+            "device is told only of what was sent through its own process"
+        )
+
+
 def render(shown: dict[str, Any], console: Console) -> None:
     """The tables an operator reads, drawn from :func:`figures`."""
     settings = shown["settings"]
     mix = ", ".join(f"{kind} {share:.0%}" for kind, share in settings["mix"].items() if share)
     table = _table(
-        f"relay at {shown['relay_url']}: {settings['users']} users x {settings['devices']} "
+        f"{_where(shown)}: {settings['users']} users x {settings['devices']} "
         f"device(s), {settings['recipients']} recipient device(s) per message, "
         f"{settings['size']} bodies; {mix}; rate {settings['rate']}, concurrency "
         f"{settings['concurrency']}, {settings['duration']}, {settings['transport']}"
@@ -246,13 +311,8 @@ def render(shown: dict[str, Any], console: Console) -> None:
         console.print(
             f"recall propagation still pending at the end: {shown['propagation']['pending']:,}"
         )
-    relay, gen = shown["relay"], shown["generator"]
-    cpu = (
-        "n/a"
-        if relay["cpu_seconds"] is None
-        else f"{relay['cpu_seconds']:,.2f} s ({relay['cpu_cores']:.2f} cores)"
-    )
-    console.print(f"relay process: CPU {cpu}, peak RSS {_mib(relay['peak_rss_bytes'])}")
+    gen = shown["generator"]
+    _relay_lines(shown, console)
     console.print(
         f"load generator: {gen['workers']} worker(s), CPU {gen['cpu_seconds']:,.2f} s "
         f"({gen['cpu_cores']:.2f} cores), "

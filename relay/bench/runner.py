@@ -15,7 +15,6 @@ import multiprocessing
 import queue as queues
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +23,14 @@ from typing import Any
 import e2e_recall as er
 
 from .errors import BenchFailed
+from .meter import Meter, ServerCost
 from .options import BenchOptions, prepared_per_worker
 from .plan import Mode, WorkerPlan, WorkerResult
 from .prefill import prefill
-from .processes import ServerProcess, machine_cpu_seconds, relay_command
+from .processes import ServerProcess
 from .progress import Display
 from .protocol import BenchDevice, BenchUser, seal_send
+from .relays import Backend, started_relays
 from .samples import Samples
 from .worker import worker_main
 
@@ -41,15 +42,13 @@ START_DELAY = 0.2
 
 @dataclass
 class Phase:
-    """One phase's workers added up, and what its server cost (None when it is not ours)."""
+    """One phase's workers added up, and what its servers cost (none when they are not ours)."""
 
     mode: Mode
     seconds: float
     result: WorkerResult = field(default_factory=WorkerResult)
     samples: dict[str, Samples] = field(default_factory=dict)
-    server_cpu_seconds: float | None = None
-    server_peak_rss: int | None = None
-    server_pid: int | None = None
+    servers: list[ServerCost] = field(default_factory=list)
     machine_cpu_seconds: float = 0.0
 
     def add(self, part: WorkerResult) -> None:
@@ -89,8 +88,10 @@ def request_size(options: BenchOptions) -> int:
     return len(sample.request)
 
 
-def plans(options: BenchOptions, mode: Mode, url: str, seconds: float) -> list[WorkerPlan]:
+def plans(options: BenchOptions, mode: Mode, urls: list[str], seconds: float) -> list[WorkerPlan]:
+    """Each worker's share; with several relays, every worker's devices use all of them in turn."""
     users = _shares(options.users, options.workers)
+    first_users = [sum(users[:i]) for i in range(options.workers)]
     concurrency = _shares(options.concurrency, options.workers)
     groups = _shares(options.groups, options.workers)
     rate = None if options.rate is None or mode != "relay" else options.rate / options.workers
@@ -99,7 +100,7 @@ def plans(options: BenchOptions, mode: Mode, url: str, seconds: float) -> list[W
         WorkerPlan(
             index=i,
             mode=mode,
-            url=url,
+            url=urls[0],
             users=users[i],
             devices=options.devices,
             recipients=options.recipients,
@@ -118,6 +119,8 @@ def plans(options: BenchOptions, mode: Mode, url: str, seconds: float) -> list[W
             groups=groups[i] if mode == "relay" else 0,
             group_size=options.group_size,
             group_share=options.group_share,
+            urls=tuple(urls),
+            first_user=first_users[i],
         )
         for i in range(options.workers)
     ]
@@ -126,13 +129,13 @@ def plans(options: BenchOptions, mode: Mode, url: str, seconds: float) -> list[W
 class _Workers:
     """The worker processes of one phase and the messages they send back."""
 
-    def __init__(self, work: list[WorkerPlan], server: ServerProcess | None) -> None:
+    def __init__(self, work: list[WorkerPlan], servers: list[ServerProcess]) -> None:
         self.context = multiprocessing.get_context("spawn")
         self.queue = self.context.Queue()
         self.go = self.context.Event()
         self.abort = self.context.Event()
         self.start = self.context.Value("d", 0.0)
-        self.server = server
+        self.servers = servers
         self.drain_s = work[0].drain_s
         self.processes = [
             self.context.Process(
@@ -169,10 +172,9 @@ class _Workers:
                     f"A load generator process exited with code {process.exitcode} before "
                     "it reported."
                 )
-        if self.server is not None and not self.server.alive():
-            raise BenchFailed(
-                f"The {self.server.name} exited during the run: {self.server.last_error()}"
-            )
+        for server in self.servers:
+            if not server.alive():
+                raise BenchFailed(f"The {server.name} exited during the run: {server.last_error()}")
         if time.monotonic() > deadline:
             raise BenchFailed("The load generators did not finish in time.")
 
@@ -207,12 +209,12 @@ def run_phase(
     mode: Mode,
     label: str,
     work: list[WorkerPlan],
-    server: ServerProcess | None,
+    servers: list[ServerProcess],
     display: Display,
 ) -> Phase:
     seconds = work[0].duration_s
     phase = Phase(mode, seconds)
-    workers = _Workers(work, server)
+    workers = _Workers(work, servers)
     workers.launch()
     try:
         setup_deadline = time.monotonic() + 120 + sum(p.users * p.devices for p in work) * 0.05
@@ -222,7 +224,7 @@ def run_phase(
             ready += kind == "ready"
         workers.start.value = start = time.monotonic() + START_DELAY
         workers.go.set()
-        meter = _Meter(server, start, seconds)
+        meter = Meter(servers, start, seconds)
         display.begin(label, seconds)
         try:
             _collect(workers, phase, start, len(work), display)
@@ -231,50 +233,12 @@ def run_phase(
             raise
         finally:
             display.end()
-        meter.record(phase)
+        measured = meter.result()
+        if measured is not None:
+            phase.servers, phase.machine_cpu_seconds = measured
     finally:
         workers.close()
     return phase
-
-
-class _Meter:
-    """The server's CPU time over exactly the window, read by timers at its start and end.
-
-    The drain after the window is left out: its idle seconds would lower the
-    cores the relay was seen to use while it was under load.
-    """
-
-    def __init__(self, server: ServerProcess | None, start: float, seconds: float) -> None:
-        self.cost = server.cost if server is not None else None
-        self.readings: list[tuple[float, float]] = []
-        self.timers = [
-            threading.Timer(max(0.0, at - time.monotonic()), self._read)
-            for at in (start, start + seconds)
-        ]
-        for timer in self.timers:
-            timer.start()
-
-    def _read(self) -> None:
-        server = self.cost.cpu_seconds() if self.cost is not None else 0.0
-        self.readings.append((server, machine_cpu_seconds()))
-
-    def cancel(self) -> None:
-        for timer in self.timers:
-            timer.cancel()
-
-    def record(self, phase: Phase) -> None:
-        """Wait for the reading at the window's end (due by now, but on its own thread)."""
-        for timer in self.timers:
-            timer.join()
-        if len(self.readings) < 2:
-            return
-        (server_before, machine_before), (server_after, machine_after) = self.readings
-        phase.machine_cpu_seconds = machine_after - machine_before
-        if self.cost is None:
-            return
-        phase.server_cpu_seconds = server_after - server_before
-        phase.server_peak_rss = self.cost.peak_rss_bytes()
-        phase.server_pid = self.cost.pid
 
 
 @dataclass
@@ -286,36 +250,35 @@ class BenchRun:
     started_relay: bool
     http: Phase | None = None
     websocket: Phase | None = None
+    relay_urls: list[str] = field(default_factory=list)  # every process the load went to
+    backend: Backend | None = None  # None: a relay at --url, whose database is its own
 
 
-def _relay_phase(options: BenchOptions, work: Path, display: Display) -> tuple[Phase, str]:
+def _relay_phase(
+    options: BenchOptions, work: Path, display: Display
+) -> tuple[Phase, list[str], Backend | None]:
     seconds = options.duration_ms / 1000
     label = f"relay, rate {'max' if options.rate is None else f'{options.rate:g}/s'}"
     if options.url is not None:
         display.step(f"measuring the relay at {options.url}")
-        return run_phase(
-            "relay", label, plans(options, "relay", options.url, seconds), None, display
-        ), options.url
+        urls = [options.url]
+        return (
+            run_phase("relay", label, plans(options, "relay", urls, seconds), [], display),
+            urls,
+            None,
+        )
     if options.prefill:
         display.step(f"filling the relay's database with {options.prefill:,} stored messages")
         seconds_taken = prefill(work / "data", options.prefill, options.size)
         display.step(f"filled in {seconds_taken:.0f} s")
-    display.step("starting a relay on 127.0.0.1 with a temporary data directory")
-    command = relay_command(
-        work / "relay.port", work / "data", options.devices, options.relay_config
-    )
-    relay = ServerProcess("relay", command, work, work / "relay.port").start()
-    try:
+    with started_relays(options, work, display) as (relays, backend):
         display.step(
             f"registering {options.users} users with {options.devices} device(s) each and "
             "opening their WebSockets"
         )
-        phase = run_phase(
-            "relay", label, plans(options, "relay", relay.url, seconds), relay, display
-        )
-    finally:
-        relay.stop()
-    return phase, relay.url
+        urls = [relay.url for relay in relays]
+        phase = run_phase("relay", label, plans(options, "relay", urls, seconds), relays, display)
+    return phase, urls, backend
 
 
 def _baseline(options: BenchOptions, work: Path, display: Display) -> tuple[Phase, Phase]:
@@ -328,15 +291,15 @@ def _baseline(options: BenchOptions, work: Path, display: Display) -> tuple[Phas
         http = run_phase(
             "http-echo",
             "bare HTTP",
-            plans(options, "http-echo", server.url, seconds),
-            server,
+            plans(options, "http-echo", [server.url], seconds),
+            [server],
             display,
         )
         ws = run_phase(
             "ws-echo",
             "bare WebSocket",
-            plans(options, "ws-echo", server.url, seconds),
-            server,
+            plans(options, "ws-echo", [server.url], seconds),
+            [server],
             display,
         )
     finally:
@@ -348,8 +311,8 @@ def run_bench(options: BenchOptions, display: Display) -> BenchRun:
     """The whole run; servers and workers are stopped whatever happens."""
     with tempfile.TemporaryDirectory(prefix="e2e-recall-bench-") as tmp:
         work = Path(tmp)
-        relay, url = _relay_phase(options, work, display)
-        run = BenchRun(relay, url, options.url is None)
+        relay, urls, backend = _relay_phase(options, work, display)
+        run = BenchRun(relay, urls[0], options.url is None, relay_urls=urls, backend=backend)
         if options.baseline:
             run.http, run.websocket = _baseline(options, work, display)
     return run

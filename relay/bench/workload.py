@@ -117,7 +117,9 @@ class Workload:
 
         async def one(index: int) -> BenchUser:
             async with gate:
-                return await self.client.register_user(index, self.plan.devices)
+                return await self.client.register_user(
+                    index, self.plan.devices, self.plan.urls, self.plan.first_user + index
+                )
 
         try:
             self.users = list(await asyncio.gather(*(one(i) for i in range(self.plan.users))))

@@ -17,17 +17,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import glob
-import os
-import pwd
 import secrets
-import shutil
-import subprocess
-import tempfile
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
+
+from relay.bench.postgres_server import PostgresServer, PostgresUnavailable, find_bindir
 
 __all__ = ["MISSING", "PostgresCluster", "cluster", "postgres_database"]
 
@@ -39,95 +35,34 @@ MISSING = (
 _TEMPLATE = "relay_template"
 
 
-def find_bindir() -> Path | None:
-    """The directory holding initdb and pg_ctl: E2E_RECALL_PG_BIN, PATH, then Debian's."""
-    named = os.environ.get("E2E_RECALL_PG_BIN")
-    candidates = [Path(named)] if named else []
-    on_path = shutil.which("initdb")
-    if on_path:
-        candidates.append(Path(on_path).resolve().parent)
-    candidates += sorted(
-        (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")),
-        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
-        reverse=True,
-    )
-    for folder in candidates:
-        if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
-            return folder
-    return None
-
-
 class PostgresCluster:
-    """A PostgreSQL server of this test process, on a socket in its own directory."""
+    """This test process's server (relay/bench/postgres_server.py), with a migrated template."""
 
     def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="e2e-recall-pg-"))
-        self.data = self.root / "data"
-        self.socket_dir = self.root / "socket"
-        self._as_user: list[str] = []
-        if os.geteuid() == 0:
-            try:
-                pwd.getpwnam("postgres")
-            except KeyError:
-                raise RuntimeError(
-                    "PostgreSQL cannot run as root and there is no `postgres` user to run it "
-                    "as; `apt-get install postgresql` creates one"
-                ) from None
-            self._as_user = ["runuser", "-u", "postgres", "--"]
-            shutil.chown(self.root, "postgres")
-        self.socket_dir.mkdir()
-        if self._as_user:
-            shutil.chown(self.socket_dir, "postgres")
+        self.server = PostgresServer(bindir)
         self._lock = threading.Lock()
 
-    def _run(self, program: str, *args: str) -> None:
-        command = [*self._as_user, str(self.bindir / program), *args]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{program} failed ({done.returncode}): {done.stderr.strip()}")
-
     def start(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                  "-E", "UTF8", "--no-sync", "--no-instructions")  # fmt: skip
-        options = " ".join(
-            [
-                "-c listen_addresses=''",
-                f"-c unix_socket_directories='{self.socket_dir}'",
-                "-c fsync=on",
-                "-c max_connections=300",
-                "-c shared_buffers=32MB",
-            ]
-        )
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-w", "-t", "60",
-                  "-l", str(self.root / "server.log"), "start")  # fmt: skip
+        self.server.start()
         atexit.register(self.stop)
-        self._sql("postgres", f"CREATE DATABASE {_TEMPLATE}")
+        self.server.create_database(_TEMPLATE)
         _run_alone(lambda: _migrate(self.dsn(_TEMPLATE)))
 
     def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(self.root, ignore_errors=True)
+        self.server.stop()
 
     def dsn(self, database: str) -> str:
-        return f"postgresql://postgres@/{database}?host={self.socket_dir}"
-
-    def _sql(self, database: str, statement: str) -> None:
-        self._run("psql", "-h", str(self.socket_dir), "-U", "postgres", "-d", database,
-                  "-v", "ON_ERROR_STOP=1", "-q", "-c", statement)  # fmt: skip
+        return self.server.dsn(database)
 
     def create_database(self, migrated: bool = True) -> str:
         """A new database (with the relay's schema unless ``migrated`` is False); its DSN."""
         name = f"relay_{secrets.token_hex(6)}"
         template = _TEMPLATE if migrated else "template0"
         with self._lock:  # CREATE DATABASE copies the template, which no one may be using
-            self._sql("postgres", f"CREATE DATABASE {name} TEMPLATE {template}")
-        return self.dsn(name)
+            return self.server.create_database(name, template)
 
     def drop_database(self, dsn: str) -> None:
-        name = dsn.split("/")[-1].split("?")[0]
-        self._sql("postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self.server.drop_database(dsn.split("/")[-1].split("?")[0])
 
 
 def _run_alone(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -173,7 +108,12 @@ def cluster() -> PostgresCluster:
                 import pytest
 
                 pytest.fail(MISSING, pytrace=False)
-            started = PostgresCluster(bindir)
+            try:
+                started = PostgresCluster(bindir)
+            except PostgresUnavailable as exc:
+                import pytest
+
+                pytest.fail(str(exc), pytrace=False)
             started.start()
             _cluster = started
         return _cluster
