@@ -50,7 +50,9 @@ EVENTS_CHANNEL = "e2e_recall_events"
 SIGNALS_CHANNEL = "e2e_recall_signals"  # what relay processes tell each other (relay/cluster.py)
 _JOB_LOCKS = 0x6532_6552_0000_0000  # plus a job's number: pg_try_advisory_lock keys
 _MIGRATION_LOCK = 0x6532_6552_6563_616C  # pg_advisory_xact_lock key: one migrator at a time
-_ATTEMPTS = 30  # serialization failures retried before the write fails as StorageError
+_RETRY_BUDGET = 20.0  # seconds a write may spend failing to serialise before StorageError
+_STRAGGLER = 5  # failed attempts after which a write queues behind the other stragglers
+_STRAGGLERS_LOCK = 0x6532_6552_5354_5247  # pg_advisory_xact_lock key of that queue
 _NOTIFY_LIMIT = 7900  # bytes per NOTIFY payload (the server's limit is 8000)
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 
@@ -255,16 +257,31 @@ class PostgresEngine:
 
     # transactions ---------------------------------------------------------------------------
     async def write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run ``fn`` in one SERIALIZABLE transaction, again if it fails to serialise."""
+        """Run ``fn`` in one SERIALIZABLE transaction, again if it fails to serialise.
+
+        Under heavy contention a write can lose to newer ones again and again.
+        After a few failures it takes a transaction-level advisory lock first,
+        so such stragglers run one after another instead of defeating each
+        other; it gives up only after ``_RETRY_BUDGET`` seconds.
+        """
         started = time.perf_counter()
-        for attempt in range(_ATTEMPTS):
+        attempt = 0
+        while True:
             try:
                 async with self.pool.acquire() as conn:
                     tx = Tx(conn)
                     async with conn.transaction(isolation="serializable"):
+                        if attempt >= _STRAGGLER:
+                            await conn.execute("SELECT pg_advisory_xact_lock($1)", _STRAGGLERS_LOCK)
                         result = await fn(tx)
                         await self._notify(conn, tx.events)
             except _RETRYABLE:
+                attempt += 1
+                if time.perf_counter() - started > _RETRY_BUDGET:
+                    raise StorageError(
+                        f"PostgreSQL refused the write {attempt} times in {_RETRY_BUDGET:.0f} s "
+                        "as conflicting with others"
+                    ) from None
                 await asyncio.sleep(min(0.2, 0.002 * 2**attempt) * random.random())  # noqa: S311
                 continue
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
@@ -273,9 +290,6 @@ class PostgresEngine:
                 self.observer.on_commit(1, time.perf_counter() - started)
             self._committed(tx)
             return result
-        raise StorageError(
-            f"PostgreSQL refused the write {_ATTEMPTS} times as conflicting with others"
-        )
 
     async def read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         """Run ``fn`` on one consistent snapshot (REPEATABLE READ, READ ONLY)."""
