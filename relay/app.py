@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import cast
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -43,10 +42,7 @@ def _wall_clock() -> int:
 
 def _storage_for(config: Config, clock: Callable[[], int], metrics: Metrics) -> Storage:
     if config.uses_postgres:
-        # cast until every store's mixin has joined PostgresStorage (issue 9, in progress)
-        return cast(
-            Storage, PostgresStorage(config.database, clock, config.db_pool_size, observer=metrics)
-        )
+        return PostgresStorage(config.database, clock, config.db_pool_size, observer=metrics)
     return SqliteStorage(
         config.database_path, clock, observer=metrics, scrub_interval=config.scrub_interval / 1000
     )

@@ -26,7 +26,7 @@ import ssl
 import sys
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from e2e_recall.identity import fingerprint
 
@@ -39,6 +39,7 @@ from .server import run_server
 from .services import Services
 from .storage.base import SchemaTooNew, Storage, StorageError
 from .storage.postgres import PostgresStorage
+from .storage.postgres_engine import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from .storage.sqlite import SqliteStorage
 from .storage.sqlite_engine import SCHEMA_VERSION
 
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _storage(config: Config) -> Storage:
     if config.uses_postgres:
-        return cast(Storage, PostgresStorage(config.database, pool_size=2))
+        return PostgresStorage(config.database, pool_size=2)
     return SqliteStorage(config.database_path)
 
 
@@ -133,12 +134,19 @@ async def _with_storage(config: Config, command: str, handle: str = "") -> int:
             print(json.dumps(await storage.stats(), indent=2, sort_keys=True))
         elif command == "scrub":
             seconds = await storage.scrub()
-            print(f"scrubbed in {seconds:.2f} s: every page rewritten, the WAL truncated")
+            if config.uses_postgres:
+                print(
+                    f"vacuumed in {seconds:.2f} s: the space of destroyed rows is free for "
+                    "reuse (PostgreSQL does not overwrite it; see docs/operators.md)"
+                )
+            else:
+                print(f"scrubbed in {seconds:.2f} s: every page rewritten, the WAL truncated")
             if config.blob_path.is_dir():  # and blob files a crash left without a row
                 services = Services(config, storage, lambda: int(time.time() * 1000), Metrics())
                 print(f"removed {await services.blobs.sweep()} orphaned blob file(s)")
         elif command == "migrate":
-            print(f"schema version {SCHEMA_VERSION}: up to date")
+            version = PG_SCHEMA_VERSION if config.uses_postgres else SCHEMA_VERSION
+            print(f"schema version {version}: up to date")
         elif command == "check":
             problems = await storage.check()
             for problem in problems:

@@ -14,7 +14,15 @@ from collections.abc import Callable
 
 from .base import EventListener, EventRecord
 from .blob_records import BlobListener
+from .postgres_accounts import PostgresAccounts
+from .postgres_blobs import PostgresBlobs
+from .postgres_devices import PostgresDevices
 from .postgres_engine import Conn, PostgresEngine, PostgresObserver
+from .postgres_events import PostgresEvents
+from .postgres_expiry import PostgresExpiry
+from .postgres_groups import PostgresGroups
+from .postgres_messages import PostgresMessages
+from .postgres_wrap_keys import PostgresWrapKeys
 
 __all__ = ["PostgresStorage", "is_postgres_url"]
 
@@ -26,7 +34,16 @@ def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
-class PostgresStorage:
+class PostgresStorage(
+    PostgresAccounts,
+    PostgresMessages,
+    PostgresEvents,
+    PostgresExpiry,
+    PostgresGroups,
+    PostgresDevices,
+    PostgresWrapKeys,
+    PostgresBlobs,
+):
     """Every store on one PostgreSQL database, shared by any number of relay processes."""
 
     def __init__(

@@ -3,17 +3,16 @@
 ``insert_message`` and ``change_message`` (for the messages a change adds)
 take a ``membership`` rule and must give it the group row of the message's
 conversation as the storing transaction reads it, before writing anything;
-a rule that raises writes nothing.  Parametrised by backend, like
-test_storage_contract.py; PostgreSQL joins the list when it exists.
+a rule that raises writes nothing.  Same fixture and backends as
+test_storage_contract.py.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
+from test_storage_contract import storage  # storage: the fixture, on every backend
 
 from relay.storage.base import (
     Changes,
@@ -33,21 +32,14 @@ from relay.storage.group_records import (
     GroupWrite,
     MemberRecord,
 )
-from relay.storage.sqlite import SqliteStorage
+
+__all__ = ["storage"]
 
 T0 = 1_800_000_000_000
 
 
 class Refused(Exception):
     pass
-
-
-@pytest.fixture(params=["sqlite"])
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    backend: Storage = SqliteStorage(tmp_path / "relay.db", clock=lambda: T0)
-    await backend.open()
-    yield backend
-    await backend.close()
 
 
 async def _people(storage: Storage) -> tuple[UserRecord, DeviceRecord, DeviceRecord]:
