@@ -144,6 +144,7 @@ class PostgresEngine:
         self._on_signals: list[Callable[[str, list[bytes]], None]] = []
         self._leases: asyncpg.Connection | None = None  # holds this process's job locks
         self._held: set[int] = set()
+        self._leasing = asyncio.Lock()  # one lead() at a time: they share that one connection
         self._relisten: asyncio.Task[None] | None = None
         self._stopping = False
         self.announce: Callable[[list[EventRecord]], None] | None = None  # set by the storage
@@ -204,11 +205,12 @@ class PostgresEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._relisten
             self._relisten = None
-        if self._leases is not None:
-            with contextlib.suppress(Exception):
-                await self._leases.close(timeout=5)
-            self._leases = None
-            self._held.clear()
+        async with self._leasing:  # a lead() connecting now finishes first, then is closed
+            if self._leases is not None:
+                with contextlib.suppress(Exception):
+                    await self._leases.close(timeout=5)
+                self._leases = None
+                self._held.clear()
         if self._vacuum_task is not None:
             self._vacuum_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -352,20 +354,27 @@ class PostgresEngine:
         held until this process stops or its connection dies, when another
         process's next attempt takes it over.
         """
-        if job in self._held and self._leases is not None and not self._leases.is_closed():
-            return True
-        try:
-            if self._leases is None or self._leases.is_closed():
-                self._held.clear()
-                self._leases = await asyncpg.connect(self.dsn)
-            taken = bool(
-                await self._leases.fetchval("SELECT pg_try_advisory_lock($1)", _JOB_LOCKS + job)
-            )
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
-            return False
-        if taken:
-            self._held.add(job)
-        return taken
+        async with self._leasing:
+            # Serialised: two jobs asking at once (the relay starts both together) would
+            # each open a connection, and the one overwritten would leak with its lock.
+            if job in self._held and self._leases is not None and not self._leases.is_closed():
+                return True
+            if self._stopping:
+                return False  # stop() closed the connection; a new one would outlive it
+            try:
+                if self._leases is None or self._leases.is_closed():
+                    self._held.clear()
+                    self._leases = await asyncpg.connect(self.dsn)
+                taken = bool(
+                    await self._leases.fetchval(
+                        "SELECT pg_try_advisory_lock($1)", _JOB_LOCKS + job
+                    )
+                )
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+                return False
+            if taken:
+                self._held.add(job)
+            return taken
 
     def _heard(self, _conn: Conn, _pid: int, _channel: str, payload: object) -> None:
         if not isinstance(payload, str):
