@@ -366,9 +366,7 @@ class PostgresEngine:
                     self._held.clear()
                     self._leases = await asyncpg.connect(self.dsn)
                 taken = bool(
-                    await self._leases.fetchval(
-                        "SELECT pg_try_advisory_lock($1)", _JOB_LOCKS + job
-                    )
+                    await self._leases.fetchval("SELECT pg_try_advisory_lock($1)", _JOB_LOCKS + job)
                 )
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
                 return False
