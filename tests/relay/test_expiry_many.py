@@ -6,7 +6,8 @@ Alice to Bob's two devices, all signed with the same ``sent_at`` and timer
 so that they are due at the same millisecond.  Bob's first device fetches
 each one (so it must get an ``expired`` event for it), his second never
 does (so its notice must be withdrawn).  Afterwards every message is an
-expired tombstone in the SQLite file, every report line says expired, and
+expired tombstone in the relay's database (SQLite or PostgreSQL, the
+``backend`` fixture), every report line says expired, and
 neither device can fetch or open any of them.  Nothing asserts how long any
 of it took; a message that reached the relay after its moment is expired
 all the same, and a fetch that came too late is refused, not served.
@@ -15,16 +16,18 @@ all the same, and a fetch that came too late is refused, not served.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections import Counter
 from typing import Any
 
 import pytest
-from test_expiry import SENT, db, frames_until, until, world
+from test_expiry import SENT, Rows, frames_until, rows, until, world
 
 import e2e_recall as er
 
 from driver import RelayRefused, states
 from relay_process import RelayProcess, WallClock
+
+__all__ = ["rows"]  # the fixture, from test_expiry
 
 MESSAGES = 300
 TIMER = 6000  # ms from the common sent_at: the sends usually take well under that
@@ -52,33 +55,35 @@ async def _gather(calls: list[Any]) -> list[Any]:
     return await asyncio.gather(*(one(c) for c in calls))
 
 
-def _tombstones(relay: RelayProcess, ids: list[bytes]) -> dict[str, int]:
-    """How the SQLite file holds these messages: states, envelopes and wraps still there."""
-    with contextlib.closing(db(relay)) as conn:
-        places = ", ".join("?" * len(ids))
-        held = dict(
-            conn.execute(
-                f"SELECT state, count(*) FROM messages WHERE message_id IN ({places}) "
-                "GROUP BY state",
-                ids,
-            ).fetchall()
+async def _tombstones(rows: Rows, relay: RelayProcess, ids: list[bytes]) -> dict[str, int]:
+    """How the database holds these messages: states, envelopes and wraps still there.
+
+    The relay holds no other messages, so every row is read and counted here
+    rather than named in an IN list (which the two backends spell differently).
+    """
+    wanted = set(ids)
+    messages = [
+        (state, envelope)
+        for message_id, state, envelope in await rows.fetch(
+            relay, "SELECT message_id, state, envelope IS NOT NULL FROM messages"
         )
-        held["envelopes"] = conn.execute(
-            f"SELECT count(*) FROM messages WHERE message_id IN ({places}) "
-            "AND envelope IS NOT NULL",
-            ids,
-        ).fetchone()[0]
-        held["wraps"] = conn.execute(
-            f"SELECT count(*) FROM deliveries WHERE message_id IN ({places}) AND wrap IS NOT NULL",
-            ids,
-        ).fetchone()[0]
+        if bytes(message_id) in wanted
+    ]
+    held: dict[str, int] = dict(Counter(state for state, _ in messages))
+    held["envelopes"] = sum(bool(envelope) for _, envelope in messages)
+    held["wraps"] = sum(
+        bytes(message_id) in wanted
+        for (message_id,) in await rows.fetch(
+            relay, "SELECT message_id FROM deliveries WHERE wrap IS NOT NULL"
+        )
+    )
     return held
 
 
 async def test_three_hundred_timers_due_at_once_are_all_destroyed_and_told(
-    tmp_path: Any,
+    tmp_path: Any, rows: Rows
 ) -> None:
-    async with world(tmp_path) as (relay, alice, bob):
+    async with world(tmp_path, rows) as (relay, alice, bob):
         moment_base = alice.relay.clock.now
         alice.relay.clock = FrozenClock(moment_base)  # Bob's Person shares this target
         headers = []
@@ -118,7 +123,7 @@ async def test_three_hundred_timers_due_at_once_are_all_destroyed_and_told(
             assert fetched <= told  # every fetched copy's device was told it expired
 
         async def destroyed() -> dict[str, int] | None:
-            held = _tombstones(relay, ids)
+            held = await _tombstones(rows, relay, ids)
             return held if held.get("expired") == MESSAGES else None
 
         held = await until(destroyed, f"all {MESSAGES} messages to expire")
