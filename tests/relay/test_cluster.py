@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 from postgres import postgres_database
 
+import e2e_recall as er
 from e2e_recall import wire
 from e2e_recall.device_admin import sign_device_revocation
 
@@ -166,10 +167,16 @@ async def test_each_job_runs_in_one_process_and_the_other_takes_it_over(
     # A timer sent through the process that does not run the timer job fires on time:
     # the new timer is signalled to the leader, which would otherwise sleep up to a minute.
     async with bob.websocket() as ws:
-        header = await alice.send(bob, "gone in two seconds", expire_after=2000)
+        header = await alice.send(
+            bob, "gone in two seconds", expire_after=2000, expire_from=er.ExpireFrom.SENT
+        )
         await _events(ws, "message")
+        # Fetched, so the copy's device is told when it expires (an unfetched copy's notice
+        # is withdrawn instead, and nothing is said).
+        await bob.call("GET", f"/v1/messages/{header.message_id.hex()}")
         events = await _events(ws, "expired")
         assert events[-1]["message_id"] == header.message_id
+        seen = events[-1]["seq"]  # the next connection resumes after what this one was told
 
     timers.send_signal(signal.SIGKILL)
     timers.wait()
@@ -179,8 +186,13 @@ async def test_each_job_runs_in_one_process_and_the_other_takes_it_over(
     ):
         assert time.monotonic() < deadline, "the survivor did not take the timer job over"
         await asyncio.sleep(0.2)
-    async with bob.websocket() as ws:
-        header = await alice.send(bob, "after the failover", expire_after=1000)
+    async with bob.websocket(cursor=seen) as ws:
+        header = await alice.send(
+            bob, "after the failover", expire_after=1000, expire_from=er.ExpireFrom.SENT
+        )
         await _events(ws, "message")
+        # Fetched, so the copy's device is told when it expires (an unfetched copy's notice
+        # is withdrawn instead, and nothing is said).
+        await bob.call("GET", f"/v1/messages/{header.message_id.hex()}")
         events = await _events(ws, "expired")
         assert events[-1]["message_id"] == header.message_id
