@@ -143,8 +143,9 @@ class PostgresEngine:
         self._on_devices: list[Callable[[set[bytes]], None]] = []
         self._on_signals: list[Callable[[str, list[bytes]], None]] = []
         self._leases: asyncpg.Connection | None = None  # holds this process's job locks
+        # Every job asks at start: one connection for them all, not one each left unclosed.
+        self._leases_lock = asyncio.Lock()
         self._held: set[int] = set()
-        self._leasing = asyncio.Lock()  # one lead() at a time: they share that one connection
         self._relisten: asyncio.Task[None] | None = None
         self._stopping = False
         self.announce: Callable[[list[EventRecord]], None] | None = None  # set by the storage
@@ -205,7 +206,7 @@ class PostgresEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._relisten
             self._relisten = None
-        async with self._leasing:  # a lead() connecting now finishes first, then is closed
+        async with self._leases_lock:
             if self._leases is not None:
                 with contextlib.suppress(Exception):
                     await self._leases.close(timeout=5)
@@ -354,13 +355,11 @@ class PostgresEngine:
         held until this process stops or its connection dies, when another
         process's next attempt takes it over.
         """
-        async with self._leasing:
-            # Serialised: two jobs asking at once (the relay starts both together) would
-            # each open a connection, and the one overwritten would leak with its lock.
+        async with self._leases_lock:
+            if self._stopping:
+                return False
             if job in self._held and self._leases is not None and not self._leases.is_closed():
                 return True
-            if self._stopping:
-                return False  # stop() closed the connection; a new one would outlive it
             try:
                 if self._leases is None or self._leases.is_closed():
                     self._held.clear()

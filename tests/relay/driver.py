@@ -1,8 +1,9 @@
 """A real relay on 127.0.0.1 and a small client built on the core library (test driver).
 
 The relay is the real application (``create_app``) served by aiohttp on a
-loopback port with a real SQLite file in a temporary directory; the only
-thing tests control is its clock.  :class:`Person` speaks the relay's HTTP
+loopback port with a real SQLite file in a temporary directory, or a real
+PostgreSQL database (the ``database_options`` fixture); the only thing
+tests control is its clock.  :class:`Person` speaks the relay's HTTP
 and WebSocket API the way a client does, using only ``e2e_recall``.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import stored_rows
 from aiohttp import web
 
 import e2e_recall as er
@@ -67,6 +69,23 @@ class Relay:
 
     def database_files(self) -> list[Path]:
         return [p for p in self.data_dir.iterdir() if p.name.startswith("relay.db")]
+
+    @property
+    def database(self) -> str | Path:
+        """The relay's database: its SQLite file, or its PostgreSQL URL."""
+        config = self.services.config
+        return config.database if config.uses_postgres else config.database_path
+
+    async def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query on the relay's own database (``?`` placeholders)."""
+        return await stored_rows.query(self.database, sql, *params)
+
+    async def count(self, sql: str, *params: Any) -> int:
+        return await stored_rows.count(self.database, sql, *params)
+
+    async def database_contents(self) -> bytes:
+        """What the database holds (:func:`stored_rows.contents`), to search for secrets."""
+        return await stored_rows.contents(self.database)
 
 
 async def start_relay(

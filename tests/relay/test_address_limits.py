@@ -8,7 +8,6 @@ database file; X-Forwarded-For is believed only from configured proxies.
 from __future__ import annotations
 
 import ipaddress
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,14 +31,15 @@ async def _challenge(
         return response.status, body, response.headers.get("Retry-After")
 
 
-def _challenge_rows(relay: Relay) -> int:
-    with sqlite3.connect(f"file:{relay.data_dir / 'relay.db'}?mode=ro", uri=True) as db:
-        return int(db.execute("SELECT count(*) FROM challenges").fetchone()[0])
+async def _challenge_rows(relay: Relay) -> int:
+    return await relay.count("SELECT count(*) FROM challenges")
 
 
 @pytest.fixture
-async def limited(tmp_path: Path, clock: Clock) -> AsyncIterator[Relay]:
-    relay = await start_relay(tmp_path, clock, address_requests_per_minute=5)
+async def limited(
+    tmp_path: Path, clock: Clock, database_options: dict[str, Any]
+) -> AsyncIterator[Relay]:
+    relay = await start_relay(tmp_path, clock, address_requests_per_minute=5, **database_options)
     yield relay
     await relay.runner.cleanup()
 
@@ -54,7 +54,7 @@ async def test_one_address_gets_a_few_challenges_a_minute_and_leaves_a_few_rows(
     assert {body["error"] for _, body, _ in refused} == {"rate_limited"}
     assert "your address" in refused[0][1]["message"]
     assert all(retry is not None and int(retry) >= 1 for _, _, retry in refused)
-    assert _challenge_rows(limited) == 5
+    assert await _challenge_rows(limited) == 5
 
 
 async def test_forwarded_for_is_ignored_from_an_untrusted_peer(
@@ -78,10 +78,14 @@ async def test_the_limit_covers_register_and_login_but_not_signed_in_users(
 
 
 async def test_behind_a_trusted_proxy_each_client_has_its_own_budget(
-    tmp_path: Path, clock: Clock, http: aiohttp.ClientSession
+    tmp_path: Path, clock: Clock, http: aiohttp.ClientSession, database_options: dict[str, Any]
 ) -> None:
     relay = await start_relay(
-        tmp_path, clock, address_requests_per_minute=3, trusted_proxies="127.0.0.1, 10.0.0.0/8"
+        tmp_path,
+        clock,
+        address_requests_per_minute=3,
+        trusted_proxies="127.0.0.1, 10.0.0.0/8",
+        **database_options,
     )
     try:
         first = [(await _challenge(http, relay, "203.0.113.7"))[0] for _ in range(4)]
@@ -97,19 +101,19 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_budget(
 
 
 async def test_outstanding_challenges_are_capped_and_expire(
-    tmp_path: Path, clock: Clock, http: aiohttp.ClientSession
+    tmp_path: Path, clock: Clock, http: aiohttp.ClientSession, database_options: dict[str, Any]
 ) -> None:
-    relay = await start_relay(tmp_path, clock, max_pending_challenges=3)
+    relay = await start_relay(tmp_path, clock, max_pending_challenges=3, **database_options)
     try:
         assert [(await _challenge(http, relay))[0] for _ in range(3)] == [200] * 3
         status, body, retry_after = await _challenge(http, relay)
         assert (status, body["error"]) == (503, "busy")
         assert "try again" in body["message"]
         assert retry_after is not None
-        assert _challenge_rows(relay) == 3
+        assert await _challenge_rows(relay) == 3
         clock.advance(6 * MINUTE)  # every challenge expired
         await relay.services.retention.run_once()  # the retention job removes them
-        assert _challenge_rows(relay) == 0
+        assert await _challenge_rows(relay) == 0
         alice = Person("alice", relay, http)
         await alice.add_device()  # and people can log in again
         assert alice.devices[0].token

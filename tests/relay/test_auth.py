@@ -850,8 +850,8 @@ async def test_session_tokens_are_stored_only_as_hashes(
     header = await alice.send(bob, "some traffic")
     await bob.read(alice, header.message_id)
 
-    def scan() -> tuple[list[str], int]:
-        data = b"".join(path.read_bytes() for path in relay.database_files())
+    async def scan() -> tuple[list[str], int]:
+        data = await relay.database_contents()
         leaks, hashes = [], 0
         for text in set(tokens):
             raw = base64.urlsafe_b64decode(text + "=")
@@ -866,10 +866,10 @@ async def test_session_tokens_are_stored_only_as_hashes(
         return leaks, hashes
 
     unique = len(set(tokens))
-    leaks, hashes = scan()
+    leaks, hashes = await scan()
     assert leaks == []
     assert hashes == unique  # the scan does see the sessions: their hashes are there
     await relay.services.storage.checkpoint()  # and after the WAL is folded into the main file
-    leaks, hashes = scan()
+    leaks, hashes = await scan()
     assert leaks == []
     assert hashes == unique

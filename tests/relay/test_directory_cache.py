@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -80,10 +81,10 @@ async def test_the_cache_is_bounded(tmp_path: Path) -> None:
 
 
 async def test_a_cached_session_dies_with_its_logout_at_once(
-    tmp_path: Path,
+    tmp_path: Path, database_options: dict[str, Any]
 ) -> None:
     """Sessions are cached for a moment, but a logout here ends them immediately."""
-    relay = await start_relay(tmp_path / "relay", Clock())
+    relay = await start_relay(tmp_path / "relay", Clock(), **database_options)
     try:
         async with aiohttp.ClientSession() as http:
             alice = Person("alice", relay, http)

@@ -3,11 +3,10 @@
 Every test runs ``e2e-recall-relay serve`` as a subprocess on loopback with
 the wall clock, sends a message whose signed header carries a timer, and
 waits (with a deadline, never asserting how long it took) for the state the
-timer must bring: ciphertext, wraps and blobs gone from the stored rows, 410
+timer must bring: ciphertext, wraps and blobs gone from the database (SQLite
+or PostgreSQL, the test's backend), 410
 for the devices, ``expired`` in the report, an ``expired`` event on the
-recipient's WebSocket and a report event on the sender's.  Each test runs on
-every backend of the ``backend`` fixture: the relay process is given the
-PostgreSQL database by its environment, and the test reads the rows there.
+recipient's WebSocket and a report event on the sender's.
 """
 
 from __future__ import annotations
@@ -15,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-import asyncpg
 import pytest
+import stored_rows
 
 import e2e_recall as er
 from e2e_recall import wire
@@ -53,42 +51,13 @@ async def until(check: Callable[[], Awaitable[T | None]], what: str) -> T:
         await asyncio.sleep(0.05)
 
 
-class Rows:
-    """The relay's stored rows, read by the test directly (the SQLite file or the database)."""
-
-    def __init__(self, database_url: str | None) -> None:
-        self.database_url = database_url
-
-    def env(self) -> dict[str, str]:
-        """The relay process's environment that puts its database here."""
-        if self.database_url is None:
-            return {}
-        return {"E2E_RECALL_RELAY_DATABASE_URL": self.database_url}
-
-    async def fetch(self, relay: RelayProcess, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        """Rows of ``sql`` (``?`` placeholders) as the relay's database holds them now."""
-        if self.database_url is None:
-            uri = f"file:{relay.data_dir / 'relay.db'}?mode=ro"
-            with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
-                return [tuple(row) for row in conn.execute(sql, args)]
-        parts = sql.split("?")
-        numbered = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
-        conn = await asyncpg.connect(self.database_url)
-        try:
-            return [tuple(row) for row in await conn.fetch(numbered, *args)]
-        finally:
-            await conn.close()
-
-
-@pytest.fixture
-def rows(database_options: dict[str, Any]) -> Rows:
-    return Rows(database_options.get("database_url"))
-
-
 @contextlib.asynccontextmanager
-async def world(tmp_path: Path, rows: Rows) -> AsyncIterator[tuple[RelayProcess, Person, Person]]:
+async def world(
+    tmp_path: Path, database_options: dict[str, Any]
+) -> AsyncIterator[tuple[RelayProcess, Person, Person]]:
     """A relay process on the test's backend, Alice with one device and Bob with two."""
-    with relay_process(tmp_path, **rows.env()) as relay:
+    url = database_options.get("database_url")
+    with relay_process(tmp_path, None, *(["--database-url", url] if url else [])) as relay:
         async with aiohttp.ClientSession() as http:
             async with http.get(relay.url() + "/.well-known/e2e-recall") as response:
                 known = wire.decode(await response.read(), limits=BIG)
@@ -101,19 +70,22 @@ async def world(tmp_path: Path, rows: Rows) -> AsyncIterator[tuple[RelayProcess,
             yield relay, alice, bob
 
 
-async def stored(rows: Rows, relay: RelayProcess, message_id: bytes) -> dict[str, Any]:
+async def stored(relay: RelayProcess, message_id: bytes) -> dict[str, Any]:
     """What the relay's database holds of one message, read by the test directly."""
-    ((state, envelope),) = await rows.fetch(
-        relay, "SELECT state, envelope FROM messages WHERE message_id = ?", message_id
+    database = relay.database
+    ((state, envelope),) = await stored_rows.query(
+        database, "SELECT state, envelope FROM messages WHERE message_id = ?", message_id
     )
     wraps = [
         row[0]
-        for row in await rows.fetch(
-            relay, "SELECT wrap FROM deliveries WHERE message_id = ? ORDER BY device_id", message_id
+        for row in await stored_rows.query(
+            database,
+            "SELECT wrap FROM deliveries WHERE message_id = ? ORDER BY device_id",
+            message_id,
         )
     ]
-    ((blobs,),) = await rows.fetch(
-        relay, "SELECT count(*) FROM blobs WHERE message_id = ?", message_id
+    blobs = await stored_rows.count(
+        database, "SELECT count(*) FROM blobs WHERE message_id = ?", message_id
     )
     return {"state": state, "envelope": envelope, "wraps": wraps, "blobs": blobs}
 
@@ -125,15 +97,29 @@ def windows(secret: bytes) -> set[bytes]:
     return {secret[i : i + WINDOW] for i in range(len(secret) - WINDOW + 1)}
 
 
-def left_on_disk(relay: RelayProcess, secrets: set[bytes]) -> list[str]:
-    """Which of the relay's files still hold any 16-byte window of ``secrets``."""
-    found = []
-    for path in sorted(relay.data_dir.rglob("*")):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        if any(data[i : i + WINDOW] in secrets for i in range(len(data) - WINDOW + 1)):
-            found.append(path.name)
+DATABASE_ROWS = "the database's rows"  # what left_on_disk calls PostgreSQL's hits
+
+
+def _holds(data: bytes, secrets: set[bytes]) -> bool:
+    return any(data[i : i + WINDOW] in secrets for i in range(len(data) - WINDOW + 1))
+
+
+async def left_on_disk(relay: RelayProcess, secrets: set[bytes]) -> list[str]:
+    """Which of the relay's files still hold any 16-byte window of ``secrets``.
+
+    On PostgreSQL the database is not among the relay's files: its rows are
+    searched instead (:data:`DATABASE_ROWS`); what the server's own files
+    keep is the PostgreSQL remanence work's subject.
+    """
+    found = [
+        path.name
+        for path in sorted(relay.data_dir.rglob("*"))
+        if path.is_file() and _holds(path.read_bytes(), secrets)
+    ]
+    if isinstance(relay.database, str) and _holds(
+        await stored_rows.contents(relay.database), secrets
+    ):
+        found.append(DATABASE_ROWS)
     return found
 
 
@@ -161,9 +147,9 @@ def expired_for(message_id: bytes) -> Callable[[dict[str, Any]], bool]:
 
 
 async def test_a_timer_from_sending_destroys_everything_and_tells_every_device(
-    tmp_path: Path, rows: Rows
+    tmp_path: Path, database_options: dict[str, Any]
 ) -> None:
-    async with world(tmp_path, rows) as (relay, alice, bob):
+    async with world(tmp_path, database_options) as (relay, alice, bob):
         blob = os.urandom(5000)
         blob_id = await upload(alice, blob)
         assert len(blob_files(relay)) == 1
@@ -181,13 +167,11 @@ async def test_a_timer_from_sending_destroys_everything_and_tells_every_device(
             )
             assert await bob.read(alice, header.message_id, device=0) == "gone in two seconds"
             await bob.call("GET", f"/v1/messages/{header.message_id.hex()}", device=1)  # sealed
-            before = await stored(rows, relay, header.message_id)
+            before = await stored(relay, header.message_id)
             assert before["envelope"] is not None
             assert all(w is not None for w in before["wraps"])
-            held = left_on_disk(relay, secrets)
-            assert blob_files(relay)[0].name in held, held  # the scan sees them
-            if rows.database_url is None:
-                assert any(name.startswith("relay.db") for name in held), held
+            held = await left_on_disk(relay, secrets)
+            assert any(name.startswith("relay.db") or name == DATABASE_ROWS for name in held), held
 
             frames = await frames_until(bob_ws, expired_for(header.message_id))
             event = wire.decode(frames[-1]["payload"])
@@ -201,7 +185,7 @@ async def test_a_timer_from_sending_destroys_everything_and_tells_every_device(
 
             await frames_until(alice_ws, all_expired)
 
-        after = await stored(rows, relay, header.message_id)
+        after = await stored(relay, header.message_id)
         assert after == {"state": "expired", "envelope": None, "wraps": [None, None], "blobs": 0}
         assert blob_files(relay) == []
         report = await alice.report(header.message_id)
@@ -235,12 +219,9 @@ async def test_a_timer_from_sending_destroys_everything_and_tells_every_device(
                 assert (refused.value.status, refused.value.code) == (410, "message_expired")
 
         # Nothing of the ciphertext, the wraps or the file is left in any of the relay's files
-        # (database, WAL, blob directory) once its own checkpoint and scrub have run.  On
-        # PostgreSQL the data directory holds only the key and the blobs; the server's table
-        # files keep dead row versions until VACUUM reuses their space (docs/threat-model.md),
-        # which the remanence suite measures, so here the rows above are what is checked.
+        # (database, WAL, blob directory) once its own checkpoint and scrub have run.
         async def scrubbed() -> bool:
-            return not left_on_disk(relay, secrets)
+            return not await left_on_disk(relay, secrets)
 
         await until(scrubbed, "every byte of the expired message to leave the relay's disk")
 
@@ -267,9 +248,9 @@ async def test_a_timer_from_sending_destroys_everything_and_tells_every_device(
 
 
 async def test_a_timer_from_opening_runs_per_device_and_spares_the_unopened(
-    tmp_path: Path, rows: Rows
+    tmp_path: Path, database_options: dict[str, Any]
 ) -> None:
-    async with world(tmp_path, rows) as (relay, alice, bob):
+    async with world(tmp_path, database_options) as (relay, alice, bob):
         header = await alice.send(bob, "after you read it", expire_after=1500, expire_from=OPENED)
         first, second = (d.secrets.device_id for d in bob.devices)
         await bob.read(alice, header.message_id, device=0)
@@ -283,7 +264,7 @@ async def test_a_timer_from_opening_runs_per_device_and_spares_the_unopened(
         lines = {d["device_id"]: d for d in report["devices"]}
         assert lines[second]["state"] == "queued"  # never opened: its copy stays, sealed
         assert lines[second]["expires_at"] is None
-        held = await stored(rows, relay, header.message_id)
+        held = await stored(relay, header.message_id)
         assert held["state"] == "live"
         assert held["envelope"] is not None
         assert held["wraps"][sorted([first, second]).index(first)] is None
@@ -294,7 +275,7 @@ async def test_a_timer_from_opening_runs_per_device_and_spares_the_unopened(
         assert await bob.read(alice, header.message_id, device=1) == "after you read it"
 
         async def message_expired() -> dict[str, Any] | None:
-            held = await stored(rows, relay, header.message_id)
+            held = await stored(relay, header.message_id)
             return held if held["state"] == "expired" else None
 
         held = await until(message_expired, "the whole message to expire")
@@ -303,13 +284,13 @@ async def test_a_timer_from_opening_runs_per_device_and_spares_the_unopened(
 
 
 async def test_recalling_an_expired_message_is_accepted_and_changes_nothing(
-    tmp_path: Path, rows: Rows
+    tmp_path: Path, database_options: dict[str, Any]
 ) -> None:
-    async with world(tmp_path, rows) as (relay, alice, bob):
+    async with world(tmp_path, database_options) as (relay, alice, bob):
         header = await alice.send(bob, "short", expire_after=1000, expire_from=SENT)
 
         async def gone() -> bool:
-            return (await stored(rows, relay, header.message_id))["state"] == "expired"
+            return (await stored(relay, header.message_id))["state"] == "expired"
 
         await until(gone, "the message to expire")
         answer = await alice.recall(header)
@@ -344,9 +325,9 @@ def _signed_with_timer(alice: Person, bob: Person, **timer: Any) -> bytes:
     ],
 )
 async def test_a_malformed_timer_is_refused_with_bad_expiry(
-    tmp_path: Path, rows: Rows, timer: dict[str, Any]
+    tmp_path: Path, timer: dict[str, Any], database_options: dict[str, Any]
 ) -> None:
-    async with world(tmp_path, rows) as (relay, alice, bob):
+    async with world(tmp_path, database_options) as (relay, alice, bob):
         envelope = _signed_with_timer(alice, bob, **timer)
         length = len(await _a_wrap(alice, bob))
         wraps = [
@@ -363,7 +344,7 @@ async def test_a_malformed_timer_is_refused_with_bad_expiry(
             )
         assert (refused.value.status, refused.value.code) == (400, "bad_expiry")
         assert "timer" in refused.value.message
-        assert await rows.fetch(relay, "SELECT count(*) FROM messages") == [(0,)]
+        assert await stored_rows.count(relay.database, "SELECT count(*) FROM messages") == 0
 
 
 async def _a_wrap(alice: Person, bob: Person) -> bytes:
@@ -372,10 +353,10 @@ async def _a_wrap(alice: Person, bob: Person) -> bytes:
 
 
 async def test_a_device_revoked_before_the_timer_does_not_keep_the_message(
-    tmp_path: Path, rows: Rows
+    tmp_path: Path, database_options: dict[str, Any]
 ) -> None:
     """Found by the crash suite: a revoked device's line kept the ciphertext past the timer."""
-    async with world(tmp_path, rows) as (relay, alice, bob):
+    async with world(tmp_path, database_options) as (relay, alice, bob):
         header, sealed = alice.seal(bob, "two seconds", expire_after=2000, expire_from=SENT)
         wraps = await alice.wraps_for(bob, header, sealed.message_key)
         body = {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
@@ -390,11 +371,11 @@ async def test_a_device_revoked_before_the_timer_does_not_keep_the_message(
         target = bob.devices[1].secrets.device_id.hex()
         await bob.call("POST", f"/v1/devices/{target}/revoke", {"revocation": revocation})
         deadline = asyncio.get_running_loop().time() + DEADLINE
-        while (await stored(rows, relay, header.message_id))["state"] != "expired":
+        while (await stored(relay, header.message_id))["state"] != "expired":
             assert asyncio.get_running_loop().time() < deadline, await stored(
-                rows, relay, header.message_id
+                relay, header.message_id
             )
             await asyncio.sleep(0.1)
-        assert (await stored(rows, relay, header.message_id))["envelope"] is None
+        assert (await stored(relay, header.message_id))["envelope"] is None
         states_now = {line["state"] for line in (await alice.report(header.message_id))["devices"]}
         assert states_now == {"expired", "never_delivered"}

@@ -6,8 +6,7 @@ Alice to Bob's two devices, all signed with the same ``sent_at`` and timer
 so that they are due at the same millisecond.  Bob's first device fetches
 each one (so it must get an ``expired`` event for it), his second never
 does (so its notice must be withdrawn).  Afterwards every message is an
-expired tombstone in the relay's database (SQLite or PostgreSQL, the
-``backend`` fixture), every report line says expired, and
+expired tombstone in the database (the test's backend), every report line says expired, and
 neither device can fetch or open any of them.  Nothing asserts how long any
 of it took; a message that reached the relay after its moment is expired
 all the same, and a fetch that came too late is refused, not served.
@@ -16,18 +15,16 @@ all the same, and a fetch that came too late is refused, not served.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from typing import Any
 
 import pytest
-from test_expiry import SENT, Rows, frames_until, rows, until, world
+import stored_rows
+from test_expiry import SENT, frames_until, until, world
 
 import e2e_recall as er
 
 from driver import RelayRefused, states
 from relay_process import RelayProcess, WallClock
-
-__all__ = ["rows"]  # the fixture, from test_expiry
 
 MESSAGES = 300
 TIMER = 6000  # ms from the common sent_at: the sends usually take well under that
@@ -55,35 +52,34 @@ async def _gather(calls: list[Any]) -> list[Any]:
     return await asyncio.gather(*(one(c) for c in calls))
 
 
-async def _tombstones(rows: Rows, relay: RelayProcess, ids: list[bytes]) -> dict[str, int]:
-    """How the database holds these messages: states, envelopes and wraps still there.
-
-    The relay holds no other messages, so every row is read and counted here
-    rather than named in an IN list (which the two backends spell differently).
-    """
-    wanted = set(ids)
-    messages = [
-        (state, envelope)
-        for message_id, state, envelope in await rows.fetch(
-            relay, "SELECT message_id, state, envelope IS NOT NULL FROM messages"
+async def _tombstones(relay: RelayProcess, ids: list[bytes]) -> dict[str, int]:
+    """How the database holds these messages: states, envelopes and wraps still there."""
+    database, places = relay.database, ", ".join("?" * len(ids))
+    held = {
+        str(state): int(number)
+        for state, number in await stored_rows.query(
+            database,
+            f"SELECT state, count(*) FROM messages WHERE message_id IN ({places}) GROUP BY state",
+            *ids,
         )
-        if bytes(message_id) in wanted
-    ]
-    held: dict[str, int] = dict(Counter(state for state, _ in messages))
-    held["envelopes"] = sum(bool(envelope) for _, envelope in messages)
-    held["wraps"] = sum(
-        bytes(message_id) in wanted
-        for (message_id,) in await rows.fetch(
-            relay, "SELECT message_id FROM deliveries WHERE wrap IS NOT NULL"
-        )
+    }
+    held["envelopes"] = await stored_rows.count(
+        database,
+        f"SELECT count(*) FROM messages WHERE message_id IN ({places}) AND envelope IS NOT NULL",
+        *ids,
+    )
+    held["wraps"] = await stored_rows.count(
+        database,
+        f"SELECT count(*) FROM deliveries WHERE message_id IN ({places}) AND wrap IS NOT NULL",
+        *ids,
     )
     return held
 
 
 async def test_three_hundred_timers_due_at_once_are_all_destroyed_and_told(
-    tmp_path: Any, rows: Rows
+    tmp_path: Any, database_options: dict[str, Any]
 ) -> None:
-    async with world(tmp_path, rows) as (relay, alice, bob):
+    async with world(tmp_path, database_options) as (relay, alice, bob):
         moment_base = alice.relay.clock.now
         alice.relay.clock = FrozenClock(moment_base)  # Bob's Person shares this target
         headers = []
@@ -123,7 +119,7 @@ async def test_three_hundred_timers_due_at_once_are_all_destroyed_and_told(
             assert fetched <= told  # every fetched copy's device was told it expired
 
         async def destroyed() -> dict[str, int] | None:
-            held = await _tombstones(rows, relay, ids)
+            held = await _tombstones(relay, ids)
             return held if held.get("expired") == MESSAGES else None
 
         held = await until(destroyed, f"all {MESSAGES} messages to expire")

@@ -18,10 +18,15 @@ from driver import Clock, Person, Relay, RelayRefused, start_relay, states
 
 @pytest.fixture
 async def limited(
-    tmp_path: Path, http: aiohttp.ClientSession
+    tmp_path: Path, http: aiohttp.ClientSession, database_options: dict[str, Any]
 ) -> AsyncIterator[tuple[Relay, Person, Person]]:
     relay = await start_relay(
-        tmp_path, Clock(), requests_per_minute=40, user_quota="4KiB", max_message_size="2KiB"
+        tmp_path,
+        Clock(),
+        requests_per_minute=40,
+        user_quota="4KiB",
+        max_message_size="2KiB",
+        **database_options,
     )
     alice, bob = Person("alice", relay, http), Person("bob", relay, http)
     await alice.add_device()
@@ -74,9 +79,8 @@ async def test_storage_quota_and_message_size(limited: tuple[Relay, Person, Pers
     assert "quota" in (over.message or "")
 
 
-# Group commit is the SQLite engine's: one writer thread, one fsync for the writes queued
-# meanwhile.  PostgreSQL commits each transaction on its own connection (the server's WAL
-# flush is what concurrent commits share), so the relay's batch metric counts one per write.
+# Group commit is how the SQLite engine batches its one writer; on PostgreSQL every
+# transaction commits on its own connection (the server groups WAL flushes itself).
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_concurrent_writes_share_commits(people: tuple[Person, Person]) -> None:
     alice, bob = people

@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -23,12 +24,18 @@ from relay_process import relay_cli
 
 
 @pytest.fixture
-async def guarded(tmp_path: Path, clock: Clock) -> AsyncIterator[tuple[Relay, str]]:
+async def guarded(
+    tmp_path: Path, clock: Clock, database_options: dict[str, Any]
+) -> AsyncIterator[tuple[Relay, str]]:
     token = os.urandom(24).hex()
     token_file = tmp_path / "metrics.token"
     token_file.write_text(token + "\n")
     relay = await start_relay(
-        tmp_path / "relay", clock, metrics_token_file=str(token_file), stats_interval="50ms"
+        tmp_path / "relay",
+        clock,
+        metrics_token_file=str(token_file),
+        stats_interval="50ms",
+        **database_options,
     )
     yield relay, token
     await relay.runner.cleanup()

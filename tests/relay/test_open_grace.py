@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -18,8 +19,8 @@ from driver import MINUTE, Clock, Person, Relay, RelayRefused, start_relay
 
 
 @pytest.fixture
-async def graceful(tmp_path: Path) -> AsyncIterator[Relay]:
-    relay = await start_relay(tmp_path / "relay", Clock(), open_grace="10m")
+async def graceful(tmp_path: Path, database_options: dict[str, Any]) -> AsyncIterator[Relay]:
+    relay = await start_relay(tmp_path / "relay", Clock(), open_grace="10m", **database_options)
     yield relay
     await relay.runner.cleanup()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -136,8 +137,12 @@ async def test_a_refused_recall_does_not_store_its_replacement(
     assert missing.value.status == 404
 
 
-async def test_rate_limit_per_conversation(tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    relay = await start_relay(tmp_path, Clock(), recalls_per_conversation_per_day=2)
+async def test_rate_limit_per_conversation(
+    tmp_path: Path, http: aiohttp.ClientSession, database_options: dict[str, Any]
+) -> None:
+    relay = await start_relay(
+        tmp_path, Clock(), recalls_per_conversation_per_day=2, **database_options
+    )
     try:
         alice, bob = Person("alice", relay, http), Person("bob", relay, http)
         await alice.add_device()
@@ -155,8 +160,10 @@ async def test_rate_limit_per_conversation(tmp_path: Path, http: aiohttp.ClientS
         await relay.runner.cleanup()
 
 
-async def test_only_while_unread_policy(tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    relay = await start_relay(tmp_path, Clock(), only_while_unread="true")
+async def test_only_while_unread_policy(
+    tmp_path: Path, http: aiohttp.ClientSession, database_options: dict[str, Any]
+) -> None:
+    relay = await start_relay(tmp_path, Clock(), only_while_unread="true", **database_options)
     try:
         alice, bob = Person("alice", relay, http), Person("bob", relay, http)
         await alice.add_device()

@@ -1,14 +1,13 @@
-"""Racing calls on the account, message and event stores end as some serial run would.
+"""Racing calls on the account and message stores end as some serial run would.
 
 SQLite has one writer, so a look-then-write there can never interleave;
 PostgreSQL runs many transactions at once, from several relay processes.
 These tests start the racing calls together (each store call is its own
 transaction on its own pooled connection on PostgreSQL) and hold the
 outcome to what one-at-a-time calls give: one registration of a handle, a
-quota never overshot, a retried send stored once, a message recalled once,
-and each device's events readable in the order of their numbers, with no
-number appearing later below one already read.  Same fixture and backends
-as test_storage_contract.py.
+quota never overshot, a retried send stored once, a message recalled once.
+(Event numbers under racing senders: test_storage_events.py.)  Same fixture
+and backends as test_storage_contract.py.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import asyncio
 import os
 from dataclasses import replace
 
-from test_storage_contract import T0, _device, _message, _pair, _user, storage
+from test_storage_contract import T0, _device, _message, _pair, storage
 
 from e2e_recall.report import DeviceState
 from relay.errors import Conflict
@@ -148,42 +147,3 @@ async def test_racing_recalls_of_one_message_apply_once(storage: Storage) -> Non
     assert view.message.envelope is None
     assert [d.wrap for d in view.deliveries] == [None]
     assert await storage.stored_bytes(alice.user_id) == 0
-
-
-async def test_a_reader_never_finds_a_number_below_one_it_already_read(storage: Storage) -> None:
-    # Many senders queue for one device while it reads its queue as a device does: after
-    # the highest number seen.  Numbers committed out of order would be skipped for good.
-    _, _, bob, bob_device = await _pair(storage)
-    senders = [_user(bytes([0x10 + i])) for i in range(_RACERS)]
-    devices = {sender.user_id: _device(sender) for sender in senders}
-    for sender in senders:
-        await storage.add_device(sender, devices[sender.user_id])
-    per_sender = 6
-    done = asyncio.Event()
-
-    async def send(sender: UserRecord) -> None:
-        for _ in range(per_sender):
-            message = _message(sender, devices[sender.user_id])
-            delivery = DeliveryRecord(
-                message.message_id, bob_device.device_id, bob.user_id, b"w" * 80, False
-            )
-            notice = NewEvent(bob_device.device_id, EventKind.MESSAGE, message.message_id, b"n")
-            await storage.insert_message(message, [delivery], [notice])
-
-    async def read() -> list[int]:
-        seen: list[int] = []
-        while True:
-            finished = done.is_set()
-            after = seen[-1] if seen else 0
-            seen += [e.seq for e in await storage.events_since(bob_device.device_id, after, 500)]
-            if finished:
-                return seen
-            await asyncio.sleep(0)
-
-    reader = asyncio.create_task(read())
-    await asyncio.gather(*(send(sender) for sender in senders))
-    done.set()
-    seen = await reader
-    everything = [e.seq for e in await storage.events_since(bob_device.device_id, 0, 500)]
-    assert len(everything) == _RACERS * per_sender
-    assert seen == everything  # read in order, none skipped, none twice

@@ -24,10 +24,15 @@ from driver import Clock, Person, Relay, start_relay
 
 @pytest.fixture
 async def small(
-    tmp_path: Path, http: aiohttp.ClientSession
+    tmp_path: Path, http: aiohttp.ClientSession, database_options: dict[str, Any]
 ) -> AsyncIterator[tuple[Relay, Person, Person, Person]]:
     relay = await start_relay(
-        tmp_path, Clock(), max_websockets=3, max_websockets_per_user=2, websocket_idle_timeout="1s"
+        tmp_path,
+        Clock(),
+        max_websockets=3,
+        max_websockets_per_user=2,
+        websocket_idle_timeout="1s",
+        **database_options,
     )
     people = tuple(Person(name, relay, http) for name in ("alice", "bob", "carol"))
     for person in people:

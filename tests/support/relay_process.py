@@ -150,6 +150,13 @@ class RelayProcess:
         return self.start()
 
     @property
+    def database(self) -> str | Path:
+        """Its database: the ``--database-url`` it was given, else the SQLite file."""
+        if "--database-url" in self.extra_args:
+            return self.extra_args[self.extra_args.index("--database-url") + 1]
+        return self.data_dir / "relay.db"
+
+    @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
