@@ -30,6 +30,21 @@ def to_device(row: asyncpg.Record) -> DeviceRecord:
     return DeviceRecord(*row)
 
 
+def _storable(handle: str) -> bool:
+    """Whether PostgreSQL's text can hold ``handle`` at all (no NUL, valid UTF-8).
+
+    One it cannot hold was never stored, so a lookup finds nothing -- as the
+    same lookup on SQLite does -- rather than failing as a database error.
+    """
+    if "\x00" in handle:
+        return False
+    try:
+        handle.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _clash(exc: asyncpg.UniqueViolationError) -> Conflict:
     """The Conflict a unique violation of add_device stands for (a concurrent registration)."""
     constraint = getattr(exc, "constraint_name", "") or ""
@@ -99,15 +114,20 @@ class PostgresAccounts:
                 row = await conn.fetchrow(
                     f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = $1", user_id
                 )
-            else:
+            elif handle is not None and _storable(handle):
                 row = await conn.fetchrow(
                     f"SELECT {_USER_COLUMNS} FROM users WHERE handle = $1", handle
                 )
+            else:
+                row = None
             return UserRecord(*row) if row else None
 
         return await self._engine.read(run)
 
     async def release_handle(self, handle: str) -> bytes | None:
+        if not _storable(handle):
+            return None
+
         async def run(tx: Tx) -> bytes | None:
             found = await tx.conn.fetchval(
                 "UPDATE users SET handle = NULL WHERE handle = $1 RETURNING user_id", handle
