@@ -11,6 +11,7 @@ given, never as a database failure.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import asyncpg
@@ -24,6 +25,8 @@ __all__ = ["DEVICE_COLUMNS", "PostgresAccounts", "to_device"]
 DEVICE_COLUMNS = "device_id, user_id, certificate, signing_key, created_at, revoked_at, acked_seq"
 _USER_COLUMNS = "user_id, identity_key, handle, created_at"
 _SESSION_COLUMNS = "token_hash, user_id, device_id, created_at, expires_at"
+_CHALLENGE_SLACK = 256  # below the cap by more than this, a challenge is stored without a count
+_FAST_CHALLENGES = 32  # such uncounted stores in flight at once, per relay process
 
 
 def to_device(row: asyncpg.Record) -> DeviceRecord:
@@ -62,6 +65,7 @@ class PostgresAccounts:
 
     _engine: PostgresEngine
     _clock: Callable[[], int]
+    _challenge_gate: asyncio.Semaphore | None = None  # made on first use, in the relay's loop
 
     async def add_device(self, user: UserRecord, device: DeviceRecord) -> None:
         async def run(tx: Tx) -> None:
@@ -156,7 +160,42 @@ class PostgresAccounts:
         return await self._engine.read(run)
 
     async def put_challenge(self, challenge: bytes, expires_at: int, limit: int) -> bool:
+        """Store a challenge unless ``limit`` unexpired ones are outstanding.
+
+        Every login and registration starts here, so a burst of them must not
+        queue up: a write that counts the whole table conflicts with every
+        concurrent insert under SERIALIZABLE, and retrying them one by one
+        held all the relay processes together to about 160 a second (SQLite's
+        group commit takes thousands).  So while the count, read on a
+        snapshot, is more than ``_CHALLENGE_SLACK`` below the cap, the write
+        only inserts, reading nothing another write changes; nearer the cap it
+        counts and inserts in one transaction, as SQLite does.  The cap can
+        then be passed only by uncounted inserts still in flight, at most
+        ``_FAST_CHALLENGES`` per relay process: it bounds a flood, and still
+        does.  Expired rows are not counted; the retention job deletes them
+        (:meth:`forget_challenges`).
+        """
         now = self._clock()
+        if self._challenge_gate is None:
+            self._challenge_gate = asyncio.Semaphore(_FAST_CHALLENGES)
+
+        async def outstanding(conn: Conn) -> int:
+            found = await conn.fetchval(
+                "SELECT count(*) FROM challenges WHERE expires_at >= $1", now
+            )
+            return int(found)
+
+        async def insert(tx: Tx) -> bool:
+            await tx.conn.execute(
+                "INSERT INTO challenges (challenge, expires_at) VALUES ($1, $2)",
+                challenge,
+                expires_at,
+            )
+            return True
+
+        async with self._challenge_gate:
+            if await self._engine.read(outstanding) + _CHALLENGE_SLACK < limit:
+                return await self._engine.write(insert)
 
         async def run(tx: Tx) -> bool:
             conn = tx.conn

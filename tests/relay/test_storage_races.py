@@ -5,7 +5,8 @@ PostgreSQL runs many transactions at once, from several relay processes.
 These tests start the racing calls together (each store call is its own
 transaction on its own pooled connection on PostgreSQL) and hold the
 outcome to what one-at-a-time calls give: one registration of a handle, a
-quota never overshot, a retried send stored once, a message recalled once.
+quota never overshot, a retried send stored once, a message recalled once,
+a burst of challenges held to their cap.
 (Event numbers under racing senders: test_storage_events.py.)  Same fixture
 and backends as test_storage_contract.py.
 """
@@ -32,6 +33,7 @@ from relay.storage.base import (
     Storage,
     UserRecord,
 )
+from relay.storage.postgres_accounts import _CHALLENGE_SLACK, _FAST_CHALLENGES
 
 __all__ = ["storage"]
 
@@ -147,3 +149,19 @@ async def test_racing_recalls_of_one_message_apply_once(storage: Storage) -> Non
     assert view.message.envelope is None
     assert [d.wrap for d in view.deliveries] == [None]
     assert await storage.stored_bytes(alice.user_id) == 0
+
+
+async def test_a_burst_of_challenges_fills_the_cap_and_passes_it_by_little(
+    storage: Storage,
+) -> None:
+    # PostgreSQL stores challenges far below the cap without counting (a count in the
+    # write conflicts with every concurrent insert); near the cap it counts.  The cap may
+    # be passed only by the uncounted inserts in flight (none on SQLite, one writer).
+    limit = _CHALLENGE_SLACK + 40
+    outcomes = await asyncio.gather(
+        *(storage.put_challenge(os.urandom(32), T0 + 10_000, limit) for _ in range(limit + 200))
+    )
+    stored = sum(outcomes)
+    assert limit <= stored <= limit + _FAST_CHALLENGES
+    assert not await storage.put_challenge(os.urandom(32), T0 + 10_000, limit)  # full now
+    assert await storage.forget_challenges(T0 + 10_001) == stored  # every True was a row
