@@ -6,7 +6,7 @@ These tests start the racing calls together (each store call is its own
 transaction on its own pooled connection on PostgreSQL) and hold the
 outcome to what one-at-a-time calls give: one registration of a handle, a
 quota never overshot, a retried send stored once, a message recalled once,
-a burst of challenges held to their cap.
+a burst of challenges held to their cap, racing logins all stored.
 (Event numbers under racing senders: test_storage_events.py.)  Same fixture
 and backends as test_storage_contract.py.
 """
@@ -30,6 +30,7 @@ from relay.storage.base import (
     MessageView,
     NewEvent,
     QuotaExceeded,
+    SessionRecord,
     Storage,
     UserRecord,
 )
@@ -165,3 +166,22 @@ async def test_a_burst_of_challenges_fills_the_cap_and_passes_it_by_little(
     assert limit <= stored <= limit + _FAST_CHALLENGES
     assert not await storage.put_challenge(os.urandom(32), T0 + 10_000, limit)  # full now
     assert await storage.forget_challenges(T0 + 10_001) == stored  # every True was a row
+
+
+async def test_racing_logins_all_store_and_a_later_login_sweeps_the_expired(
+    storage: Storage,
+) -> None:
+    # PostgreSQL stores a session with an insert alone and deletes the expired ones in a
+    # transaction of its own (at most once a second): the same rows as SQLite's in the end.
+    short = [
+        SessionRecord(os.urandom(32), b"u" * 32, os.urandom(16), T0, T0 + 1000)
+        for _ in range(_RACERS * 4)
+    ]
+    await asyncio.gather(*(storage.put_session(session) for session in short))
+    for session in short:
+        assert await storage.get_session(session.token_hash) == session
+    later = SessionRecord(os.urandom(32), b"u" * 32, os.urandom(16), T0 + 5000, T0 + 9000)
+    await storage.put_session(later)
+    for session in short:  # expired before the later login: gone
+        assert await storage.get_session(session.token_hash) is None
+    assert await storage.get_session(later.token_hash) == later
