@@ -63,6 +63,7 @@ def _options_parser() -> argparse.ArgumentParser:
             )
         group.add_argument(
             option.flag,
+            *option.aliases,
             dest=option.name,
             metavar=option.metavar,
             default=None,
@@ -83,7 +84,8 @@ def _options_epilog() -> str:
         "      TOML configuration file; E2E_RECALL_RELAY_CONFIG; default none",
     ]
     for option in OPTIONS:
-        lines.append(f"  {option.flag} {option.metavar}")
+        flags = ", ".join((option.flag, *option.aliases))
+        lines.append(f"  {flags} {option.metavar}")
         lines.append(f"      {option.help}; {option.env}; default {option.shown_default}")
     return "\n".join(lines)
 

@@ -69,6 +69,7 @@ class Option:
     help: str
     metavar: str = "VALUE"
     show: Callable[[Any], str] = str  # the default as a user would type it
+    aliases: tuple[str, ...] = ()  # shorter flags for the same option
 
     @property
     def env(self) -> str:
@@ -129,6 +130,7 @@ OPTIONS: tuple[Option, ...] = (
         "",
         "database URL: sqlite:///PATH, or postgresql://USER@HOST/DB for several processes",
         "URL",
+        aliases=("--db",),  # without it, argparse took --db for --db-pool-size
     ),
     _count(
         "db_pool_size",

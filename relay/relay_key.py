@@ -32,7 +32,8 @@ def load_or_create_relay_key(data_dir: Path) -> SigningKey:
             raise RelayKeyError(
                 f"{path} is not a relay key ({exc.reason}); restore it from a backup"
             ) from None
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # 0700 whatever the umask: with PostgreSQL no database file creates it private first.
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = SigningKey.generate()
     temporary = path.with_suffix(".tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -19,6 +19,7 @@ import asyncpg
 from .blob_records import BlobListener, BlobRecord, CreateRule
 from .postgres_blob_rows import BLOB_COLUMNS
 from .postgres_engine import Conn, PostgresEngine, Tx
+from .postgres_messages import blobs_destroyed
 
 __all__ = ["PostgresBlobs"]
 
@@ -35,12 +36,6 @@ class PostgresBlobs:
 
     def on_blobs_destroyed(self, listener: BlobListener) -> None:
         self._blob_listeners.append(listener)
-
-    def _destroyed(self, ids: list[bytes]) -> None:
-        """After a commit that deleted blob rows: let the listeners unlink their files."""
-        if ids:
-            for listener in self._blob_listeners:
-                listener(ids)
 
     async def create_blob(self, blob: BlobRecord, rule: CreateRule) -> tuple[BlobRecord, bool]:
         async def run(tx: Tx) -> tuple[BlobRecord, bool]:
@@ -99,12 +94,12 @@ class PostgresBlobs:
             gone = await tx.conn.fetchval(
                 "DELETE FROM blobs WHERE blob_id = $1 AND message_id IS NULL RETURNING 1", blob_id
             )
-            return gone is not None
+            if gone is None:
+                return False
+            blobs_destroyed(tx, self._blob_listeners, [blob_id])
+            return True
 
-        discarded = await self._engine.write(run)
-        if discarded:
-            self._destroyed([blob_id])
-        return discarded
+        return await self._engine.write(run)
 
     async def expire_uploads(self, created_before: int, limit: int) -> list[bytes]:
         async def run(tx: Tx) -> list[bytes]:
@@ -116,11 +111,11 @@ class PostgresBlobs:
                 created_before,
                 limit,
             )
-            return [row[0] for row in gone]
+            ids = [row[0] for row in gone]
+            blobs_destroyed(tx, self._blob_listeners, ids)
+            return ids
 
-        ids = await self._engine.write(run)
-        self._destroyed(ids)
-        return ids
+        return await self._engine.write(run)
 
     async def known_blobs(self, blob_ids: Sequence[bytes]) -> set[bytes]:
         async def run(conn: Conn) -> set[bytes]:

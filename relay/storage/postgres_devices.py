@@ -129,6 +129,8 @@ class PostgresDevices:
     async def forget_links(self, now: int) -> int:
         async def run(tx: Tx) -> int:
             gone = await tx.conn.fetch("DELETE FROM links WHERE expires_at <= $1 RETURNING 1", now)
+            if gone:  # SQLite's secure_delete zeroes them at once; here VACUUM frees them soon
+                tx.after_commit(self._engine.request_checkpoint)
             return len(gone)
 
         return await self._engine.write(run)

@@ -10,12 +10,15 @@ and WebSocket API the way a client does, using only ``e2e_recall``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import stored_rows
 from aiohttp import web
 
@@ -86,6 +89,26 @@ class Relay:
     async def database_contents(self) -> bytes:
         """What the database holds (:func:`stored_rows.contents`), to search for secrets."""
         return await stored_rows.contents(self.database)
+
+    async def sql(self, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Run one statement on the relay's database behind its back; the rows it returns.
+
+        For tests that look at (or damage) what is stored.  Written with
+        ``?`` placeholders; on PostgreSQL they become ``$1..$n``.  Its own
+        connection, committed at once, so the relay sees it as another
+        process's write.
+        """
+        config = self.services.config
+        if not config.uses_postgres:
+            with contextlib.closing(sqlite3.connect(config.database_path)) as conn, conn:
+                return [tuple(row) for row in conn.execute(statement, args)]
+        parts = statement.split("?")
+        numbered = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+        conn = await asyncpg.connect(config.database)
+        try:
+            return [tuple(row) for row in await conn.fetch(numbered, *args)]
+        finally:
+            await conn.close()
 
 
 async def start_relay(

@@ -16,8 +16,8 @@ back), which is the state a SIGKILL at that moment leaves.
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -26,29 +26,31 @@ from blob_client import create, digest_of, download, patch, send_with, upload, u
 from driver import Clock, Person, Relay, start_relay
 
 
-def _uncomplete(relay: Relay, blob_id: bytes, *, renamed: bool) -> None:
+async def _uncomplete(relay: Relay, blob_id: bytes, *, renamed: bool) -> None:
     """The disk as a kill after the hash (``renamed=False``) or after the rename leaves it."""
-    conn = sqlite3.connect(relay.services.config.database_path)
-    with conn:
-        conn.execute("UPDATE blobs SET completed_at = NULL WHERE blob_id = ?", (blob_id,))
-    conn.close()
+    await relay.sql("UPDATE blobs SET completed_at = NULL WHERE blob_id = ?", blob_id)
     if not renamed:
         root = relay.services.config.blob_path
         os.replace(root / "complete" / blob_id.hex(), root / "partial" / blob_id.hex())
 
 
 async def _crashed_upload(
-    tmp_path: Path, http: aiohttp.ClientSession, blob: bytes, *, renamed: bool
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+    database_options: dict[str, Any],
+    blob: bytes,
+    *,
+    renamed: bool,
 ) -> tuple[Relay, Person, Person, bytes]:
     clock = Clock()
-    relay = await start_relay(tmp_path / "relay", clock)
+    relay = await start_relay(tmp_path / "relay", clock, **database_options)
     alice, bob = Person("alice", relay, http), Person("bob", relay, http)
     await alice.add_device()
     await bob.add_device()
     blob_id = await upload(alice, blob)
     await relay.runner.cleanup()
-    _uncomplete(relay, blob_id, renamed=renamed)
-    relay = await start_relay(tmp_path / "relay", clock)
+    await _uncomplete(relay, blob_id, renamed=renamed)
+    relay = await start_relay(tmp_path / "relay", clock, **database_options)
     alice.relay = bob.relay = relay
     await alice.login()
     await bob.login()
@@ -58,10 +60,16 @@ async def _crashed_upload(
 @pytest.mark.parametrize("size", [0, 70_000])
 @pytest.mark.parametrize("renamed", [False, True], ids=["before-rename", "after-rename"])
 async def test_an_upload_whose_completion_a_crash_cut_off_is_complete_on_resume(
-    tmp_path: Path, http: aiohttp.ClientSession, renamed: bool, size: int
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+    database_options: dict[str, Any],
+    renamed: bool,
+    size: int,
 ) -> None:
     blob = os.urandom(size)
-    relay, alice, bob, blob_id = await _crashed_upload(tmp_path, http, blob, renamed=renamed)
+    relay, alice, bob, blob_id = await _crashed_upload(
+        tmp_path, http, database_options, blob, renamed=renamed
+    )
     try:
         # The client's resume: declare again; an offset at the size means it is done.
         status, answer = await create(alice, blob_id, len(blob), digest_of(blob))
@@ -80,10 +88,12 @@ async def test_an_upload_whose_completion_a_crash_cut_off_is_complete_on_resume(
 
 @pytest.mark.parametrize("renamed", [False, True], ids=["before-rename", "after-rename"])
 async def test_an_empty_patch_at_the_end_finishes_a_cut_off_upload(
-    tmp_path: Path, http: aiohttp.ClientSession, renamed: bool
+    tmp_path: Path, http: aiohttp.ClientSession, database_options: dict[str, Any], renamed: bool
 ) -> None:
     blob = os.urandom(5000)
-    relay, alice, _bob, blob_id = await _crashed_upload(tmp_path, http, blob, renamed=renamed)
+    relay, alice, _bob, blob_id = await _crashed_upload(
+        tmp_path, http, database_options, blob, renamed=renamed
+    )
     try:
         assert await patch(alice, blob_id, len(blob), b"") == (
             200,
@@ -94,11 +104,13 @@ async def test_an_empty_patch_at_the_end_finishes_a_cut_off_upload(
 
 
 async def test_a_cut_off_upload_whose_bytes_do_not_match_is_discarded_on_resume(
-    tmp_path: Path, http: aiohttp.ClientSession
+    tmp_path: Path, http: aiohttp.ClientSession, database_options: dict[str, Any]
 ) -> None:
     """Should the stored bytes not hash to the declared digest, the upload goes, as it would."""
     blob = os.urandom(5000)
-    relay, alice, _bob, blob_id = await _crashed_upload(tmp_path, http, blob, renamed=False)
+    relay, alice, _bob, blob_id = await _crashed_upload(
+        tmp_path, http, database_options, blob, renamed=False
+    )
     try:
         stored = relay.services.config.blob_path / "partial" / blob_id.hex()
         stored.write_bytes(os.urandom(5000))  # not what was declared

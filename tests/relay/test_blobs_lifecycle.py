@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,12 +16,9 @@ from driver import MINUTE, Clock, Person, Relay, RelayRefused, start_relay
 DAY = 24 * 60 * MINUTE
 
 
-def _rows(relay: Relay, table: str) -> int:
-    conn = sqlite3.connect(relay.services.config.database_path)
-    try:
-        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-    finally:
-        conn.close()
+async def _rows(relay: Relay, table: str) -> int:
+    ((count,),) = await relay.sql(f"SELECT count(*) FROM {table}")
+    return int(count)
 
 
 async def _no_blob_files(relay: Relay) -> None:
@@ -52,7 +49,7 @@ async def test_a_send_binds_only_complete_own_unbound_blobs(
         with pytest.raises(RelayRefused) as refused:
             await send_with(alice, bob, "files", blobs)
         assert refused.value.code == code, blobs
-    assert _rows(alice.relay, "messages") == 0  # nothing of a refused send was stored
+    assert await _rows(alice.relay, "messages") == 0  # nothing of a refused send was stored
     header, sealed = alice.seal(bob, "the file")
     wraps = await alice.wraps_for(bob, header, sealed.message_key)
     body = {"envelope": sealed.envelope, "wraps": wraps, "blobs": [mine]}
@@ -92,8 +89,8 @@ async def test_a_recall_deletes_the_rows_and_the_files(people: tuple[Person, Per
     answer = await alice.recall(header)
     assert answer["report"]["files"] == {"count": 2, "bytes": 70_300, "destroyed": True}
     await _no_blob_files_but(relay, [kept])
-    assert _rows(relay, "blobs") == 1
-    assert _rows(relay, "blob_downloads") == 0
+    assert await _rows(relay, "blobs") == 1
+    assert await _rows(relay, "blob_downloads") == 0
     for blob_id in blobs:
         code, _, _ = await download(bob, blob_id)
         assert code == 410  # bob had fetched the message: it was recalled
@@ -169,9 +166,11 @@ async def test_a_message_without_files_reports_none(people: tuple[Person, Person
 
 
 async def test_expiry_deletes_the_message_s_blobs_and_unbound_uploads(
-    tmp_path: Path, http: aiohttp.ClientSession
+    tmp_path: Path, http: aiohttp.ClientSession, database_options: dict[str, Any]
 ) -> None:
-    relay = await start_relay(tmp_path / "relay", Clock(), purge_interval="100ms")
+    relay = await start_relay(
+        tmp_path / "relay", Clock(), purge_interval="100ms", **database_options
+    )
     try:
         alice, bob = Person("alice", relay, http), Person("bob", relay, http)
         await alice.add_device()
@@ -187,7 +186,7 @@ async def test_expiry_deletes_the_message_s_blobs_and_unbound_uploads(
         assert await relay.services.storage.known_blobs([bound, unsent, unfinished]) == {bound}
         relay.clock.advance(14 * DAY)  # past retention: the message expires with its file
         await _wait_for(lambda: not blob_files(relay))
-        assert _rows(relay, "blobs") == 0
+        assert await _rows(relay, "blobs") == 0
     finally:
         await relay.runner.cleanup()
 
@@ -201,11 +200,11 @@ async def _wait_for(condition: object) -> None:
 
 
 async def test_files_left_without_a_row_are_swept_at_start(
-    tmp_path: Path, http: aiohttp.ClientSession
+    tmp_path: Path, http: aiohttp.ClientSession, database_options: dict[str, Any]
 ) -> None:
     """A crash between the commit that destroyed a blob and the unlink leaves its file."""
     clock = Clock()
-    relay = await start_relay(tmp_path / "relay", clock)
+    relay = await start_relay(tmp_path / "relay", clock, **database_options)
     alice, bob = Person("alice", relay, http), Person("bob", relay, http)
     await alice.add_device()
     await bob.add_device()
@@ -219,7 +218,7 @@ async def test_files_left_without_a_row_are_swept_at_start(
     partial.write_bytes(os.urandom(100))
     stray = root / "complete" / "not-a-blob.txt"  # not ours to judge: left alone
     stray.write_bytes(b"operator's note")
-    relay = await start_relay(tmp_path / "relay", clock)
+    relay = await start_relay(tmp_path / "relay", clock, **database_options)
     try:
         assert not orphan.exists()
         assert not partial.exists()

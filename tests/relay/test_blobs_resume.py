@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -90,10 +91,12 @@ async def test_a_download_resumes_with_a_range(people: tuple[Person, Person]) ->
 
 
 async def test_a_silent_upload_is_cut_off_keeping_what_arrived(
-    tmp_path: Path, http: aiohttp.ClientSession
+    tmp_path: Path, http: aiohttp.ClientSession, database_options: dict[str, Any]
 ) -> None:
     """The limit is per read (blob_read_timeout), not a total for the body."""
-    relay = await start_relay(tmp_path / "relay", Clock(), blob_read_timeout="300ms")
+    relay = await start_relay(
+        tmp_path / "relay", Clock(), blob_read_timeout="300ms", **database_options
+    )
     try:
         alice = Person("alice", relay, http)
         await alice.add_device()

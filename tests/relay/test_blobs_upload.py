@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -144,9 +145,11 @@ async def test_a_digest_mismatch_discards_the_upload(people: tuple[Person, Perso
 
 
 async def test_too_large_and_over_quota_are_refused_before_anything_is_stored(
-    tmp_path: Path, clock: Clock, http: aiohttp.ClientSession
+    tmp_path: Path, clock: Clock, http: aiohttp.ClientSession, database_options: dict[str, Any]
 ) -> None:
-    relay = await start_relay(tmp_path / "relay", clock, max_file_size="64KiB", blob_quota="100KiB")
+    relay = await start_relay(
+        tmp_path / "relay", clock, max_file_size="64KiB", blob_quota="100KiB", **database_options
+    )
     try:
         alice = Person("alice", relay, http)
         await alice.add_device()

@@ -10,7 +10,6 @@ back, nor add, nor revoke devices.
 from __future__ import annotations
 
 import os
-import sqlite3
 
 import aiohttp
 import pytest
@@ -181,15 +180,11 @@ async def test_revoking_a_device_withdraws_it_everywhere_at_once(
         assert kinds[-1] in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         assert (frame.data, frame.extra) == (1008, "device revoked")
     assert (await relay.services.storage.stats())["sessions"] < before["sessions"]
-    with sqlite3.connect(relay.data_dir / "relay.db") as conn:
-        held = conn.execute(
-            "SELECT count(*) FROM deliveries WHERE device_id = ? AND wrap IS NOT NULL",
-            (phone_id,),
-        ).fetchone()[0]
-        queued = conn.execute(
-            "SELECT count(*) FROM events WHERE device_id = ?", (phone_id,)
-        ).fetchone()[0]
-    assert (held, queued) == (0, 0)
+    held = await relay.sql(
+        "SELECT count(*) FROM deliveries WHERE device_id = ? AND wrap IS NOT NULL", phone_id
+    )
+    queued = await relay.sql("SELECT count(*) FROM events WHERE device_id = ?", phone_id)
+    assert (held, queued) == ([(0,)], [(0,)])
     report = await bob.report(header.message_id)
     lines = {d["device_id"]: d["state"] for d in report["devices"]}
     assert lines[phone_id] == "never_delivered"

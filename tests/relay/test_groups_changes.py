@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -189,9 +190,9 @@ async def test_the_chain_is_404_to_anyone_never_in_the_group(crowd: dict[str, Pe
 
 
 async def test_the_group_size_limit_is_the_operators(
-    tmp_path: Path, clock: Clock, http: aiohttp.ClientSession
+    tmp_path: Path, clock: Clock, http: aiohttp.ClientSession, database_options: dict[str, Any]
 ) -> None:
-    relay = await start_relay(tmp_path / "small", clock, max_group_members=2)
+    relay = await start_relay(tmp_path / "small", clock, max_group_members=2, **database_options)
     try:
         people = [Person(n, relay, http) for n in ("a1", "b1", "c1")]
         for person in people:

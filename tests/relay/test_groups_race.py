@@ -37,9 +37,11 @@ class Pair:
 
 
 @pytest.fixture
-async def pair(tmp_path: Path, clock: Clock) -> AsyncIterator[Pair]:
-    a = await start_relay(tmp_path / "relay", clock)
-    b = await start_relay(tmp_path / "relay", clock)
+async def pair(
+    tmp_path: Path, clock: Clock, database_options: dict[str, Any]
+) -> AsyncIterator[Pair]:
+    a = await start_relay(tmp_path / "relay", clock, **database_options)
+    b = await start_relay(tmp_path / "relay", clock, **database_options)
     a.services.groups.monotonic = lambda: 0.0  # a's cached membership never expires
     try:
         yield Pair(a, b)

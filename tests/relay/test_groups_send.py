@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -150,9 +151,11 @@ async def test_a_group_recall_reaches_every_device_and_the_report_lists_each_one
 
 
 async def test_recalls_per_day_count_per_group_conversation(
-    tmp_path: Path, clock: Clock, http: aiohttp.ClientSession
+    tmp_path: Path, clock: Clock, http: aiohttp.ClientSession, database_options: dict[str, Any]
 ) -> None:
-    relay = await start_relay(tmp_path / "r", clock, recalls_per_conversation_per_day=2)
+    relay = await start_relay(
+        tmp_path / "r", clock, recalls_per_conversation_per_day=2, **database_options
+    )
     try:
         alice, bob = await _people(relay, http, alice=1, bob=1)
         group = await create_group(alice, bob)

@@ -15,7 +15,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -45,7 +45,7 @@ T0 = 1_800_000_000_000
 async def storage(tmp_path: Path, database_options: dict[str, Any]) -> AsyncIterator[Storage]:
     opened: Storage
     if "database_url" in database_options:
-        opened = cast(Storage, PostgresStorage(database_options["database_url"], lambda: T0))
+        opened = PostgresStorage(database_options["database_url"], lambda: T0)
     else:
         opened = SqliteStorage(tmp_path / "relay.db", clock=lambda: T0)
     await opened.open()

@@ -13,7 +13,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -39,7 +39,7 @@ Decide = Callable[[GroupView | None], tuple[GroupWrite | None, str]]
 async def storage(tmp_path: Path, database_options: dict[str, Any]) -> AsyncIterator[Storage]:
     opened: Storage
     if "database_url" in database_options:
-        opened = cast(Storage, PostgresStorage(database_options["database_url"], lambda: T0))
+        opened = PostgresStorage(database_options["database_url"], lambda: T0)
     else:
         opened = SqliteStorage(tmp_path / "relay.db", clock=lambda: T0)
     await opened.open()

@@ -25,8 +25,9 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 __all__ = ["MISSING", "PostgresCluster", "cluster", "postgres_database"]
 
@@ -102,7 +103,7 @@ class PostgresCluster:
                   "-l", str(self.root / "server.log"), "start")  # fmt: skip
         atexit.register(self.stop)
         self._sql("postgres", f"CREATE DATABASE {_TEMPLATE}")
-        asyncio.run(_migrate(self.dsn(_TEMPLATE)))
+        _run_alone(lambda: _migrate(self.dsn(_TEMPLATE)))
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -127,6 +128,27 @@ class PostgresCluster:
     def drop_database(self, dsn: str) -> None:
         name = dsn.split("/")[-1].split("?")[0]
         self._sql("postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _run_alone(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``work`` to completion on an event loop of its own thread.
+
+    The first test of a process to ask for a database may be an async one,
+    already inside the test's loop, where ``asyncio.run`` is refused.
+    """
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(work())
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="postgres-template")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
 
 
 async def _migrate(dsn: str) -> None:
