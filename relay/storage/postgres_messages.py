@@ -17,7 +17,7 @@ from typing import TypeVar
 from ..errors import NotFound
 from . import postgres_blob_rows as blob_rows
 from . import postgres_rows as rows
-from .base import Changes, DeliveryRecord, MessageRecord, MessageView, NewEvent
+from .base import Changes, DeliveryRecord, MessageRecord, MessageView, NewEvent, StorageError
 from .blob_records import BindRule, BlobListener
 from .group_records import MembershipRule
 from .postgres_engine import Conn, PostgresEngine, Tx
@@ -61,14 +61,16 @@ class PostgresMessages:
 
         async def run(tx: Tx) -> MessageRecord:
             conn = tx.conn
-            row = await conn.fetchrow(
-                f"SELECT {rows.MESSAGE_COLUMNS} FROM messages WHERE message_id = $1",
-                message.message_id,
-            )
-            if row is not None:
+            if not await rows.claim_message(conn, message):
+                row = await conn.fetchrow(
+                    f"SELECT {rows.MESSAGE_COLUMNS} FROM messages WHERE message_id = $1",
+                    message.message_id,
+                )
+                if row is None:  # never: a clash this snapshot cannot see fails to serialise
+                    raise StorageError("the message id clashed with a row that is not there")
                 return rows.to_message(row)  # a retried send: answered as stored
             await rows.check_membership(conn, message.conversation_id, membership)
-            await rows.insert_message(conn, message, deliveries, quota)
+            await rows.insert_message(conn, message, deliveries, quota, claimed=True)
             await blob_rows.bind(conn, message.message_id, message.sender, blobs, bind)
             await rows.insert_events(tx, events, now)
             return message

@@ -50,6 +50,7 @@ __all__ = [
     "apply_changes",
     "charge",
     "check_membership",
+    "claim_message",
     "delivery_row",
     "held",
     "insert_events",
@@ -172,14 +173,39 @@ async def charge(conn: Conn, user_id: bytes, amount: int, quota: int | None) -> 
         )
 
 
-async def insert_message(
-    conn: Conn, message: MessageRecord, deliveries: list[DeliveryRecord], quota: int | None
-) -> None:
-    await charge(conn, message.sender, held(message), quota)
-    await conn.execute(
-        f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({_MESSAGE_PLACES})",
+async def claim_message(conn: Conn, message: MessageRecord) -> bool:
+    """Insert the message's row unless one with its id exists; whether it was inserted.
+
+    A new send claims its id this way instead of looking it up first: under
+    SERIALIZABLE a lookup of an id that is not there locks the index page it
+    would be on, and concurrent sends insert into the same few pages, so
+    sends of different messages conflicted with one another and retried
+    (more than once a send on average).  The caller goes on with
+    :func:`insert_message` (``claimed=True``); anything it raises rolls the
+    row back with the rest of the transaction.
+    """
+    inserted = await conn.fetchval(
+        f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({_MESSAGE_PLACES}) "
+        "ON CONFLICT (message_id) DO NOTHING RETURNING true",
         *message_row(message),
     )
+    return bool(inserted)
+
+
+async def insert_message(
+    conn: Conn,
+    message: MessageRecord,
+    deliveries: list[DeliveryRecord],
+    quota: int | None,
+    claimed: bool = False,
+) -> None:
+    """Charge the sender, insert the message (unless ``claimed`` already) and its deliveries."""
+    await charge(conn, message.sender, held(message), quota)
+    if not claimed:
+        await conn.execute(
+            f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({_MESSAGE_PLACES})",
+            *message_row(message),
+        )
     if deliveries:
         await conn.executemany(
             f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES ({_DELIVERY_PLACES})",

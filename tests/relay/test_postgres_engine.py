@@ -167,3 +167,47 @@ async def test_signals_reach_the_other_process_and_one_process_leads_a_job(
         assert await second.lead(2)  # the leader stopped: the next attempt takes the job over
     finally:
         await second.stop()
+
+
+async def _backends(dsn: str) -> int:
+    """Connections to this test's database other than the one asking."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def test_jobs_asking_to_lead_at_once_share_one_connection_that_stop_closes(
+    empty_dsn: str,
+) -> None:
+    # The relay starts its retention and timer jobs together, and both ask at once: each
+    # opening its own lock connection would leave one behind, holding its lock after stop.
+    engine = PostgresEngine(empty_dsn, pool_size=1)
+    await engine.start()
+    before = await _backends(empty_dsn)  # the pool's connection and the LISTEN one
+    try:
+        assert await asyncio.gather(engine.lead(1), engine.lead(2), engine.lead(3)) == [
+            True,
+            True,
+            True,
+        ]
+        assert await _backends(empty_dsn) == before + 1
+    finally:
+        await engine.stop()
+    for _ in range(100):  # a closed connection's backend exits just after the close
+        if await _backends(empty_dsn) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await _backends(empty_dsn) == 0
+    other = PostgresEngine(empty_dsn, pool_size=1)
+    await other.start()
+    try:
+        assert await other.lead(1)  # the lock went with the connection
+    finally:
+        await other.stop()

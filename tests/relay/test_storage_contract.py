@@ -112,6 +112,17 @@ async def test_a_released_handle_is_free_for_another_identity(storage: Storage) 
     assert await storage.get_user(handle="carol") == newcomer
 
 
+async def test_a_handle_no_user_can_hold_is_simply_not_found(storage: Storage) -> None:
+    # The directory looks up whatever a request's path says; PostgreSQL's text cannot hold a
+    # NUL, and the lookup must still be "no such user", not a database failure.
+    carol = UserRecord(b"c" * 32, os.urandom(32), "carol", T0)
+    await storage.add_device(carol, _device(carol))
+    for odd in ("carol\x00", "\x00", "car\x00ol", "\u00ef\x1f\u00d6\x00"):
+        assert await storage.get_user(handle=odd) is None
+        assert await storage.release_handle(odd) is None
+    assert await storage.get_user(handle="carol") == carol
+
+
 async def test_challenges_are_single_use_and_expire(storage: Storage) -> None:
     assert await storage.put_challenge(b"c" * 32, T0 + 10, limit=10)
     assert await storage.take_challenge(b"c" * 32, T0)
