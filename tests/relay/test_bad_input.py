@@ -28,6 +28,7 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from ws_close import received_close_code
 from yarl import URL
 
 import e2e_recall as er
@@ -1429,17 +1430,6 @@ async def test_a_websocket_that_never_reads_does_not_hold_up_the_relay(
     await eventually(lambda: alice.relay.services.hub.count == 0, "the silent websocket released")
 
 
-async def _close_code(ws: aiohttp.ClientWebSocketResponse) -> int | None:
-    while True:
-        message = await asyncio.wait_for(ws.receive(), timeout=10)
-        if message.type in (
-            aiohttp.WSMsgType.CLOSE,
-            aiohttp.WSMsgType.CLOSING,
-            aiohttp.WSMsgType.CLOSED,
-        ):
-            return ws.close_code
-
-
 FRAMES: dict[str, tuple[Callable[[aiohttp.ClientWebSocketResponse], Awaitable[None]], int]] = {
     "text": (lambda ws: ws.send_str('{"type": "ack", "seq": 1}'), 1003),
     "not_msgpack": (lambda ws: ws.send_bytes(b"\xc1\xc1\xc1"), 1008),
@@ -1474,7 +1464,7 @@ async def test_a_malformed_websocket_frame_closes_with_a_policy_code(
     send, code = FRAMES[frame]
     async with bob.websocket(cursor=0) as ws:
         await send(ws)
-        closed_with = await _close_code(ws)
+        closed_with = await received_close_code(ws)
         assert closed_with == code or (code == 1009 and closed_with == 1006), closed_with
     await eventually(lambda: alice.relay.services.hub.count == 0, "the closed websocket released")
     assert await stats(alice.relay) == before  # nothing acknowledged or deleted

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import aiohttp
 import pytest
+from ws_close import received_close_code
 
 from e2e_recall import wire
 
@@ -131,8 +130,4 @@ async def test_a_malformed_request_frame_closes_the_connection(
     alice, _ = people
     async with alice.websocket() as ws:
         await ws.send_bytes(wire.encode(frame))
-        while True:
-            message = await asyncio.wait_for(ws.receive(), timeout=10)
-            if message.type is not aiohttp.WSMsgType.BINARY:
-                break
-        assert ws.close_code == 1008
+        assert await received_close_code(ws) == 1008
