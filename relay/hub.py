@@ -76,8 +76,8 @@ class _Connection:
         self.sending = asyncio.Lock()  # events and answers to requests share the socket
         # Events committed since the last read of the queue, as this process wrote them:
         # pushed from here without reading them back.  ``must_read`` when only the
-        # queue itself can tell (the first catch-up, events another process wrote, or
-        # more announced than is worth holding).
+        # queue itself can tell (the first catch-up, events another process wrote, any
+        # event on PostgreSQL, or more announced than is worth holding).
         self.announced: deque[EventRecord] = deque()
         self.must_read = True
 
@@ -96,8 +96,12 @@ class Hub:
         clock: Callable[[], int],
         max_connections: int,
         max_per_user: int,
+        push_from_memory: bool = True,
     ) -> None:
         self.clock = clock
+        # False where the backend may announce a device's events out of sequence order:
+        # then an announcement only wakes the connection, which reads its queue.
+        self.push_from_memory = push_from_memory
         self.inbox = inbox
         self.metrics = metrics
         self.max_connections = max_connections
@@ -147,7 +151,7 @@ class Hub:
         """
         for device_id in device_ids:
             for connection in self._by_device.get(device_id, ()):
-                if events is None or connection.must_read:
+                if events is None or connection.must_read or not self.push_from_memory:
                     connection.must_read = True
                 else:
                     connection.announced.extend(e for e in events if e.device_id == device_id)

@@ -65,7 +65,12 @@ class Services:
         self.timers = ExpiryTimer(storage, self.messaging, clock)
         self.inbox = Inbox(storage)
         self.hub = Hub(
-            self.inbox, metrics, clock, config.max_websockets, config.max_websockets_per_user
+            self.inbox,
+            metrics,
+            clock,
+            config.max_websockets,
+            config.max_websockets_per_user,
+            push_from_memory=storage.announces_in_order,
         )
         self.devices = Devices(storage, self.accounts, self.hub, clock)
         self.gauges = HeldGauges(storage, metrics, config.stats_interval)

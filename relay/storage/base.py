@@ -376,6 +376,11 @@ class Storage(
 ):
     """A whole backend: the stores and their lifecycle."""
 
+    # Whether ``on_events`` hands this process's commits over in sequence order for each
+    # device, so that a live connection may push them as they are (SQLite's one writer).
+    # Where not (PostgreSQL), listeners must read the queue on every wake instead.
+    announces_in_order: bool
+
     def on_events(self, listener: EventListener) -> None:
         """Call ``listener`` after each commit that queued events.
 

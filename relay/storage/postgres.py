@@ -61,6 +61,13 @@ class PostgresStorage(
         self._listeners: list[EventListener] = []
         self._blob_listeners: list[BlobListener] = []
 
+    # Not in order: two transactions of this process for one device commit 5 then 6, but
+    # 6's reply can be handled first; and another process's 5 is heard by NOTIFY after
+    # this process's own 6.  A connection handed 6 would move its cursor past 5 and never
+    # send it.  A read made after the wake sees every event committed for the device so
+    # far, in sequence order (postgres_rows.py), so the hub reads on every wake.
+    announces_in_order = False
+
     def on_events(self, listener: EventListener) -> None:
         self._listeners.append(listener)
 

@@ -63,6 +63,8 @@ class SqliteStorage(SqliteBlobs, SqliteGroups, SqliteDevices, SqliteWrapKeys, Sq
         self._listeners: list[EventListener] = []
         self._blob_listeners: list[BlobListener] = []
 
+    announces_in_order = True  # one writer thread commits, then announces, in order
+
     def on_events(self, listener: EventListener) -> None:
         self._listeners.append(listener)
 

@@ -156,12 +156,14 @@ class SqliteEngine:
         self._faults = faults  # only the fault-injection suite sets this
         self._scrubber = Scrubber(scrub_interval)
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        # None, once stopped: a read that comes too late fails instead of waiting forever.
+        self._readers: queue.SimpleQueue[sqlite3.Connection | None] = queue.SimpleQueue()
         self._reader_list: list[sqlite3.Connection] = []
         self._thread: threading.Thread | None = None
         self._checkpoint_wanted = threading.Event()
 
     def start(self) -> None:
+        self._readers = queue.SimpleQueue()
         self._create_private_file()
         try:
             version = schema_version(self.path)
@@ -211,8 +213,14 @@ class SqliteEngine:
             self._jobs.put(None)
             self._thread.join()
             self._thread = None
+        # Every reader back first: closing a connection another thread is reading
+        # on crashes the process (a task cancelled mid-read leaves its thread running).
+        for _ in self._reader_list:
+            self._readers.get()
         for reader in self._reader_list:
             reader.close()
+        if self._reader_list:
+            self._readers.put(None)
         self._reader_list.clear()
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -227,6 +235,9 @@ class SqliteEngine:
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._readers.get()
+        if conn is None:
+            self._readers.put(None)  # for the next late read
+            raise StorageError("the database is closed")
         started = time.perf_counter()
         try:
             return fn(conn)
