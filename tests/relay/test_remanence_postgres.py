@@ -123,6 +123,7 @@ async def test_a_recall_leaves_no_window_in_any_file_of_the_server(
             assert scanned > 1 << 20
             _no_canary(left, canary)
             outcome = relay.services.storage.last_scrub  # type: ignore[attr-defined]
-            assert outcome.checkpointed and outcome.wal_switched
+            assert outcome.checkpointed
+            assert outcome.wal_switched
     finally:
         await relay.runner.cleanup()

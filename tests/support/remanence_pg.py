@@ -19,10 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from postgres import MISSING
 
 from relay.bench.postgres_server import PostgresServer, PostgresUnavailable, find_bindir
-
-from postgres import MISSING
 
 __all__ = ["SCRUB_SETTINGS", "read_present", "scrub_server", "server_files"]
 
