@@ -45,9 +45,11 @@ import numpy.typing as npt
 
 from e2e_recall import wire
 from e2e_recall.domains import HASH_BLOB
+from relay.bench.postgres_server import PostgresServer
 
 from driver import Person
 from relay_process import RelayProcess, free_port, target
+from remanence_pg import read_present, scrub_server, server_files
 
 WINDOW = 16
 OCTETS = "application/octet-stream"
@@ -264,17 +266,42 @@ async def _send_all(
     return headers, secrets, blobs
 
 
+def _shown(path: Path, work: Path, server: PostgresServer | None) -> str:
+    """A scanned file's name: under the work directory, or under the server's."""
+    if server is not None and path.is_relative_to(server.root):
+        return "postgresql/" + str(path.relative_to(server.root))
+    return str(path.relative_to(work))
+
+
 def _blob_files(relay: RelayProcess) -> list[Path]:
     return [p for p in (relay.data_dir / "blobs").rglob("*") if p.is_file()]
 
 
 async def remanence_suite(
-    work: Path, count: int, settle: float = 30.0, *, files: bool = True
+    work: Path, count: int, settle: float = 30.0, *, files: bool = True, postgres: bool = False
+) -> RemanenceFindings:
+    """The suite on SQLite, or (``postgres``) on a PostgreSQL server of its own, scanned too."""
+    server = scrub_server(in_pytest=False) if postgres else None
+    try:
+        return await _suite(work, count, settle, files, server)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+async def _suite(
+    work: Path, count: int, settle: float, files: bool, server: PostgresServer | None
 ) -> RemanenceFindings:
     findings = RemanenceFindings(messages=count)
+    database = ["--database-url", server.create_database("relay")] if server else []
+
+    def kept() -> list[Path]:
+        return relay_files(relay) + (server_files(server) if server else [])
+
     relay = RelayProcess(
         work,
         work / "data",
+        *database,
         port=free_port(),
         E2E_RECALL_RELAY_PURGE_INTERVAL="1s",
         E2E_RECALL_RELAY_SCRUB_INTERVAL="2s",
@@ -295,7 +322,7 @@ async def remanence_suite(
             await bob.add_device()
             headers, secrets, blobs = await _send_all(alice, bob, count, files, findings)
             findings.blob_files_before = len(_blob_files(relay))
-            stored = read_all(relay_files(relay))  # now: the abandoned uploads expire in seconds
+            stored = read_present(kept())  # now: the abandoned uploads expire in seconds
             secrets.seal()
             blobs.seal()
             findings.windows = secrets.distinct
@@ -307,14 +334,14 @@ async def remanence_suite(
                 await alice.recall(header)  # type: ignore[arg-type]
             started = time.monotonic()
             while True:  # wait for the relay's own checkpoint and purge; the test does neither
-                hits, total, _, _ = scan(read_all(relay_files(relay)), secrets, blobs)
+                hits, total, _, _ = scan(read_present(kept()), secrets, blobs)
                 if not hits or time.monotonic() - started > settle:
                     break
                 await asyncio.sleep(0.5)
             findings.settle_seconds = time.monotonic() - started
             findings.hits_after = hits
             findings.bytes_scanned = total
-            findings.files_scanned = [str(p.relative_to(work)) for p in relay_files(relay)]
+            findings.files_scanned = [_shown(p, work, server) for p in kept()]
             findings.blob_files_after = len(_blob_files(relay))
     finally:
         relay.kill()

@@ -29,7 +29,7 @@ SCRUB_SETTINGS = {"wal_recycle": "off"}
 
 
 def scrub_server(
-    settings: dict[str, str] | None = None, *, in_pytest: bool = True
+    settings: dict[str, str] | None = None, *, in_pytest: bool = True, wal_segment_mb: int = 1
 ) -> PostgresServer:
     """A started server for one remanence run (the caller stops it)."""
     bindir = find_bindir()
@@ -43,7 +43,7 @@ def scrub_server(
         shared_buffers="16MB",
         prefix="e2e-recall-remanence-pg-",
         settings=SCRUB_SETTINGS if settings is None else settings,
-        wal_segment_mb=1,
+        wal_segment_mb=wal_segment_mb,
     )
     try:
         server.start()
