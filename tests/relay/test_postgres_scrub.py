@@ -1,0 +1,84 @@
+"""The scrub on PostgreSQL under a relay role without superuser: as far as its grants allow.
+
+An operator's relay role owns its tables, so it may rewrite them (VACUUM
+FULL), but CHECKPOINT needs ``pg_checkpoint`` and ``pg_switch_wal()`` an
+explicit grant.  Without them the scrub still rewrites the tables, reports
+what it could not do, and says so in the log once, not at every scrub; with
+each grant it goes one step further.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from postgres import cluster
+
+from relay.storage.postgres import PostgresStorage
+
+
+@pytest.fixture
+def backend() -> str:
+    return "postgresql"
+
+
+@pytest.fixture
+def role_dsn() -> Iterator[tuple[str, str, str]]:
+    """A database owned by a new ordinary role, and a URL that logs in as that role."""
+    server = cluster()
+    role = f"relay_role_{secrets.token_hex(4)}"
+    dsn = server.create_database(migrated=False)
+    database = dsn.split("?")[0].rsplit("/", 1)[-1]
+    server.server.sql("postgres", f"CREATE ROLE {role} LOGIN")
+    server.server.sql("postgres", f"ALTER DATABASE {database} OWNER TO {role}")
+    try:
+        yield role, database, dsn.replace("postgresql://postgres@", f"postgresql://{role}@")
+    finally:
+        server.server.drop_database(database)  # before its owner can go
+        server.server.sql("postgres", f"DROP ROLE {role}")
+
+
+def _limits(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        getattr(r, "limit", "") for r in caplog.records if r.getMessage() and hasattr(r, "limit")
+    ]
+
+
+async def test_the_scrub_does_what_the_role_may_and_warns_once(
+    role_dsn: tuple[str, str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    role, database, dsn = role_dsn
+    caplog.set_level(logging.INFO, logger="relay.storage")
+    storage = PostgresStorage(dsn, pool_size=2)
+    await storage.open()
+    try:
+        for _ in range(2):
+            await storage.scrub()
+            outcome = storage.last_scrub
+            assert outcome is not None
+            assert not outcome.checkpointed
+            assert not outcome.wal_switched
+        assert _limits(caplog) == ["checkpoint"]  # once, though the scrub ran twice
+        assert "GRANT pg_checkpoint" in caplog.text
+
+        cluster().server.sql("postgres", f"GRANT pg_checkpoint TO {role}")
+        await storage.scrub()
+        outcome = storage.last_scrub
+        assert outcome is not None
+        assert outcome.checkpointed
+        assert not outcome.wal_switched
+        assert "GRANT EXECUTE ON FUNCTION pg_switch_wal() TO" in caplog.text
+
+        # A function's grant is the database's own (pg_proc is per database): in the relay's.
+        cluster().server.sql(database, f"GRANT EXECUTE ON FUNCTION pg_switch_wal() TO {role}")
+        await storage.scrub()
+        outcome = storage.last_scrub
+        assert outcome is not None
+        assert outcome.checkpointed
+        assert outcome.wal_switched
+        # The shared test cluster runs with the default wal_recycle = on: that is said once too.
+        assert _limits(caplog) == ["checkpoint", "recycle", "switch"]
+    finally:
+        await storage.close()
