@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ... and {len(findings.files_scanned) - 60} more")
     print(f"bytes scanned                  {findings.bytes_scanned}")
     print(f"seconds until clean            {findings.settle_seconds:.1f}")
+    scrubs = ", ".join(f"{ms:.0f}" for ms in findings.scrub_ms) or "none"
+    print(f"scrubs by the relay (ms)       {scrubs}")
     print(f"hits after recall              {len(findings.hits_after)}")
     for hit in findings.hits_after[:20]:
         print(f"  {hit}", file=sys.stderr)

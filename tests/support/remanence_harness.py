@@ -74,6 +74,7 @@ class RemanenceFindings:
     blob_hits_before_recall: int = 0
     blob_files_before: int = 0  # files under blob_dir while everything was stored
     blob_files_after: int = 0
+    scrub_ms: list[float] = field(default_factory=list)  # each scrub the relay logged
 
 
 def windows_of(secret: bytes) -> set[bytes]:
@@ -343,6 +344,11 @@ async def _suite(
             findings.bytes_scanned = total
             findings.files_scanned = [_shown(p, work, server) for p in kept()]
             findings.blob_files_after = len(_blob_files(relay))
+            findings.scrub_ms = [
+                float(entry["duration_ms"])
+                for entry in relay.log_entries()
+                if entry.get("event") == "scrubbed"
+            ]
     finally:
         relay.kill()
     return findings
