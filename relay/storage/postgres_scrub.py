@@ -189,4 +189,4 @@ class PostgresScrubber:
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            log.warning(message, extra={"event": "scrub_limited", "limit": key})
+            log.warning(message, extra={"event": "scrub_limited", "reason": key})
