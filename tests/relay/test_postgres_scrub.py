@@ -9,12 +9,13 @@ each grant it goes one step further.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Iterator
 
 import pytest
-from postgres import cluster
+from postgres import cluster, postgres_database
 
 from relay.storage.postgres import PostgresStorage
 
@@ -85,3 +86,39 @@ async def test_the_scrub_does_what_the_role_may_and_warns_once(
         assert _limits(caplog) == ["checkpoint", "recycle", "switch"]
     finally:
         await storage.close()
+
+
+class _Scrubs:
+    """Counts the scrubs a storage reports to its observer (the relay's Metrics hook)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_commit(self, jobs: int, seconds: float) -> None:
+        pass
+
+    def on_read(self, seconds: float) -> None:
+        pass
+
+    def on_scrub(self, seconds: float) -> None:
+        self.count += 1
+
+
+async def _purges_then_wait(dsn: str, interval: float, purges: int, wait: float) -> int:
+    scrubs = _Scrubs()
+    storage = PostgresStorage(dsn, pool_size=2, observer=scrubs, scrub_interval=interval)
+    await storage.open()
+    try:
+        for _ in range(purges):  # what each purge's commit asks for
+            storage._engine.request_checkpoint()
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(wait)
+    finally:
+        await storage.close()
+    return scrubs.count
+
+
+async def test_purges_close_together_share_one_scrub_and_an_interval_of_0_runs_none() -> None:
+    with postgres_database() as dsn:
+        assert await _purges_then_wait(dsn, interval=0.5, purges=5, wait=1.5) == 1
+        assert await _purges_then_wait(dsn, interval=0.0, purges=3, wait=1.0) == 0
