@@ -6,7 +6,7 @@
     e2e-recall-relay migrate          bring the database schema up to date
     e2e-recall-relay check            integrity check of the database
     e2e-recall-relay key              show the relay's key and id (senders verify receipts with it)
-    e2e-recall-relay scrub            rewrite the database now (VACUUM): no purged fragment remains
+    e2e-recall-relay scrub            rewrite the stored data now: no purged fragment remains
     e2e-recall-relay release-handle H free handle H for a new identity (a user who lost their keys)
     e2e-recall-relay bench            measure a relay: throughput, latency, recall propagation
 

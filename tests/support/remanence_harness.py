@@ -92,7 +92,7 @@ def window_keys(data: bytes) -> npt.NDArray[np.uint64]:
             data, dtype="<u8", count=(len(data) - start) // 8, offset=start
         )
     with np.errstate(over="ignore"):
-        return words[:count] * _MIX ^ words[8 : 8 + count]  # type: ignore[no-any-return]
+        return words[:count] * _MIX ^ words[8 : 8 + count]
 
 
 class Windows:

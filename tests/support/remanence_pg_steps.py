@@ -172,7 +172,7 @@ def print_steps(steps: Steps) -> None:
 
 def run_steps(work: Path, count: int) -> None:
     """The runs the operator's documentation reports: settings, segment size, statistics."""
-    runs = (
+    runs: tuple[tuple[dict[str, str], bool, int], ...] = (
         ({"wal_recycle": "off"}, False, 1),
         ({"wal_recycle": "off"}, False, 16),
         ({}, False, 16),
