@@ -34,6 +34,8 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from .base import StorageError
+
 __all__ = ["CONTENT_TABLES", "PostgresScrubber", "ScrubOutcome"]
 
 log = logging.getLogger("relay.storage")
@@ -90,7 +92,7 @@ class PostgresScrubber:
             self._wanted.clear()
             try:
                 await self.run()
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, StorageError) as exc:
                 log.warning(
                     "scrub failed",
                     extra={"event": "scrub_failed", "error": type(exc).__name__},
