@@ -42,7 +42,7 @@ log = logging.getLogger("relay.storage")
 
 # Every table a purge deletes ciphertext, wraps, sealed link messages or session hashes from.
 CONTENT_TABLES = ("messages", "deliveries", "events", "links", "wrap_keys", "sessions")
-_LOCK_TIMEOUT = "10s"  # how long a table's rewrite may wait for its lock before giving up
+_LOCK_TIMEOUT = "2s"  # how long a rewrite may wait for its lock: requests queue behind it
 _RETRY = 10.0  # seconds before a failed scrub is tried again
 _PRIVILEGE = (asyncpg.InsufficientPrivilegeError,)
 
