@@ -42,7 +42,13 @@ def _wall_clock() -> int:
 
 def _storage_for(config: Config, clock: Callable[[], int], metrics: Metrics) -> Storage:
     if config.uses_postgres:
-        return PostgresStorage(config.database, clock, config.db_pool_size, observer=metrics)
+        return PostgresStorage(
+            config.database,
+            clock,
+            config.db_pool_size,
+            observer=metrics,
+            scrub_interval=config.scrub_interval / 1000,
+        )
     return SqliteStorage(
         config.database_path, clock, observer=metrics, scrub_interval=config.scrub_interval / 1000
     )

@@ -6,7 +6,7 @@
     e2e-recall-relay migrate          bring the database schema up to date
     e2e-recall-relay check            integrity check of the database
     e2e-recall-relay key              show the relay's key and id (senders verify receipts with it)
-    e2e-recall-relay scrub            rewrite the database now (VACUUM): no purged fragment remains
+    e2e-recall-relay scrub            rewrite the stored data now: no purged fragment remains
     e2e-recall-relay release-handle H free handle H for a new identity (a user who lost their keys)
     e2e-recall-relay bench            measure a relay: throughput, latency, recall propagation
 
@@ -40,6 +40,7 @@ from .services import Services
 from .storage.base import SchemaTooNew, Storage, StorageError
 from .storage.postgres import PostgresStorage
 from .storage.postgres_engine import SCHEMA_VERSION as PG_SCHEMA_VERSION
+from .storage.postgres_scrub import ScrubOutcome
 from .storage.sqlite import SqliteStorage
 from .storage.sqlite_engine import SCHEMA_VERSION
 
@@ -122,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _postgres_scrubbed(seconds: float, outcome: ScrubOutcome | None) -> str:
+    """What the scrub did on PostgreSQL, and which grant would let it do the rest."""
+    text = f"rewrote the content tables (VACUUM FULL) in {seconds:.2f} s"
+    if outcome is None or not outcome.checkpointed:
+        return text + "; no CHECKPOINT (GRANT pg_checkpoint to the relay's role, docs/operators.md)"
+    if not outcome.wal_switched:
+        return text + (
+            ", checkpointed; the WAL was not switched (archive_mode is on, or the role may not "
+            "call pg_switch_wal(): docs/operators.md)"
+        )
+    return text + ", checkpointed, switched the WAL and checkpointed again"
+
+
 def _storage(config: Config) -> Storage:
     if config.uses_postgres:
         return PostgresStorage(config.database, pool_size=2)
@@ -136,11 +150,8 @@ async def _with_storage(config: Config, command: str, handle: str = "") -> int:
             print(json.dumps(await storage.stats(), indent=2, sort_keys=True))
         elif command == "scrub":
             seconds = await storage.scrub()
-            if config.uses_postgres:
-                print(
-                    f"vacuumed in {seconds:.2f} s: the space of destroyed rows is free for "
-                    "reuse (PostgreSQL does not overwrite it; see docs/operators.md)"
-                )
+            if isinstance(storage, PostgresStorage):
+                print(_postgres_scrubbed(seconds, storage.last_scrub))
             else:
                 print(f"scrubbed in {seconds:.2f} s: every page rewritten, the WAL truncated")
             if config.blob_path.is_dir():  # and blob files a crash left without a row

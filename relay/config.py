@@ -253,8 +253,9 @@ OPTIONS: tuple[Option, ...] = (
         "scrub_interval",
         "retention",
         60_000,
-        "how soon after a recall or expiry the database is rewritten (VACUUM) so that no "
-        "fragment of purged ciphertext or wraps stays in its pages; at most once per interval "
+        "how soon after a recall or expiry the database is rewritten (SQLite: VACUUM; "
+        "PostgreSQL: VACUUM FULL of the content tables, CHECKPOINT, a WAL switch) so that no "
+        "fragment of purged ciphertext or wraps stays in its files; at most once per interval "
         "(0: never by itself; run e2e-recall-relay scrub)",
     ),
     _size("max_message_size", "limits", 128 * 1024, "largest envelope accepted"),

@@ -52,6 +52,8 @@ ALLOWED_FIELDS = frozenset(
         "signal",
         "job",  # relay/cluster.py: which background job a process leads
         "kind",  # relay/cluster.py: which signal failed to go out
+        "checkpointed",  # relay/storage/postgres_scrub.py: what a scrub could do
+        "wal_switched",
     }
 )
 _MAX_FRAMES = 40

@@ -60,7 +60,8 @@ class Metrics:
         )
         self.db_scrub_seconds = Histogram(
             "relay_db_scrub_seconds",
-            "time to rewrite the database after purges (VACUUM), during which writes wait",
+            "time to rewrite the database after purges (SQLite: VACUUM, during which writes "
+            "wait; PostgreSQL: VACUUM FULL table by table, during which that table waits)",
             registry=self.registry,
         )
         self.db_ping_seconds = Gauge(

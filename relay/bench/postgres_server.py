@@ -71,8 +71,12 @@ class PostgresServer:
         max_connections: int = 300,
         shared_buffers: str = "32MB",
         prefix: str = "e2e-recall-pg-",
+        settings: dict[str, str] | None = None,
+        wal_segment_mb: int | None = None,
     ) -> None:
         self.bindir = bindir
+        self.settings = dict(settings or {})  # more server settings (``-c name=value``)
+        self.wal_segment_mb = wal_segment_mb  # initdb's --wal-segsize; None: its 16 MB
         self.max_connections = max_connections
         self.shared_buffers = shared_buffers
         self._as_user: list[str] = []
@@ -105,8 +109,9 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         """initdb, then pg_ctl start, waiting until the server accepts connections."""
+        segments = [f"--wal-segsize={self.wal_segment_mb}"] if self.wal_segment_mb else []
         self.run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                 "-E", "UTF8", "--no-sync", "--no-instructions")  # fmt: skip
+                 "-E", "UTF8", "--no-sync", "--no-instructions", *segments)  # fmt: skip
         options = " ".join(
             [
                 "-c listen_addresses=''",
@@ -114,6 +119,7 @@ class PostgresServer:
                 "-c fsync=on",
                 f"-c max_connections={self.max_connections}",
                 f"-c shared_buffers={self.shared_buffers}",
+                *(f"-c {name}={value}" for name, value in self.settings.items()),
             ]
         )
         self.run("pg_ctl", "-D", str(self.data), "-o", options, "-w", "-t", "60",

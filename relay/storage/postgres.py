@@ -22,6 +22,7 @@ from .postgres_events import PostgresEvents
 from .postgres_expiry import PostgresExpiry
 from .postgres_groups import PostgresGroups
 from .postgres_messages import PostgresMessages
+from .postgres_scrub import ScrubOutcome
 from .postgres_wrap_keys import PostgresWrapKeys
 
 __all__ = ["PostgresStorage", "is_postgres_url"]
@@ -52,9 +53,10 @@ class PostgresStorage(
         clock: Callable[[], int] | None = None,
         pool_size: int = 10,
         observer: PostgresObserver | None = None,
+        scrub_interval: float = 60.0,
     ) -> None:
         self.dsn = dsn
-        self._engine = PostgresEngine(dsn, pool_size, observer)
+        self._engine = PostgresEngine(dsn, pool_size, observer, scrub_interval)
         self._engine.announce = self._announce
         self._engine.on_devices(self._heard)
         self._clock = clock or (lambda: int(time.time() * 1000))
@@ -137,9 +139,19 @@ class PostgresStorage(
         return await self._engine.read(run)
 
     async def scrub(self) -> float:
-        """VACUUM the content tables now (the SQLite backend rewrites its file instead)."""
-        return await self._engine.vacuum()
+        """VACUUM FULL the content tables now, then CHECKPOINT and switch the WAL if allowed."""
+        return (await self._engine.scrub()).seconds
+
+    @property
+    def last_scrub(self) -> ScrubOutcome | None:
+        """What the latest scrub of this process could do (the CLI reports it)."""
+        return self._engine.scrubber.last
 
     async def checkpoint(self) -> None:
-        """VACUUM now, so the space of destroyed rows is marked free for reuse."""
+        """A plain VACUUM, so the space of destroyed rows is reused (the retention job's call).
+
+        Removing their bytes is the scrub's work, scheduled after each purge at
+        most once per ``scrub_interval``: rewriting tables on every retention run
+        would lock them far more often than purged content needs.
+        """
         await self._engine.vacuum()

@@ -31,6 +31,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from .base import EventRecord, SchemaTooNew, StorageError
+from .postgres_scrub import CONTENT_TABLES, PostgresScrubber, ScrubOutcome
 
 __all__ = [
     "EVENTS_CHANNEL",
@@ -63,6 +64,8 @@ class PostgresObserver(Protocol):
     def on_commit(self, jobs: int, seconds: float) -> None: ...
 
     def on_read(self, seconds: float) -> None: ...
+
+    def on_scrub(self, seconds: float) -> None: ...
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -134,7 +137,11 @@ class PostgresEngine:
     """A pool of connections to one database, and the two ways to use it."""
 
     def __init__(
-        self, dsn: str, pool_size: int = 10, observer: PostgresObserver | None = None
+        self,
+        dsn: str,
+        pool_size: int = 10,
+        observer: PostgresObserver | None = None,
+        scrub_interval: float = 60.0,
     ) -> None:
         self.dsn = dsn
         self.pool_size = pool_size
@@ -151,9 +158,8 @@ class PostgresEngine:
         self._relisten: asyncio.Task[None] | None = None
         self._stopping = False
         self.announce: Callable[[list[EventRecord]], None] | None = None  # set by the storage
-        self._vacuum_due = asyncio.Event()
-        self._vacuum_task: asyncio.Task[None] | None = None
-        self.vacuum_delay = 1.0  # seconds: purges close together share one VACUUM
+        self.scrubber = PostgresScrubber(lambda: self.pool.acquire(), scrub_interval, observer)
+        self._scrub_task: asyncio.Task[None] | None = None
 
     # lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -166,7 +172,7 @@ class PostgresEngine:
             async with self._pool.acquire() as conn:
                 await self._migrate(conn)
             await self._listen()
-            self._vacuum_task = asyncio.create_task(self._vacuum_loop())
+            self._scrub_task = asyncio.create_task(self.scrubber.loop())
         except (SchemaTooNew, StorageError):
             await self.stop()
             raise
@@ -214,11 +220,11 @@ class PostgresEngine:
                     await self._leases.close(timeout=5)
                 self._leases = None
                 self._held.clear()
-        if self._vacuum_task is not None:
-            self._vacuum_task.cancel()
+        if self._scrub_task is not None:
+            self._scrub_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._vacuum_task
-            self._vacuum_task = None
+                await self._scrub_task
+            self._scrub_task = None
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close(timeout=5)
@@ -403,33 +409,18 @@ class PostgresEngine:
 
     # destroyed content ----------------------------------------------------------------------
     def request_checkpoint(self) -> None:
-        """Ciphertext or keys were destroyed: VACUUM the tables that held them soon.
+        """Ciphertext or keys were destroyed: scrub within ``scrub_interval`` (postgres_scrub)."""
+        self.scrubber.want()
 
-        The SQLite backend's name for the same request.  A deleted or
-        overwritten row stays in its table's pages as a dead tuple until
-        VACUUM marks the space free; this does not overwrite those bytes
-        (docs/threat-model.md says what remains and for how long), but it
-        lets the next writes reuse the space instead of leaving the old
-        versions behind indefinitely.
-        """
-        self._vacuum_due.set()
+    async def scrub(self) -> ScrubOutcome:
+        """Rewrite the content tables now, and checkpoint and switch the WAL if allowed."""
+        try:
+            return await self.scrubber.run()
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            raise _storage_error(exc) from None
 
     async def vacuum(self) -> float:
-        """VACUUM the tables that hold ciphertext, wraps and keys; the seconds it took."""
+        """A plain VACUUM of the content tables (space reuse, no rewrite); the seconds it took."""
         started = time.perf_counter()
-        await self.execute_outside(
-            "VACUUM messages, deliveries, events, links, wrap_keys, sessions"
-        )
+        await self.execute_outside("VACUUM " + ", ".join(CONTENT_TABLES))
         return time.perf_counter() - started
-
-    async def _vacuum_loop(self) -> None:
-        while True:
-            await self._vacuum_due.wait()
-            await asyncio.sleep(self.vacuum_delay)
-            self._vacuum_due.clear()
-            try:
-                await self.vacuum()
-            except StorageError:
-                log.warning("vacuum failed", extra={"event": "vacuum_failed"})
-                self._vacuum_due.set()
-                await asyncio.sleep(10)

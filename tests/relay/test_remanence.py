@@ -11,9 +11,9 @@ leave no window in the blob directory or the database files.  No test checkpoint
 itself: each waits (with a deadline) for the relay's own checkpoint, so a
 relay that forgot to make purged bytes leave its WAL fails here.
 
-These are SQLite's files, so the module runs on SQLite alone: what a
-recall leaves in PostgreSQL's table files and WAL until VACUUM is measured
-by the remanence work of issue 9, with a scan of the server's own files.
+These are SQLite's files, so the module runs on SQLite alone; on
+PostgreSQL the scan covers the server's own files, on a server of its own
+(test_remanence_postgres.py).
 """
 
 from __future__ import annotations
