@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import secrets
 import threading
+import urllib.parse
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,8 @@ class PostgresCluster:
             return self.server.create_database(name, template)
 
     def drop_database(self, dsn: str) -> None:
-        self.server.drop_database(dsn.split("/")[-1].split("?")[0])
+        # postgresql://postgres@/NAME?host=/path/to/socket: the path, not the socket's
+        self.server.drop_database(urllib.parse.urlsplit(dsn).path.lstrip("/"))
 
 
 def _run_alone(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
