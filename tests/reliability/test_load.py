@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from backends import BACKENDS
 
 from load_harness import LoadConfig, LoadFindings, load_suite
 
@@ -36,6 +37,9 @@ async def test_a_steady_mix_on_websockets_loses_and_duplicates_nothing(tmp_path:
     assert findings.percentiles()["p50"] > 0
 
 
+@pytest.mark.skipif(
+    "postgresql" not in BACKENDS, reason="E2E_RECALL_TEST_BACKENDS has no postgresql"
+)
 @pytest.mark.parametrize("processes", [1, 2])
 async def test_the_mix_on_postgresql_loses_and_duplicates_nothing(
     tmp_path: Path, processes: int
