@@ -7,11 +7,19 @@ whatever it is notified of, as the client does, and opens about half.  A
 sender recalls about a fifth of what it sent, a moment later, and a
 recipient told of a recall deletes and posts its signed receipt.
 
-Measured: operations by kind; server errors (a 5xx, or a WebSocket the relay
-closed); messages acknowledged but never notified (lost) or notified twice
-(duplicated); and the recall-to-deletion latency, from the moment the sender
-asks for the recall until the recipient device's receipt is accepted (both
-ends are in this process, so one clock measures it).
+Measured: operations by kind; server errors (a 5xx, a WebSocket the relay
+closed, or an exception in a relay's log); messages acknowledged but never
+notified (lost) or notified twice (duplicated); events a socket was pushed
+with a lower seq than one before (out of order); and the recall-to-deletion
+latency, from the moment the sender asks for the recall until the recipient
+device's receipt is accepted (both ends are in this process, so one clock
+measures it).
+
+On PostgreSQL (``backend``) the relay runs on a throwaway database, and with
+``processes`` above one several relay processes share it (and the data
+directory, so the relay key), as behind a load balancer: person *i* talks to
+process *i* mod N over both HTTP and its WebSocket, so most sends, and the
+recalls after them, are pushed across processes.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from postgres import postgres_database
 
 import e2e_recall as er
 from e2e_recall import wire
@@ -45,6 +54,14 @@ class LoadConfig:
     open_share: float = 0.5
     recall_share: float = 0.2
     seed: int = 1
+    backend: str = "sqlite"  # or "postgresql"
+    processes: int = 1  # relay processes on one database: PostgreSQL only
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"no such backend {self.backend!r}: sqlite or postgresql")
+        if self.processes < 1 or (self.processes > 1 and self.backend != "postgresql"):
+            raise ValueError("several relay processes share a PostgreSQL database, not SQLite")
 
 
 @dataclass
@@ -56,8 +73,9 @@ class LoadFindings:
     server_errors: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    out_of_order: list[str] = field(default_factory=list)
     recall_to_deletion_ms: list[float] = field(default_factory=list)
-    relay_rss_kib: int = 0
+    relay_rss_kib: int = 0  # the largest peak of the relay processes
 
     def percentiles(self) -> dict[str, float]:
         values = sorted(self.recall_to_deletion_ms)
@@ -82,15 +100,8 @@ class LoadRun:
         self.config = config
         self.rng = random.Random(config.seed)
         self.findings = LoadFindings(clients=config.clients)
-        self.relay = RelayProcess(
-            work,
-            work / "data",
-            port=free_port(),
-            E2E_RECALL_RELAY_REQUESTS_PER_MINUTE="0",
-            E2E_RECALL_RELAY_ADDRESS_REQUESTS_PER_MINUTE="0",
-            E2E_RECALL_RELAY_RECALLS_PER_CONVERSATION_PER_DAY="0",
-            E2E_RECALL_RELAY_LOG_LEVEL="warning",
-        )
+        self.work = work
+        self.relays: list[RelayProcess] = []
         self.people: list[Person] = []
         self.sent: dict[bytes, _Sent] = {}
         self.stop = asyncio.Event()
@@ -109,12 +120,35 @@ class LoadRun:
             self.findings.operations[f"client error: {type(error).__name__}: {error}"[:90]] += 1
 
     async def run(self) -> LoadFindings:
-        self.relay.start()
+        if self.config.backend == "postgresql":
+            with postgres_database() as dsn:
+                return await self._run(["--database-url", dsn])
+        return await self._run([])
+
+    def _start_relays(self, database: list[str]) -> None:
+        """The relay processes, one after the other (the first makes the relay key)."""
+        for index in range(self.config.processes):
+            process = RelayProcess(
+                self.work / f"relay-{index}",
+                self.work / "data",
+                *database,
+                port=free_port(),
+                E2E_RECALL_RELAY_REQUESTS_PER_MINUTE="0",
+                E2E_RECALL_RELAY_ADDRESS_REQUESTS_PER_MINUTE="0",
+                E2E_RECALL_RELAY_RECALLS_PER_CONVERSATION_PER_DAY="0",
+                E2E_RECALL_RELAY_LOG_LEVEL="warning",
+            )
+            self.relays.append(process)
+            process.start()
+
+    async def _run(self, database: list[str]) -> LoadFindings:
         try:
+            self._start_relays(database)
             connector = aiohttp.TCPConnector(limit=0)
             timeout = aiohttp.ClientTimeout(total=30)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-                await self._register(await target(http, self.relay.url()), http)
+                targets = [await target(http, relay.url()) for relay in self.relays]
+                await self._register(targets, http)
                 sockets = [asyncio.create_task(self._listen(p)) for p in self.people]
                 while self.findings.connected < len(self.people):
                     await asyncio.sleep(0.05)
@@ -130,14 +164,26 @@ class LoadRun:
                 for task in sockets:
                     task.cancel()
                 await asyncio.gather(*sockets, return_exceptions=True)
-            self.findings.relay_rss_kib = _rss_kib(self.relay.pid)
+            self.findings.relay_rss_kib = max(_rss_kib(relay.pid) for relay in self.relays)
         finally:
-            self.relay.kill()
+            for relay in self.relays:
+                relay.kill()
+        self._read_logs()
         self._reckon()
         return self.findings
 
-    async def _register(self, relay: Target, http: aiohttp.ClientSession) -> None:
+    def _read_logs(self) -> None:
+        """An exception a relay logged is a server error, even if no client saw a 5xx."""
+        for index, relay in enumerate(self.relays):
+            for entry in relay.log_entries():
+                if entry.get("level") in ("error", "critical"):
+                    self._error(
+                        f"relay {index} logged {entry.get('event')}: {entry.get('message')}"
+                    )
+
+    async def _register(self, relays: list[Target], http: aiohttp.ClientSession) -> None:
         async def one(index: int) -> Person:
+            relay = relays[index % len(relays)]
             person = Person(f"p{index}", relay, http)  # type: ignore[arg-type]
             await person.add_device()
             return person
@@ -201,8 +247,9 @@ class LoadRun:
 
     async def _listen(self, person: Person) -> None:
         device = person.devices[0]
-        url = self.relay.url().replace("http", "ws", 1) + "/v1/ws?cursor=0"
+        url = person.relay.url.replace("http", "ws", 1) + "/v1/ws?cursor=0"
         headers = {"Authorization": f"Bearer {device.token}"}
+        last_seq = 0
         async with person.http.ws_connect(url, headers=headers, heartbeat=30) as ws:
             self.findings.connected += 1
             async for message in ws:
@@ -211,6 +258,11 @@ class LoadRun:
                 frame = wire.decode(message.data, limits=_FRAMES)
                 if frame.get("type") != "event":
                     continue
+                if frame["seq"] <= last_seq:
+                    self.findings.out_of_order.append(
+                        f"{person.name}: {frame['seq']} after {last_seq}"
+                    )
+                last_seq = max(last_seq, frame["seq"])
                 await self._on_event(person, frame)
                 await ws.send_bytes(wire.encode({"type": "ack", "seq": frame["seq"]}))
             if not self.stop.is_set():
@@ -223,9 +275,13 @@ class LoadRun:
                 return
             record.notices += 1
             self.findings.operations["notice"] += 1
+            if record.sender.relay is not person.relay:
+                self.findings.operations["notice across processes"] += 1
             opening = self.rng.random() < self.config.open_share
             self._spawn(self._receive(person, record, opening=opening))
         elif frame["kind"] == "revocation" and record is not None and record.recipient is person:
+            if record.sender.relay is not person.relay:
+                self.findings.operations["recall across processes"] += 1
             self._spawn(self._delete(person, record, frame))
 
     async def _receive(self, person: Person, record: _Sent, *, opening: bool) -> None:
