@@ -40,7 +40,14 @@ from .messaging import (
     quota_refusal,
 )
 from .reports import report, report_events, revocation_event
-from .storage.base import Changes, MessageState, MessageView, QuotaExceeded, Storage
+from .storage.base import (
+    Changes,
+    DeliveryRecord,
+    MessageState,
+    MessageView,
+    QuotaExceeded,
+    Storage,
+)
 
 __all__ = ["RecallOutcome", "Recalls"]
 
@@ -51,6 +58,20 @@ _PURGE_STATES = (
     DeviceState.PENDING,
     DeviceState.EXPIRED,
 )
+
+
+def _released(delivery: DeliveryRecord) -> int | None:
+    """The key-release time a purge receipt attests for this device.
+
+    An ``expired`` entry has none (docs/protocol.md, the purge receipt): the
+    copy is gone, which is what the receipt says.  A copy a from-opened timer
+    ended was opened first, so its row keeps the release time; passing it on
+    made the receipt invalid and the recall a 500 (the crash suite found it:
+    one device's copy expired, the other's still live, then a recall).
+    """
+    if delivery.state is DeviceState.EXPIRED:
+        return None
+    return delivery.key_released_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +213,7 @@ class Recalls:
             revocation=revocation.digest,
             purged_at=now,
             devices=[
-                PurgedDevice(d.user_id, d.device_id, d.state, d.fetched_at, d.key_released_at)
+                PurgedDevice(d.user_id, d.device_id, d.state, d.fetched_at, _released(d))
                 for d in deliveries
                 if not d.own_device and d.state in _PURGE_STATES
             ],
