@@ -125,9 +125,11 @@ def log_problems(paths: list[Path]) -> list[str]:
     """Lines of the relays' logs that show an unhandled error: a traceback, or not JSON at all.
 
     The relay logs one JSON object per line and an error it handled as a
-    sentence; a logged stack (``traceback``), an ``internal_error`` (a 500),
-    or a line that is not JSON (Python printing a traceback itself) means
-    something escaped.
+    sentence; an error logged with its stack (``traceback``), an
+    ``internal_error`` (a 500), or a line that is not JSON (Python printing
+    a traceback itself) means something escaped.  A warning may carry a
+    stack: asyncpg's pool logs one each time it fails to reconnect while
+    PostgreSQL is down, and retries by itself.
     """
     found: list[str] = []
     for path in paths:
@@ -139,7 +141,9 @@ def log_problems(paths: list[Path]) -> list[str]:
                 continue
             if not isinstance(entry, dict):
                 found.append(f"{path.parent.parent.name}: {line[:200]}")
-            elif "traceback" in entry or entry.get("event") == "internal_error":
+            elif entry.get("event") == "internal_error" or (
+                "traceback" in entry and entry.get("level") in ("error", "critical")
+            ):
                 found.append(
                     f"{path.parent.parent.name}/{path.parent.name}: "
                     f"{entry.get('event')} {entry.get('exception')} {line[:300]}"
