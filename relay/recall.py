@@ -122,14 +122,19 @@ class Recalls:
                 "other_message",
             )
         prepared = None
+        deferred: RelayError | None = None
         if replacement is not None:
             try:
                 prepared = await self._replacement(session, revocation, *replacement)
             except RelayError as refusal:
                 # A retry of this very recall, applied with its replacement in one transaction:
                 # the recipients may have changed since, and nothing more is to be stored.
-                if refusal.code not in RETRY_RECHECKS or view.message.revocation != revocation_wire:
+                # Whether it was applied is decided in the transaction, not on the view read
+                # above: an attempt still running (at another relay process, on PostgreSQL) may
+                # commit in between, and the retry was refused although the recall was applied.
+                if refusal.code not in RETRY_RECHECKS:
                     raise
+                deferred = refusal
         elif revocation.replacement_id is not None:
             raise BadRequest(
                 "The revocation names a replacement, but none was sent.", "missing_replacement"
@@ -140,6 +145,8 @@ class Recalls:
 
         def decide(view: MessageView) -> tuple[Changes, RecallOutcome]:
             message = view.message
+            if deferred is not None and message.revocation != revocation_wire:
+                raise deferred  # not a retry of this recall, applied: the refusal stands
             facts = MessageFacts(
                 header=Header.decode(message.header),
                 first_opened_at=message.first_opened_at,
