@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -122,4 +123,52 @@ async def test_after_postgresql_restarts_a_connection_held_by_one_process_hears_
         assert "listen_restored" in events
     finally:
         fleet.stop()
+    assert log_problems(fleet.logs()) == []
+
+
+async def test_requests_in_flight_when_postgresql_dies_get_503_never_500(tmp_path: Path) -> None:
+    """Sends keep coming at both processes while PostgreSQL is killed, down, and back.
+
+    A request whose connection the dying server leaves half-used must be
+    told ``503 storage`` like the ones that find it down, and each sender
+    gets through again once it is back, with no restart of either relay.
+    """
+    fleet = RelayFleet(tmp_path, postgres=True, relays=2)
+    answers: Counter[str] = Counter()
+    try:
+        fleet.start()
+        async with aiohttp.ClientSession() as http:
+            people = []
+            for index, process in enumerate(fleet.processes * 4):
+                person = Person(f"p{index}", await target(http, process.url()), http)
+                await person.add_device()
+                people.append(person)
+            restarted: list[float] = []
+
+            async def keep_sending(sender: Person, to: Person) -> None:
+                while not restarted or answers[f"{sender.name} ok after"] == 0:
+                    try:
+                        await sender.send(to, "through the outage")
+                        answers[f"{sender.name} ok after" if restarted else "ok"] += 1
+                    except RelayRefused as refused:
+                        answers[f"{refused.status} {refused.code}"] += 1
+                        await asyncio.sleep(0.05)
+                    assert not restarted or time.monotonic() - restarted[0] < RECOVERY_LIMIT
+
+            senders = [
+                asyncio.create_task(keep_sending(p, people[(i + 1) % len(people)]))
+                for i, p in enumerate(people)
+            ]
+            await asyncio.sleep(1.0)
+            assert fleet.postgres is not None
+            await asyncio.to_thread(fleet.postgres.kill)
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(fleet.postgres.restart)
+            restarted.append(time.monotonic())
+            await asyncio.gather(*senders)
+    finally:
+        fleet.stop()
+    refusals = {key for key in answers if key[0].isdigit()}
+    assert refusals == {"503 storage"}, answers
+    assert answers["ok"] > 0
     assert log_problems(fleet.logs()) == []
