@@ -30,7 +30,7 @@ async def test_kills_of_relays_and_of_postgresql_lose_nothing_and_bring_nothing_
     tmp_path: Path,
 ) -> None:
     config = CrashConfig(
-        operations=300,
+        operations=240,
         kills=4,
         postgres_kills=1,
         people=4,
