@@ -69,6 +69,7 @@ from crash_pgkill import PostgresKiller
 from crash_revoke import RevokeWork
 from crash_rotation import RotationWork
 from crash_timers import TimerWork
+from crash_transport import Transport
 
 import e2e_recall as er
 
@@ -80,16 +81,8 @@ from relay_process import relay_cli, relay_id
 NEVER_OPENED_SHARE = 0.3  # of from-opened messages: never opened nor recalled: stay sealed
 
 
-class Unknown(Exception):
-    """No answer we can trust: the operation may or may not have happened."""
-
-
-def _route(path: str) -> str:
-    """A path without its ids, for counting (``/v1/messages/{id}/open``)."""
-    return "/".join("{id}" if len(part) == 32 else part for part in path.split("?")[0].split("/"))
-
-
 class CrashRun(
+    Transport,
     Reckoning,
     BlobWork,
     GroupWork,
@@ -131,83 +124,6 @@ class CrashRun(
         self.destroyed: set[bytes] = set()
         self.timed_open_sent = asyncio.Event()
         self._setup_revocation()
-
-    # -- transport --------------------------------------------------------------------------
-    async def call(
-        self,
-        person: Person,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None,
-        device: int = 0,
-        token: str | None = None,
-    ) -> dict[str, Any]:
-        """One request; ``Unknown`` when the answer cannot be trusted either way."""
-        try:
-            return await asyncio.wait_for(
-                person.call(method, path, body, device=device, token=token),
-                self.config.request_timeout,
-            )
-        except RelayRefused as refused:
-            if refused.status >= 500:
-                self._note_5xx(refused.status, refused.code, refused.message)
-                raise Unknown(f"{refused.status} {refused.code}") from None
-            raise
-        except (TimeoutError, aiohttp.ClientError, OSError, er.errors.E2ERecallError) as exc:
-            raise Unknown(type(exc).__name__) from None
-
-    async def until_known(
-        self,
-        person: Person,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None,
-        device: int = 0,
-        *,
-        deadline: float = 60.0,
-        token: str | None = None,
-    ) -> tuple[str, dict[str, Any] | RelayRefused]:
-        """Retry an operation (same bytes) until the relay answers; its outcome and answer.
-
-        A refusal after an attempt that got no answer says so (``after_unknown``):
-        the first attempt may have been applied, and the refusal be about that.
-        """
-        stop = time.monotonic() + deadline
-        unknowns = 0
-        while True:
-            try:
-                answer = await self.call(person, method, path, body, device, token)
-                outcome = "ok"
-                result: dict[str, Any] | RelayRefused = answer
-                if not self.relay.running:  # another relay process answered meanwhile
-                    self.findings.acked_while_one_down += 1
-                break
-            except RelayRefused as refused:
-                if refused.status == 401 and token is None:  # a session lost: log in again
-                    await self._relogin(person, device)
-                    continue
-                refused.after_unknown = unknowns > 0
-                outcome, result = "failed", refused
-                if not self.reckoning:
-                    retried = " after an unknown attempt" if unknowns else ""
-                    self.findings.refusals[f"{method} {_route(path)}: {refused.code}{retried}"] += 1
-                break
-            except Unknown:
-                unknowns += 1
-                if time.monotonic() > stop:
-                    return "unknown", RelayRefused(0, {"error": "unknown"})
-                await asyncio.sleep(0.05 + self.rng.random() * 0.2)
-        if unknowns:
-            self.findings.resolved_unknown[method + " " + path.split("/")[-1]] += 1
-        return outcome, result
-
-    async def _relogin(self, person: Person, device: int) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(person.login(device), self.config.request_timeout)
-                return
-            except (RelayRefused, TimeoutError, aiohttp.ClientError, OSError):
-                await asyncio.sleep(0.2)
 
     # -- the run ----------------------------------------------------------------------------
     async def run(self) -> Findings:
