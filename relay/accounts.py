@@ -282,6 +282,11 @@ class Accounts:
         self._certificates.pop(device_id, None)
         self._sessions.drop_where(lambda session: session.device_id == device_id)
 
+    def forget_cached(self) -> None:
+        """Another process's changes may have gone unheard: read devices and sessions afresh."""
+        self.cache.forget_all()
+        self._sessions.clear()
+
     def drop_session(self, token_hash: bytes) -> None:
         """Another process ended this session: it stops working here at once."""
         self._sessions.drop(token_hash)

@@ -118,6 +118,7 @@ class Cluster:
         elif kind == "timer" and len(values) == 1:
             self.timers.schedule(int.from_bytes(values[0], "big"), tell=False)
         elif kind == "relisten":  # notifications may have been missed: read every queue
+            self.accounts.forget_cached()  # and a revocation, a logout or a rotation
             self.hub.wake_all()
             self.timers.schedule(0, tell=False)
 

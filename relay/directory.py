@@ -61,6 +61,9 @@ class LruCache(Generic[K, V]):
         for key in [k for k, (_, value) in self._items.items() if condition(value)]:
             del self._items[key]
 
+    def clear(self) -> None:
+        self._items.clear()
+
 
 class DirectoryCache:
     def __init__(
@@ -113,6 +116,11 @@ class DirectoryCache:
             for device in found:
                 self._devices.put(device.device_id, device, now + self.ttl)
         return found
+
+    def forget_all(self) -> None:
+        """Forget every user's devices (identity keys never change, so they stay)."""
+        self._devices.clear()
+        self._by_user.clear()
 
     def forget(self, user_id: bytes, device_ids: tuple[bytes, ...] = (), tell: bool = True) -> None:
         """A user's devices changed (here, or in another process when not ``tell``)."""

@@ -32,7 +32,7 @@ from e2e_recall.report import DeviceState, Event
 from .errors import NotFound
 from .messaging import Messaging, _merge, _transition
 from .reports import expired_event, report_events
-from .storage.base import Changes, MessageState, MessageView, Storage
+from .storage.base import Changes, MessageState, MessageView, Storage, StorageError
 
 __all__ = ["ExpiryTimer"]
 
@@ -145,6 +145,12 @@ class ExpiryTimer:
                 self._next = await self.storage.next_expiry()
             except asyncio.CancelledError:
                 raise
+            except StorageError as exc:  # the database is down: expected, and said in a sentence
+                log.warning(
+                    "timer job failed: the database is unavailable",
+                    extra={"event": "timers_failed", "error": str(exc)[:120]},
+                )
+                self._next = self.clock() + int(_RETRY * 1000)  # what is due waits: try soon
             except Exception:
                 log.exception("timer job failed", extra={"event": "timers_failed"})
                 self._next = None

@@ -43,7 +43,7 @@ from .api import check_body
 from .errors import RateLimited, RelayError, ServiceUnavailable
 from .inbox import Inbox
 from .metrics import Metrics
-from .storage.base import EventRecord
+from .storage.base import EventRecord, StorageError
 
 __all__ = ["REPLACED", "Hub"]
 
@@ -322,6 +322,9 @@ class Hub:
                 await connection.send({"type": "caught_up", "seq": connection.cursor})
         except (ConnectionResetError, RuntimeError):
             return  # the peer went away mid-send; it resumes from its cursor
+        except StorageError:  # the database is down: the device reconnects and resumes
+            log.warning("push failed: the database is unavailable", extra={"event": "push_failed"})
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"database unavailable")
         except Exception:
             log.exception("push failed", extra={"event": "push_failed"})
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"relay error")

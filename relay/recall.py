@@ -40,7 +40,14 @@ from .messaging import (
     quota_refusal,
 )
 from .reports import report, report_events, revocation_event
-from .storage.base import Changes, MessageState, MessageView, QuotaExceeded, Storage
+from .storage.base import (
+    Changes,
+    DeliveryRecord,
+    MessageState,
+    MessageView,
+    QuotaExceeded,
+    Storage,
+)
 
 __all__ = ["RecallOutcome", "Recalls"]
 
@@ -51,6 +58,20 @@ _PURGE_STATES = (
     DeviceState.PENDING,
     DeviceState.EXPIRED,
 )
+
+
+def _released(delivery: DeliveryRecord) -> int | None:
+    """The key-release time a purge receipt attests for this device.
+
+    An ``expired`` entry has none (docs/protocol.md, the purge receipt): the
+    copy is gone, which is what the receipt says.  A copy a from-opened timer
+    ended was opened first, so its row keeps the release time; passing it on
+    made the receipt invalid and the recall a 500 (the crash suite found it:
+    one device's copy expired, the other's still live, then a recall).
+    """
+    if delivery.state is DeviceState.EXPIRED:
+        return None
+    return delivery.key_released_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +122,19 @@ class Recalls:
                 "other_message",
             )
         prepared = None
+        deferred: RelayError | None = None
         if replacement is not None:
             try:
                 prepared = await self._replacement(session, revocation, *replacement)
             except RelayError as refusal:
                 # A retry of this very recall, applied with its replacement in one transaction:
                 # the recipients may have changed since, and nothing more is to be stored.
-                if refusal.code not in RETRY_RECHECKS or view.message.revocation != revocation_wire:
+                # Whether it was applied is decided in the transaction, not on the view read
+                # above: an attempt still running (at another relay process, on PostgreSQL) may
+                # commit in between, and the retry was refused although the recall was applied.
+                if refusal.code not in RETRY_RECHECKS:
                     raise
+                deferred = refusal
         elif revocation.replacement_id is not None:
             raise BadRequest(
                 "The revocation names a replacement, but none was sent.", "missing_replacement"
@@ -119,6 +145,8 @@ class Recalls:
 
         def decide(view: MessageView) -> tuple[Changes, RecallOutcome]:
             message = view.message
+            if deferred is not None and message.revocation != revocation_wire:
+                raise deferred  # not a retry of this recall, applied: the refusal stands
             facts = MessageFacts(
                 header=Header.decode(message.header),
                 first_opened_at=message.first_opened_at,
@@ -192,7 +220,7 @@ class Recalls:
             revocation=revocation.digest,
             purged_at=now,
             devices=[
-                PurgedDevice(d.user_id, d.device_id, d.state, d.fetched_at, d.key_released_at)
+                PurgedDevice(d.user_id, d.device_id, d.state, d.fetched_at, _released(d))
                 for d in deliveries
                 if not d.own_device and d.state in _PURGE_STATES
             ],

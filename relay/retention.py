@@ -140,6 +140,11 @@ class Retention:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
+            except StorageError as exc:  # the database is down: expected, and said in a sentence
+                log.warning(
+                    "retention job failed: the database is unavailable",
+                    extra={"event": "retention_failed", "error": str(exc)[:120]},
+                )
             except Exception:
                 log.exception("retention job failed", extra={"event": "retention_failed"})
             await asyncio.sleep(self.config.purge_interval / 1000)

@@ -1,5 +1,9 @@
 """The crash suite, long form: ``python reliability/crash.py --kills 50 --operations 10000``.
 
+``--postgres`` runs it on a PostgreSQL server of its own, with two relay
+processes on the one database (``--relays``), a fifth of the kills aimed at
+PostgreSQL itself (``--postgres-kills``; see tests/support/crash_pgkill.py).
+
 Runs the relay as a process under a mixed load (with attachments: uploads
 in several PATCHes, sends that bind them, downloads, recalls that destroy
 them; groups: membership changes, group sends and recalls; disappearing
@@ -70,9 +74,35 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="rotate no wrapping keys (nor aim kills at certificate uploads)",
     )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="run the relays on a PostgreSQL server of the run's own (initdb in a temporary "
+        "directory; needs PostgreSQL's server programs) instead of SQLite",
+    )
+    parser.add_argument(
+        "--relays",
+        type=int,
+        default=None,
+        help="relay processes on the one database, each client request going to either "
+        "(default: 2 with --postgres, else 1)",
+    )
+    parser.add_argument(
+        "--postgres-kills",
+        type=int,
+        default=None,
+        help="of the kills, how many SIGKILL PostgreSQL's postmaster instead of a relay process "
+        "(default with --postgres: a fifth of them)",
+    )
     parser.add_argument("--keep", type=Path, help="run in this directory and keep it")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     args = parser.parse_args(argv)
+    if not args.postgres and ((args.relays or 1) > 1 or args.postgres_kills):
+        parser.error("--relays above 1 and --postgres-kills need --postgres")
+    relays = args.relays or (2 if args.postgres else 1)
+    postgres_kills = args.postgres_kills
+    if postgres_kills is None:
+        postgres_kills = args.kills // 5 if args.postgres else 0
     config = CrashConfig(
         operations=args.operations,
         kills=args.kills,
@@ -86,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         revoke=not args.no_revoke,
         linking=not args.no_linking,
         rotation=not args.no_rotation,
+        postgres=args.postgres,
+        relays=relays,
+        postgres_kills=postgres_kills,
     )
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
@@ -98,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         plain = {k: dict(v) if isinstance(v, Counter) else v for k, v in vars(findings).items()}
         print(json.dumps(plain, indent=2, sort_keys=True, default=str))
     else:
-        table = Table(title=f"crash suite, seed {args.seed}")
+        backend = f"PostgreSQL, {relays} relay processes" if args.postgres else "SQLite"
+        table = Table(title=f"crash suite, {backend}, seed {args.seed}")
         table.add_column("figure")
         table.add_column("value", justify="right")
         for name, value in findings.table():

@@ -21,8 +21,10 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 __all__ = ["PostgresServer", "PostgresUnavailable", "find_bindir"]
@@ -112,6 +114,10 @@ class PostgresServer:
         segments = [f"--wal-segsize={self.wal_segment_mb}"] if self.wal_segment_mb else []
         self.run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
                  "-E", "UTF8", "--no-sync", "--no-instructions", *segments)  # fmt: skip
+        self._pg_ctl_start()
+        return self
+
+    def _pg_ctl_start(self) -> None:
         options = " ".join(
             [
                 "-c listen_addresses=''",
@@ -125,7 +131,49 @@ class PostgresServer:
         self.run("pg_ctl", "-D", str(self.data), "-o", options, "-w", "-t", "60",
                  "-l", str(self.log), "start")  # fmt: skip
         self.started = True
-        return self
+
+    def postmaster_pid(self) -> int:
+        """The running server's process id (the first line of ``postmaster.pid``)."""
+        return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+
+    def kill(self, wait: float = 30.0) -> None:
+        """SIGKILL the postmaster, as a crash or the OOM killer would, and wait for its backends.
+
+        A killed postmaster leaves its children running for a moment: each
+        notices its parent's death and exits.  A new postmaster refuses to
+        start while any of them still holds the old shared memory, so this
+        waits for them all (and SIGKILLs any left after ``wait`` seconds).
+        """
+        pid = self.postmaster_pid()
+        children = _children(pid)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + wait
+        while True:
+            alive = [child for child in [pid, *children] if _alive(child)]
+            if not alive:
+                break
+            if time.monotonic() > deadline:
+                for child in alive:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child, signal.SIGKILL)
+            time.sleep(0.02)
+        self.started = False
+
+    def restart(self) -> None:
+        """Start the server again on the same data directory: it recovers from its WAL.
+
+        The killed postmaster may linger as a zombie nobody reaps (a
+        container's init often reaps nothing), and the new one would take it
+        for a live server named in ``postmaster.pid``.  :meth:`kill` waited
+        until every process of the old server was gone or a zombie, so its
+        lock files (the data directory's and the socket's) are stale and are
+        removed, as an operator would after a crash.
+        """
+        for lock in [self.data / "postmaster.pid", *self.socket_dir.glob(".s.PGSQL.*.lock")]:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                if not _alive(int(lock.read_text().split("\n", 1)[0])):
+                    lock.unlink()
+        self._pg_ctl_start()
 
     def stop(self) -> None:
         """Stop the server at once (nothing in it is kept) and remove its directory."""
@@ -156,3 +204,21 @@ class PostgresServer:
 
     def drop_database(self, name: str) -> None:
         self.sql("postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _children(pid: int) -> list[int]:
+    """The direct children of process ``pid`` (Linux: /proc/PID/task/*/children)."""
+    found: list[int] = []
+    for listing in glob.glob(f"/proc/{pid}/task/*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(part) for part in Path(listing).read_text().split()]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie counts as gone: it holds no shared memory)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

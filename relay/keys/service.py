@@ -128,7 +128,29 @@ class WrapKeys:
                 {key_id: UsableKey(current.wrap_key.suite, True)}, key_id, wrap, wrap_length
             )
             return
-        check_wrap_key(await self.usable(device), key_id, wrap, wrap_length)
+        usable = await self.usable(device)
+        if key_id not in usable:
+            usable = await self._usable_fresh(device, usable)
+        check_wrap_key(usable, key_id, wrap, wrap_length)
+
+    async def _usable_fresh(
+        self, device: DeviceRecord, cached: dict[bytes, UsableKey]
+    ) -> dict[bytes, UsableKey]:
+        """The usable keys from the stored device, before refusing a wrap as ``stale_key``.
+
+        The device came from the directory cache.  Another relay process that
+        accepted a rotation tells this one to forget the entry, but that
+        signal is lost if the process dies between its commit and the signal,
+        or PostgreSQL is down then; the entry then names the previous
+        certificate for up to the cache's ttl, and a wrap to the new key was
+        refused (the PostgreSQL crash suite found it).  A refusal is rare, so
+        it is decided on the stored row.
+        """
+        fresh = await self.storage.get_device(device.device_id)
+        if fresh is None or fresh.certificate == device.certificate:
+            return cached
+        self.accounts.cache.forget(device.user_id, (device.device_id,), tell=False)
+        return await self.usable(fresh)
 
     async def usable(self, device: DeviceRecord) -> dict[bytes, UsableKey]:
         """The device's keys that accept wraps now, by key id (protocol section 5.1)."""

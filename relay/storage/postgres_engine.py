@@ -56,6 +56,16 @@ _STRAGGLER = 5  # failed attempts after which a write queues behind the other st
 _STRAGGLERS_LOCK = 0x6532_6552_5354_5247  # pg_advisory_xact_lock key of that queue
 _NOTIFY_LIMIT = 7900  # bytes per NOTIFY payload (the server's limit is 8000)
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+# What a lost or refused connection raises.  When the server dies under a
+# connection in use, asyncpg's protocol is left failed and the next statement
+# on it raises InternalClientError ("cannot switch to state ..."), which is
+# not an InterfaceError: uncaught it was a 500 for every request that met it.
+_UNREACHABLE = (
+    asyncpg.PostgresError,
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 class PostgresObserver(Protocol):
@@ -176,7 +186,7 @@ class PostgresEngine:
         except (SchemaTooNew, StorageError):
             await self.stop()
             raise
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except _UNREACHABLE as exc:
             await self.stop()
             raise _storage_error(exc) from None
 
@@ -200,7 +210,7 @@ class PostgresEngine:
         while not self._stopping and self._listener is None:
             try:
                 await self._listen()
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            except _UNREACHABLE:
                 await asyncio.sleep(1.0)
                 continue
             log.info("listening again", extra={"event": "listen_restored"})
@@ -290,7 +300,7 @@ class PostgresEngine:
                     ) from None
                 await asyncio.sleep(min(0.2, 0.002 * 2**attempt) * random.random())  # noqa: S311
                 continue
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            except _UNREACHABLE as exc:
                 raise _storage_error(exc) from None
             if self.observer is not None:
                 self.observer.on_commit(1, time.perf_counter() - started)
@@ -306,7 +316,7 @@ class PostgresEngine:
                 conn.transaction(isolation="repeatable_read", readonly=True),
             ):
                 result = await fn(conn)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except _UNREACHABLE as exc:
             raise _storage_error(exc) from None
         if self.observer is not None:
             self.observer.on_read(time.perf_counter() - started)
@@ -317,7 +327,7 @@ class PostgresEngine:
         try:
             async with self.pool.acquire() as conn:
                 await conn.execute(statement)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except _UNREACHABLE as exc:
             raise _storage_error(exc) from None
 
     # events across processes ----------------------------------------------------------------
@@ -350,7 +360,7 @@ class PostgresEngine:
         try:
             async with self.pool.acquire() as conn:
                 await conn.execute("SELECT pg_notify($1, $2)", SIGNALS_CHANNEL, payload)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+        except _UNREACHABLE as exc:
             raise _storage_error(exc) from None
 
     def _heard_signal(self, _conn: Conn, _pid: int, _channel: str, payload: object) -> None:
@@ -387,7 +397,7 @@ class PostgresEngine:
                 taken = bool(
                     await self._leases.fetchval("SELECT pg_try_advisory_lock($1)", _JOB_LOCKS + job)
                 )
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            except _UNREACHABLE:
                 return False
             if taken:
                 self._held.add(job)

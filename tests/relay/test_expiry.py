@@ -379,3 +379,41 @@ async def test_a_device_revoked_before_the_timer_does_not_keep_the_message(
         assert (await stored(relay, header.message_id))["envelope"] is None
         states_now = {line["state"] for line in (await alice.report(header.message_id))["devices"]}
         assert states_now == {"expired", "never_delivered"}
+
+
+async def test_a_recall_after_one_opened_copy_expired_purges_the_rest_with_a_valid_receipt(
+    tmp_path: Path, database_options: dict[str, Any]
+) -> None:
+    """One device's copy ended by its from-opened timer, the other's still sealed: recall it.
+
+    The expired copy's row keeps the moment its key was released; the purge
+    receipt must not attest that for an ``expired`` entry (docs/protocol.md),
+    and the recall was a 500 when it did.
+    """
+    async with world(tmp_path, database_options) as (relay, alice, bob):
+        header = await alice.send(bob, "read and gone", expire_after=1000, expire_from=OPENED)
+        first, second = (d.secrets.device_id for d in bob.devices)
+        await bob.read(alice, header.message_id, device=0)
+
+        async def first_expired() -> bool:
+            report = await alice.report(header.message_id)
+            return {d["device_id"]: d["state"] for d in report["devices"]}[first] == "expired"
+
+        await until(first_expired, "the opened device's copy to expire")
+        answer = await alice.recall(header)
+        assert answer["already_recalled"] is False
+        async with alice.http.get(relay.url() + "/.well-known/e2e-recall") as response:
+            known = wire.decode(await response.read(), limits=BIG)
+        receipt = er.verify_purge_receipt(
+            answer["report"]["purge_receipt"],
+            er.VerifyKey(known["relay_key"]),
+            message_id=header.message_id,
+            conversation_id=header.conversation_id,
+        )
+        attested = {d.device_id: d for d in receipt.devices}
+        assert attested[first].state is er.DeviceState.EXPIRED
+        assert attested[first].key_released_at is None
+        assert attested[second].key_released_at is None  # never opened
+        held = await stored(relay, header.message_id)
+        assert held["envelope"] is None
+        assert held["wraps"] == [None, None]

@@ -37,7 +37,6 @@ import asyncio
 import hashlib
 import json
 import os
-import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -351,9 +350,8 @@ class BlobWork:
         loose = [u for u in self.uploads if u.blob_id not in bound and u.created != "failed"]
         alive |= await self._reckon_loose(loose)
         # One more kill and start-up: the sweep runs; whatever is left must be meant to be there.
-        os.kill(self.relay.pid, signal.SIGKILL)
-        await asyncio.to_thread(self.relay.wait)
-        await asyncio.to_thread(self.relay.restart)
+        await asyncio.to_thread(self.relay.kill_all)  # SIGKILL
+        await asyncio.to_thread(self.relay.restart_dead)
         self.findings.restarts += 1
         self._after_start(self.destroyed, "at the end")
         recalled = {b.blob_id.hex() for s in self.messages for b in s.blobs} - {

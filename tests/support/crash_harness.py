@@ -60,34 +60,29 @@ from typing import Any
 
 import aiohttp
 from crash_blobs import BlobWork
+from crash_fleet import FleetTarget, RelayFleet, log_problems
 from crash_groups import GroupWork
 from crash_killer import Killer
 from crash_link_register import LinkRegistry
 from crash_linking import LinkWork
+from crash_pgkill import PostgresKiller
 from crash_revoke import RevokeWork
 from crash_rotation import RotationWork
 from crash_timers import TimerWork
+from crash_transport import Transport
 
 import e2e_recall as er
 
 from crash_model import CrashConfig, Findings, Sent, Upload
 from crash_reckoning import Reckoning
 from driver import Person, RelayRefused
-from relay_process import RelayProcess, Target, free_port, relay_cli, target
+from relay_process import relay_cli, relay_id
 
 NEVER_OPENED_SHARE = 0.3  # of from-opened messages: never opened nor recalled: stay sealed
 
 
-class Unknown(Exception):
-    """No answer we can trust: the operation may or may not have happened."""
-
-
-def _route(path: str) -> str:
-    """A path without its ids, for counting (``/v1/messages/{id}/open``)."""
-    return "/".join("{id}" if len(part) == 32 else part for part in path.split("?")[0].split("/"))
-
-
 class CrashRun(
+    Transport,
     Reckoning,
     BlobWork,
     GroupWork,
@@ -96,6 +91,7 @@ class CrashRun(
     LinkWork,
     LinkRegistry,
     RotationWork,
+    PostgresKiller,
     Killer,
 ):
     """One run of the suite against one relay data directory."""
@@ -107,10 +103,10 @@ class CrashRun(
         self.findings = Findings()
         self.messages: list[Sent] = []
         self.people: list[Person] = []
-        self.relay = RelayProcess(
+        self.relay = RelayFleet(
             work,
-            work / "data",
-            port=free_port(),
+            postgres=config.postgres,
+            relays=config.relays,
             E2E_RECALL_RELAY_PURGE_INTERVAL="1s",
             E2E_RECALL_RELAY_SCRUB_INTERVAL="1s",
             E2E_RECALL_RELAY_REQUESTS_PER_MINUTE="0",
@@ -129,88 +125,24 @@ class CrashRun(
         self.timed_open_sent = asyncio.Event()
         self._setup_revocation()
 
-    # -- transport --------------------------------------------------------------------------
-    async def call(
-        self,
-        person: Person,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None,
-        device: int = 0,
-        token: str | None = None,
-    ) -> dict[str, Any]:
-        """One request; ``Unknown`` when the answer cannot be trusted either way."""
-        try:
-            return await asyncio.wait_for(
-                person.call(method, path, body, device=device, token=token),
-                self.config.request_timeout,
-            )
-        except RelayRefused as refused:
-            if refused.status >= 500:
-                raise Unknown(f"{refused.status} {refused.code}") from None
-            raise
-        except (TimeoutError, aiohttp.ClientError, OSError, er.errors.E2ERecallError) as exc:
-            raise Unknown(type(exc).__name__) from None
-
-    async def until_known(
-        self,
-        person: Person,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None,
-        device: int = 0,
-        *,
-        deadline: float = 60.0,
-        token: str | None = None,
-    ) -> tuple[str, dict[str, Any] | RelayRefused]:
-        """Retry an operation (same bytes) until the relay answers; its outcome and answer.
-
-        A refusal after an attempt that got no answer says so (``after_unknown``):
-        the first attempt may have been applied, and the refusal be about that.
-        """
-        stop = time.monotonic() + deadline
-        unknowns = 0
-        while True:
-            try:
-                answer = await self.call(person, method, path, body, device, token)
-                outcome = "ok"
-                result: dict[str, Any] | RelayRefused = answer
-                break
-            except RelayRefused as refused:
-                if refused.status == 401 and token is None:  # a session lost: log in again
-                    await self._relogin(person, device)
-                    continue
-                refused.after_unknown = unknowns > 0
-                outcome, result = "failed", refused
-                if not self.reckoning:
-                    retried = " after an unknown attempt" if unknowns else ""
-                    self.findings.refusals[f"{method} {_route(path)}: {refused.code}{retried}"] += 1
-                break
-            except Unknown:
-                unknowns += 1
-                if time.monotonic() > stop:
-                    return "unknown", RelayRefused(0, {"error": "unknown"})
-                await asyncio.sleep(0.05 + self.rng.random() * 0.2)
-        if unknowns:
-            self.findings.resolved_unknown[method + " " + path.split("/")[-1]] += 1
-        return outcome, result
-
-    async def _relogin(self, person: Person, device: int) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(person.login(device), self.config.request_timeout)
-                return
-            except (RelayRefused, TimeoutError, aiohttp.ClientError, OSError):
-                await asyncio.sleep(0.2)
-
     # -- the run ----------------------------------------------------------------------------
     async def run(self) -> Findings:
+        try:
+            return await self._run()
+        finally:
+            self.relay.stop()  # the relays, and the PostgreSQL server if there is one
+
+    async def _run(self) -> Findings:
         started = time.monotonic()
         self.relay.start()
         self.up.set()
         timeout = aiohttp.ClientTimeout(total=self.config.request_timeout)
         async with aiohttp.ClientSession(timeout=timeout) as http:
-            await self._setup_people(await target(http, self.relay.url()), http)
+            # each request goes to one of the relay processes: a rng of its own, so the
+            # workload's choices are the same whatever the number of processes
+            routing = random.Random(self.config.seed + 1)
+            relay = FleetTarget(self.relay, await relay_id(http, self.relay.url()), routing)
+            await self._setup_people(relay, http)
             await self._setup_groups()
             self._setup_rotation()
             await self._setup_linking(http)
@@ -228,7 +160,7 @@ class CrashRun(
             except TimeoutError:
                 self.findings.unresolved.append("the killer did not finish its kills")
             if not self.relay.running:
-                self.relay.restart()
+                self.relay.restart_dead()
                 self.findings.restarts += 1
             self.reckoning = True
             await self._await_timers()
@@ -239,12 +171,13 @@ class CrashRun(
             await self._reckon_revoked()
             await self._reckon_links()
             await self._reckon_rotation()
-        self.relay.kill()
+        self.relay.kill_all()
         self._check_integrity("final")
+        self.findings.log_problems += log_problems(self.relay.logs())
         self.findings.seconds = time.monotonic() - started
         return self.findings
 
-    async def _setup_people(self, relay: Target, http: aiohttp.ClientSession) -> None:
+    async def _setup_people(self, relay: FleetTarget, http: aiohttp.ClientSession) -> None:
         for index in range(self.config.people):
             person = Person(f"p{index}", relay, http)  # type: ignore[arg-type]
             for _ in range(self.config.devices_per_person):
@@ -252,7 +185,7 @@ class CrashRun(
             self.people.append(person)
 
     def _check_integrity(self, when: str) -> None:
-        checked = relay_cli(self.work, "check", "--data-dir", self.relay.data_dir)
+        checked = relay_cli(self.work, "check", *self.relay.database_args())
         if checked.returncode != 0 or checked.stdout.strip().splitlines()[-1:] != ["ok"]:
             self.findings.integrity_failures.append(f"{when}: {checked.stdout} {checked.stderr}")
 

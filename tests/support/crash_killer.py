@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 from typing import Any
 
 
@@ -39,10 +37,14 @@ class Killer:
     _wait_for_revocation_moment: Any
     _wait_for_link_moment: Any
     _wait_for_rotation_moment: Any
+    _kill_postgres: Any
 
     async def _killer(self) -> None:
         """SIGKILL at random moments until the quota of kills is used, spread over the run."""
         gap = self.config.operations / max(self.config.kills, 1)
+        # which kills are of PostgreSQL: spread evenly, none the first (people must exist)
+        every = self.config.kills / max(self.config.postgres_kills, 1)
+        postgres_kills = {int((n + 0.5) * every) for n in range(self.config.postgres_kills)}
         for number in range(self.config.kills):
             target = (number + self.rng.uniform(0.3, 0.9)) * gap
             aimed = self.config.revoke and number == self.config.kills // 2
@@ -72,14 +74,17 @@ class Killer:
                     self.findings.kills_after_recall += 1
                 except TimeoutError:
                     pass
+            if number in postgres_kills:
+                self.findings.kills += 1
+                await self._kill_postgres(number)
+                continue
             self.up.clear()
             destroyed = set(self.destroyed)  # recalls acknowledged before the kill
-            os.kill(self.relay.pid, signal.SIGKILL)
-            await asyncio.to_thread(self.relay.wait)
+            await asyncio.to_thread(self.relay.kill_one, self.rng)  # SIGKILL
             self.findings.kills += 1
             await asyncio.to_thread(self._check_integrity, f"after kill {number + 1}")
             await asyncio.sleep(self.rng.uniform(0, 0.3))  # clients hit a dead port meanwhile
-            await asyncio.to_thread(self.relay.restart)
+            await asyncio.to_thread(self.relay.restart_dead)
             self.findings.restarts += 1
             if self.config.blobs:
                 self._after_start(destroyed, f"after kill {number + 1}")

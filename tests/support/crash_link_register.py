@@ -66,7 +66,7 @@ class LinkRegistry:
         kind: str = "link-register",
     ) -> tuple[str, Any]:
         """Register a device, a new challenge for each attempt, until the relay answers."""
-        from crash_harness import Unknown  # the harness imports this module
+        from crash_transport import Unknown  # the harness imports this module
 
         stop = time.monotonic() + 60
         unknowns = 0

@@ -72,6 +72,9 @@ class CrashConfig:
     linkers: int = 2  # people whose devices are linked (they take no other part)
     rotation: bool = True  # each person's first device rotates its wrapping key
     rotation_lifetime: int = 20_000  # ms a rotated certificate lives (its key accepts wraps)
+    postgres: bool = False  # the relays use a PostgreSQL server the run starts (else SQLite)
+    relays: int = 1  # relay processes on the one database (more than one: PostgreSQL only)
+    postgres_kills: int = 0  # of the kills, how many SIGKILL PostgreSQL instead of a relay
 
 
 @dataclass
@@ -168,6 +171,17 @@ class Findings:
     checked_certificates: int = 0  # current certificates read back as last acknowledged
     checked_key_status: int = 0
     checked_old_key_opened: int = 0  # messages opened at the end with a superseded key
+    # PostgreSQL (tests/support/crash_pgkill.py) and several relay processes
+    postgres_kills: int = 0  # kills of the postmaster (counted in ``kills`` too)
+    postgres_outages: list[float] = field(default_factory=list)  # seconds it was down
+    recovery_seconds: list[float] = field(default_factory=list)  # its return to /healthz 200
+    not_recovered: list[str] = field(default_factory=list)  # a relay still failing after it
+    outage_answers: Counter[str] = field(default_factory=Counter)  # probes while it was down
+    outage_answers_wrong: list[str] = field(default_factory=list)  # not a 503 with a sentence
+    unavailable: Counter[str] = field(default_factory=Counter)  # 5xx answers clients got
+    server_errors: list[str] = field(default_factory=list)  # 5xx other than a clean 503
+    log_problems: list[str] = field(default_factory=list)  # tracebacks, non-JSON log lines
+    acked_while_one_down: int = 0  # operations acknowledged while a relay process was down
     seconds: float = 0.0
 
     def problems(self) -> dict[str, list[str]]:
@@ -212,6 +226,10 @@ class Findings:
                 ("live_wraps_refused", self.live_wraps_refused),
                 ("certificates_wrong", self.certificates_wrong),
                 ("key_status_wrong", self.key_status_wrong),
+                ("not_recovered", self.not_recovered),
+                ("outage_answers_wrong", self.outage_answers_wrong),
+                ("server_errors", self.server_errors),
+                ("log_problems", self.log_problems),
             )
             if values
         }
@@ -300,6 +318,24 @@ class Findings:
             ("wraps to usable keys refused", str(len(self.live_wraps_refused))),
             ("certificates not the last acknowledged", str(len(self.certificates_wrong))),
             ("key statuses wrong", str(len(self.key_status_wrong))),
+            ("PostgreSQL kills (SIGKILL of the postmaster)", str(self.postgres_kills)),
+            ("  seconds down, each", " ".join(f"{s:.1f}" for s in self.postgres_outages)),
+            ("  relay recovery after restart, s (max)", _most(self.recovery_seconds)),
+            ("  probes answered during the outage", _counts(self.outage_answers)),
+            ("5xx answers clients got", _counts(self.unavailable)),
+            ("acknowledged while a relay process was down", str(self.acked_while_one_down)),
+            ("relays not recovered after PostgreSQL", str(len(self.not_recovered))),
+            ("outage answers not a 503 with a sentence", str(len(self.outage_answers_wrong))),
+            ("5xx answers other than 503", str(len(self.server_errors))),
+            ("log lines with an unhandled error", str(len(self.log_problems))),
             ("seconds", f"{self.seconds:.1f}"),
         ]
         return rows
+
+
+def _most(values: list[float]) -> str:
+    return f"{max(values):.2f}" if values else "-"
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{key}: {count}" for key, count in sorted(counter.items())) or "0"

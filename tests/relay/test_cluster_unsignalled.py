@@ -1,0 +1,94 @@
+"""A change another relay process committed on the shared database but never signalled.
+
+Relay processes on one PostgreSQL database tell each other to forget cached
+devices once a change has committed.  That signal is lost when the process
+dies between its commit and the signal, or PostgreSQL goes down then (the
+PostgreSQL crash suite met both).  Here the change is committed through the
+storage layer alone, as such a process left it, and the relay process that
+cached the old facts must still decide on the stored ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from postgres import postgres_database
+
+import e2e_recall as er
+from relay.storage.postgres import PostgresStorage
+from relay.storage.wrap_key_records import WrapKeyRecord
+
+from driver import Person
+from relay_process import relay_process, target
+from rotation_cases import issue
+
+
+@pytest.fixture
+def dsn() -> Iterator[str]:
+    with postgres_database() as url:
+        yield url
+
+
+async def test_a_wrap_to_a_key_rotated_unsignalled_is_accepted_not_stale_key(
+    tmp_path: Path, dsn: str
+) -> None:
+    with relay_process(tmp_path, None, "--database-url", dsn) as relay:
+        async with aiohttp.ClientSession() as http:
+            at = await target(http, relay.url())
+            alice, bob = Person("alice", at, http), Person("bob", at, http)
+            await alice.add_device(handle="alice")
+            await bob.add_device(handle="bob")
+            await alice.send(bob, "before")  # the relay now caches Bob's device and certificate
+
+            device = bob.devices[0]
+            identity = bob.identity.public_key
+            old = er.verify_device_certificate(device.certificate, identity, now=None)
+            new_key = er.WrapPrivateKey.generate(er.WrapSuite.X25519)
+            certificate = issue(bob, device, new_key)
+            now = int(time.time() * 1000)
+            storage = PostgresStorage(dsn)  # another process's commit, without its signal
+            await storage.open()
+            try:
+                assert await storage.rotate_certificate(
+                    device.secrets.device_id,
+                    device.certificate,
+                    certificate,
+                    WrapKeyRecord(
+                        device_id=device.secrets.device_id,
+                        key_id=old.wrap_key.key_id,
+                        certificate=device.certificate,
+                        created_at=old.created_at,
+                        usable_until=now + 60_000,
+                        superseded_at=now,
+                    ),
+                )
+            finally:
+                await storage.close()
+
+            header, sealed = alice.seal(bob, "to the new key")
+            wrap = er.wrap_message_key(
+                sealed.message_key,
+                new_key.public_key,
+                message_id=header.message_id,
+                conversation_id=header.conversation_id,
+                device_id=device.secrets.device_id,
+            )
+            body = {
+                "envelope": sealed.envelope,
+                "wraps": [
+                    {
+                        "device_id": device.secrets.device_id,
+                        "wrap": wrap,
+                        "key_id": new_key.public_key.key_id,
+                    }
+                ],
+                "blobs": [],
+            }
+            # within the cache's 10 s: the relay's entry still names the old certificate
+            await alice.call("POST", "/v1/messages", body)
+            report = await alice.report(header.message_id)
+            assert [line["state"] for line in report["devices"]] == ["queued"]
