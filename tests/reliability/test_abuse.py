@@ -48,7 +48,7 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 import yarl
-from backends import RelayPerBackend, on_backends, on_both_backends
+from backends import RelayPerBackend, on_backends, on_both_backends, relays_in
 
 import e2e_recall as er
 from e2e_recall import wire
@@ -81,12 +81,7 @@ QUIET = {
 
 @pytest.fixture(scope="module")
 def relays(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayPerBackend]:
-    def make(backend: str, database: list[str]) -> RelayProcess:
-        work = tmp_path_factory.mktemp(f"abuse-{backend}")
-        return RelayProcess(work, work / "data", *database, port=free_port(), **QUIET)
-
-    with RelayPerBackend(make) as started:
-        yield started
+    yield from relays_in(tmp_path_factory, "abuse", **QUIET)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from backends import RelayPerBackend, on_both_backends
+from backends import RelayPerBackend, on_both_backends, relays_in
 from group_driver import Group, create_group, seal_to_group, send_to_group, wraps_to_people
 
 import e2e_recall as er
@@ -39,7 +39,7 @@ from e2e_recall import GroupAction, sign_group_change, wire
 from e2e_recall.errors import UsageError
 
 from driver import Person, RelayRefused
-from relay_process import RelayProcess, Target, free_port, target
+from relay_process import RelayProcess, Target, target
 
 QUIET = {
     "E2E_RECALL_RELAY_ADDRESS_REQUESTS_PER_MINUTE": "0",
@@ -106,12 +106,7 @@ class GroupScene:
 
 @pytest.fixture(scope="module")
 def relays(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayPerBackend]:
-    def make(backend: str, database: list[str]) -> RelayProcess:
-        work = tmp_path_factory.mktemp(f"abuse-groups-{backend}")
-        return RelayProcess(work, work / "data", *database, port=free_port(), **QUIET)
-
-    with RelayPerBackend(make) as started:
-        yield started
+    yield from relays_in(tmp_path_factory, "abuse-groups", **QUIET)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from postgres import postgres_database
 
-from relay_process import RelayProcess
+from relay_process import RelayProcess, free_port
 
 __all__ = ["BACKENDS", "RelayPerBackend", "database_args", "on_backends", "on_both_backends"]
 
@@ -108,3 +108,16 @@ class RelayPerBackend:
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
+
+
+def relays_in(
+    tmp_path_factory: pytest.TempPathFactory, prefix: str, **env: str
+) -> Iterator[RelayPerBackend]:
+    """A module's relays (body of its module-scoped fixture): own directories, ``env`` set."""
+
+    def make(backend: str, database: list[str]) -> RelayProcess:
+        work = tmp_path_factory.mktemp(f"{prefix}-{backend}")
+        return RelayProcess(work, work / "data", *database, port=free_port(), **env)
+
+    with RelayPerBackend(make) as started:
+        yield started
