@@ -190,6 +190,7 @@ def test_every_command_rotates_first_when_the_key_is_due(
 ) -> None:
     alice, bob = _people(tmp_path, relay)
     (first,) = bob.run("device", "keys", "--json").json()["keys"]
+    time.sleep(1.1)  # commands take milliseconds: let the key become more than a second old
     bob.run("sync", "--rotate-every", "1s")  # the test hook: a key one second old is due
     keys = {k["key_id"]: k["state"] for k in bob.run("device", "keys", "--json").json()["keys"]}
     assert keys[first["key_id"]] == "previous"

@@ -1,8 +1,9 @@
 """``e2e-recall-relay`` as operators run it: help, errors, and the operator commands.
 
-Every test runs the real command line in a subprocess (``python -m relay.cli``)
-with a clean environment: no ``E2E_RECALL_RELAY_*`` variable of the developer's
-leaks in, and the platform data directory points into the test's tmp dir.
+Every test runs the real command line as a process of its own (forked from a
+warm process by ``forked_commands``, or ``python -m relay.cli``) with a clean
+environment: no ``E2E_RECALL_RELAY_*`` variable of the developer's leaks in,
+and the platform data directory points into the test's tmp dir.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from forked_commands import run_command
 
 from e2e_recall import wire
 from e2e_recall.identity import fingerprint
@@ -38,15 +40,9 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def _run(
     tmp_path: Path, *args: str | Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "relay.cli", *map(str, args)],
-        cwd=tmp_path,
-        env=env if env is not None else _env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    argv = [sys.executable, "-m", "relay.cli", *map(str, args)]
+    environment = env if env is not None else _env(tmp_path)
+    return run_command("relay.cli", argv, env=environment, cwd=tmp_path, timeout=TIMEOUT)
 
 
 def _assert_no_traceback(result: subprocess.CompletedProcess[str]) -> None:

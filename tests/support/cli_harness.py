@@ -2,7 +2,7 @@
 
 Every call is a process of its own (as from a shell), with the passphrase from
 the environment and the profile from ``--profile``: forked from a server that
-imported the command once (``cli_fork_server``), or, for long-running commands
+imported the command once (``forked_commands``), or, for long-running commands
 and when that server is busy, the console script started afresh.  No call may
 ever print a traceback: that check is made here, for every command of every test.
 """
@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import queue
-import select
 import shutil
 import signal
 import subprocess
@@ -26,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from forked_commands import run_command
 
 COMMAND_TIMEOUT = 60.0
 
@@ -72,88 +73,6 @@ def _clean(env: dict[str, str]) -> dict[str, str]:
     return keep
 
 
-class ForkServer:
-    """The harness's end of ``cli_fork_server``: started on first use, one command at a time."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._process: subprocess.Popen[str] | None = None
-        self._pending = b""  # answer bytes read past the last whole line
-        self._files = Path(tempfile.mkdtemp(prefix="e2e-recall-cli-"))
-        atexit.register(self.close)
-
-    def _server(self) -> subprocess.Popen[str]:
-        if self._process is None or self._process.poll() is not None:
-            self._process = subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("cli_fork_server.py"))],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-                env=_clean(dict(os.environ)),
-            )
-            self._pending = b""
-        return self._process
-
-    def run(self, argv: list[str], env: dict[str, str], stdin: str) -> tuple[int, str, str] | None:
-        """(exit code, stdout, stderr) of one command, or None if another thread holds it."""
-        if not self._lock.acquire(blocking=False):
-            return None
-        try:
-            return self._run(argv, env, stdin)
-        finally:
-            self._lock.release()
-
-    def _run(self, argv: list[str], env: dict[str, str], stdin: str) -> tuple[int, str, str]:
-        server = self._server()
-        assert server.stdin is not None
-        streams = {name: self._files / name for name in ("stdin", "stdout", "stderr")}
-        streams["stdin"].write_text(stdin)
-        for name in ("stdout", "stderr"):
-            streams[name].write_bytes(b"")
-        request = {"argv": argv, "env": env, "cwd": os.getcwd()}
-        request.update({name: str(path) for name, path in streams.items()})
-        server.stdin.write(json.dumps(request) + "\n")
-        server.stdin.flush()
-        pid = self._answer(server, time.monotonic() + COMMAND_TIMEOUT)["pid"]
-        deadline = time.monotonic() + COMMAND_TIMEOUT
-        try:
-            code = self._answer(server, deadline)["code"]
-        except TimeoutError:
-            os.kill(pid, signal.SIGKILL)
-            self._answer(server, time.monotonic() + COMMAND_TIMEOUT)
-            raise AssertionError(f"{argv[3:]} ran past {COMMAND_TIMEOUT}s") from None
-        out = streams["stdout"].read_text(errors="replace")
-        err = streams["stderr"].read_text(errors="replace")
-        return code, out, err
-
-    def _answer(self, server: subprocess.Popen[str], deadline: float) -> dict[str, Any]:
-        """The next answer line, read from the descriptor itself: a buffered reader
-        could hold the next answer where ``select`` does not see it."""
-        assert server.stdout is not None
-        fd = server.stdout.fileno()
-        while b"\n" not in self._pending:
-            ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
-            if not ready:
-                raise TimeoutError
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                raise AssertionError(f"the CLI fork server ended ({server.wait()})")
-            self._pending += chunk
-        line, self._pending = self._pending.split(b"\n", 1)
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    def close(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            assert self._process.stdin is not None
-            self._process.stdin.close()
-            self._process.wait(timeout=COMMAND_TIMEOUT)
-        shutil.rmtree(self._files, ignore_errors=True)
-
-
-FORKS = ForkServer()
-
-
 class Person:
     """One profile directory and its passphrase."""
 
@@ -178,19 +97,8 @@ class Person:
         argv = self.argv(*args)
         environment = {**self.env, **(env or {})}
         text = stdin if stdin is not None else ""
-        forked = FORKS.run(argv, environment, text)
-        if forked is None:  # the server is busy with another thread's command
-            done = subprocess.run(
-                argv,
-                input=text,
-                capture_output=True,
-                text=True,
-                timeout=COMMAND_TIMEOUT,
-                env=environment,
-                check=False,
-            )
-            forked = (done.returncode, done.stdout, done.stderr)
-        result = Result(args, *forked)
+        done = run_command("client.cli", argv, env=environment, stdin=text, timeout=COMMAND_TIMEOUT)
+        result = Result(args, done.returncode, done.stdout, done.stderr)
         assert "Traceback" not in result.text, str(result)
         if expect is not None:
             assert result.code == expect, str(result)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from forked_commands import run_command
 
 import e2e_recall as er
 from e2e_recall import wire
@@ -218,12 +219,5 @@ def relay_process(
 
 def relay_cli(tmp_path: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
     """One ``e2e-recall-relay`` operator command, run to completion."""
-    return subprocess.run(
-        [sys.executable, "-m", "relay.cli", *map(str, args)],
-        cwd=tmp_path,
-        env=relay_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    argv = [sys.executable, "-m", "relay.cli", *map(str, args)]
+    return run_command("relay.cli", argv, env=relay_env(tmp_path), cwd=tmp_path)

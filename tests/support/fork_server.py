@@ -1,4 +1,4 @@
-"""A process that has imported the ``e2e-recall`` command once and forks it per command.
+"""A process that has imported our command lines once and forks one per command.
 
 Why: a CLI test runs the command dozens of times, and each new interpreter
 spent about half a second importing the same modules (aiohttp alone builds its
@@ -9,8 +9,10 @@ streams, exit code, signals and module state, gone when it exits), and drops
 the repeated start-up.  The console script itself is still started as a new
 interpreter by the tests of long-running commands (``Person.start``).
 
-Protocol, one JSON object per line: the harness sends ``{"argv", "env", "cwd",
-"stdin", "stdout", "stderr"}`` (the last three are file paths); the server
+Started as ``fork_server.py MODULE...`` (each with a ``main(argv)``).  Protocol,
+one JSON object per line: the harness (``forked_commands``) sends ``{"module",
+"argv", "env", "cwd", "stdin", "stdout", "stderr"}`` (the last three are file
+paths; ``argv`` as a shell would start the command); the server
 answers ``{"pid": N}`` once the child runs and ``{"code": C}`` when it ended (a
 signal ``S`` gives ``128 + S``, as a shell reports it).  One command at a time.
 """
@@ -18,6 +20,7 @@ signal ``S`` gives ``128 + S``, as a shell reports it).  One command at a time.
 from __future__ import annotations
 
 import atexit
+import importlib
 import json
 import os
 import sys
@@ -40,11 +43,13 @@ def _child(request: dict[str, Any], channels: tuple[int, int]) -> int:
         opened = os.open(path, flags)
         os.dup2(opened, fd)
         os.close(opened)
-    sys.argv = list(request["argv"])
-    from client.cli import main
-
+    argv, module = list(request["argv"]), request["module"]
+    # "python -m relay.cli ARGS" or the console script "e2e-recall ARGS"
+    args = argv[3:] if argv[1:3] == ["-m", module] else argv[1:]
+    main = importlib.import_module(module).main
+    sys.argv = [argv[0], *args]
     try:
-        code = main(sys.argv[1:])
+        code = main(args)
     except SystemExit as exc:  # argparse, and anything else that exits
         if exc.code is None or isinstance(exc.code, int):
             code = exc.code or 0
@@ -62,7 +67,8 @@ def _child(request: dict[str, Any], channels: tuple[int, int]) -> int:
 
 def serve() -> None:
     """Read requests until the harness closes the pipe."""
-    import client.cli  # noqa: F401  (the imports every child inherits)
+    for module in sys.argv[1:]:  # the imports every child inherits
+        importlib.import_module(module)
 
     # The requests and answers move to descriptors of their own, so that the
     # standard streams (never read or written here) are clean for each child.
