@@ -48,8 +48,9 @@ class ForkServer:
         """The finished command, or None if another thread's command holds the server."""
         if not self._lock.acquire(blocking=False):
             return None
+        request: dict[str, Any] = {"module": module, "argv": argv, "env": env, "cwd": str(cwd)}
         try:
-            return self._run(module, argv, env, stdin, cwd, timeout)
+            return self._run(request, stdin, timeout)
         finally:
             self._lock.release()
 
@@ -64,13 +65,7 @@ class ForkServer:
         return self._process
 
     def _run(
-        self,
-        module: str,
-        argv: list[str],
-        env: dict[str, str],
-        stdin: str,
-        cwd: Path,
-        timeout: float,
+        self, request: dict[str, Any], stdin: str, timeout: float
     ) -> subprocess.CompletedProcess[str]:
         server = self._server()
         assert server.stdin is not None
@@ -78,8 +73,8 @@ class ForkServer:
         streams["stdin"].write_text(stdin)
         for name in ("stdout", "stderr"):
             streams[name].write_bytes(b"")
-        request: dict[str, Any] = {"module": module, "argv": argv, "env": env, "cwd": str(cwd)}
-        request.update({name: str(path) for name, path in streams.items()})
+        request = {**request, **{name: str(path) for name, path in streams.items()}}
+        argv = request["argv"]
         server.stdin.write(json.dumps(request).encode() + b"\n")
         server.stdin.flush()
         pid = self._answer(server, time.monotonic() + timeout)["pid"]
