@@ -12,9 +12,14 @@ run out when another process changes them:
 - a new timer may fall due before the process running the timer job
   planned to wake.
 
-Each is sent as a signal after its change committed.  A signal lost (a
-process that crashed between the commit and the signal) is bounded by the
-caches' lifetimes (seconds) and the timer job's longest sleep (a minute).
+The first three are signalled by the storage in the transaction that makes
+the change (:meth:`~.storage.postgres_engine.Tx.signal`): PostgreSQL
+delivers a NOTIFY with its commit or not at all, so a process killed just
+after committing a revocation still tells the others.  A new timer is sent
+after its message committed; a lost one (the process died in between) is
+bounded by the timer job's longest sleep (a minute).  A process whose
+LISTEN connection dropped may have missed any of them: once it listens
+again it forgets what it cached and reads every queue (``relisten``).
 
 Background jobs that write (retention, the timer job) run in one process at
 a time: each process asks the storage to :meth:`~.storage.base.Storage.lead`
@@ -55,16 +60,10 @@ class Cluster:
         self.leading: set[str] = set()  # the jobs this process runs now (for tests and logs)
         self._sending: set[asyncio.Task[None]] = set()
         storage.on_signal(self._heard)
-        accounts.cache.on_forget = self._devices_changed
-        hub.on_device_closed = lambda device_id: self._send("revoked", [device_id])
-        hub.on_session_ended = lambda token_hash: self._send("logout", [token_hash])
         timers.on_schedule = self._timer
         self._timer_at: int | None = None  # the earliest timer not yet told to the others
 
     # sending --------------------------------------------------------------------------------
-    def _devices_changed(self, user_id: bytes, device_ids: tuple[bytes, ...]) -> None:
-        self._send("devices", [user_id, *device_ids])
-
     def _timer(self, at: int) -> None:
         """A new timer: the process running the timer job must wake for it.
 
@@ -108,13 +107,13 @@ class Cluster:
     # receiving ------------------------------------------------------------------------------
     def _heard(self, kind: str, values: list[bytes]) -> None:
         if kind == "devices" and values:
-            self.accounts.cache.forget(values[0], tuple(values[1:]), tell=False)
+            self.accounts.cache.forget(values[0], tuple(values[1:]))
         elif kind == "revoked" and len(values) == 1:
             self.accounts.drop_device_sessions(values[0])
-            self._in_background(self.hub.close_device(values[0], tell=False))
+            self._in_background(self.hub.close_device(values[0]))
         elif kind == "logout" and len(values) == 1:
             self.accounts.drop_session(values[0])
-            self._in_background(self.hub.end_session(values[0], tell=False))
+            self._in_background(self.hub.end_session(values[0]))
         elif kind == "timer" and len(values) == 1:
             self.timers.schedule(int.from_bytes(values[0], "big"), tell=False)
         elif kind == "relisten":  # notifications may have been missed: read every queue

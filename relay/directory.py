@@ -80,8 +80,6 @@ class DirectoryCache:
         self._identities: LruCache[bytes, VerifyKey] = LruCache(size)
         self._devices: LruCache[bytes, DeviceRecord] = LruCache(size)
         self._by_user: LruCache[bytes, tuple[DeviceRecord, ...]] = LruCache(size)
-        # Told of each change made here, for the other relay processes (relay/cluster.py).
-        self.on_forget: Callable[[bytes, tuple[bytes, ...]], None] | None = None
 
     async def identity(self, user_id: bytes) -> VerifyKey | None:
         """The user's identity key (None for an unknown user; that is not cached)."""
@@ -122,10 +120,8 @@ class DirectoryCache:
         self._devices.clear()
         self._by_user.clear()
 
-    def forget(self, user_id: bytes, device_ids: tuple[bytes, ...] = (), tell: bool = True) -> None:
-        """A user's devices changed (here, or in another process when not ``tell``)."""
+    def forget(self, user_id: bytes, device_ids: tuple[bytes, ...] = ()) -> None:
+        """A user's devices changed (here, or in another process: relay/cluster.py)."""
         self._by_user.drop(user_id)
         for device_id in device_ids:
             self._devices.drop(device_id)
-        if tell and self.on_forget is not None:
-            self.on_forget(user_id, device_ids)

@@ -111,9 +111,6 @@ class Hub:
         self._count = 0
         self._closers: set[asyncio.Task[bool]] = set()
         self.closing = False
-        # Told of what this process closes, for the other relay processes (relay/cluster.py).
-        self.on_device_closed: Callable[[bytes], None] | None = None
-        self.on_session_ended: Callable[[bytes], None] | None = None
 
     @property
     def count(self) -> int:
@@ -167,10 +164,8 @@ class Hub:
                 connection.must_read = True
                 connection.wake.set()
 
-    async def end_session(self, token_hash: bytes, tell: bool = True) -> None:
+    async def end_session(self, token_hash: bytes) -> None:
         """Close every connection opened with this session (after a logout)."""
-        if tell and self.on_session_ended is not None:
-            self.on_session_ended(token_hash)
         sockets = [
             c.ws
             for conns in self._by_device.values()
@@ -182,10 +177,8 @@ class Hub:
             return_exceptions=True,
         )
 
-    async def close_device(self, device_id: bytes, tell: bool = True) -> None:
+    async def close_device(self, device_id: bytes) -> None:
         """Close every connection of a device that was just revoked."""
-        if tell and self.on_device_closed is not None:
-            self.on_device_closed(device_id)
         sockets = [c.ws for c in self._by_device.get(device_id, ())]
         await asyncio.gather(
             *(

@@ -6,7 +6,8 @@ as this process last read them (caches, for speed).  Two things make that
 safe for groups:
 
 - a refusal is never the cache's word alone: a group send the cached
-  membership refuses is checked again against the database before it is
+  membership refuses, or one that leaves out a device the cache still
+  holds current, is checked again against the database before it is
   refused, so another relay process's change is seen at once;
 - an acceptance is not final either: the group's head the check used goes
   with the prepared message (:attr:`Checked.group`), and the transaction
@@ -130,15 +131,26 @@ class Recipients:
     async def _covered(
         self, users: frozenset[bytes] | set[bytes], devices: dict[bytes, DeviceRecord]
     ) -> None:
-        """Every current device of every user the message must reach has a wrap."""
+        """Every current device of every user the message must reach has a wrap.
+
+        A refusal is decided on the stored devices, not the cache alone: a
+        device another relay process revoked a moment ago may still be
+        cached here (its signal is on its way), and the sender, who was told
+        of the revocation, rightly left it out.
+        """
         for user in users:
-            current = {d.device_id for d in await self.accounts.current_devices(user)}
-            if current - devices.keys():
-                raise Conflict(
-                    "A recipient has devices this message is not wrapped to; "
-                    "refresh the directory.",
-                    "missing_devices",
-                )
+            if await self._missing(user, devices):
+                self.accounts.cache.forget(user)
+                if await self._missing(user, devices):
+                    raise Conflict(
+                        "A recipient has devices this message is not wrapped to; "
+                        "refresh the directory.",
+                        "missing_devices",
+                    )
+
+    async def _missing(self, user: bytes, devices: dict[bytes, DeviceRecord]) -> bool:
+        current = {d.device_id for d in await self.accounts.current_devices(user)}
+        return bool(current - devices.keys())
 
 
 def _not_a_conversation(others: set[bytes]) -> RelayError:

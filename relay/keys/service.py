@@ -139,17 +139,18 @@ class WrapKeys:
         """The usable keys from the stored device, before refusing a wrap as ``stale_key``.
 
         The device came from the directory cache.  Another relay process that
-        accepted a rotation tells this one to forget the entry, but that
-        signal is lost if the process dies between its commit and the signal,
-        or PostgreSQL is down then; the entry then names the previous
-        certificate for up to the cache's ttl, and a wrap to the new key was
-        refused (the PostgreSQL crash suite found it).  A refusal is rare, so
-        it is decided on the stored row.
+        accepted a rotation tells this one to forget the entry, with its
+        commit, but the notification takes a moment to arrive (and a process
+        whose LISTEN connection dropped hears it only as "listen again");
+        meanwhile the entry names the previous certificate, and a wrap to the
+        new key was refused (the PostgreSQL crash suite found it, when the
+        signal was still sent after the commit).  A refusal is rare, so it is
+        decided on the stored row.
         """
         fresh = await self.storage.get_device(device.device_id)
         if fresh is None or fresh.certificate == device.certificate:
             return cached
-        self.accounts.cache.forget(device.user_id, (device.device_id,), tell=False)
+        self.accounts.cache.forget(device.user_id, (device.device_id,))
         return await self.usable(fresh)
 
     async def usable(self, device: DeviceRecord) -> dict[bytes, UsableKey]:

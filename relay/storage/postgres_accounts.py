@@ -108,6 +108,7 @@ class PostgresAccounts:
                     device.revoked_at,
                     device.acked_seq,
                 )
+                tx.signal("devices", [device.user_id, device.device_id])
             except asyncpg.UniqueViolationError as exc:
                 raise _clash(exc) from None
 
@@ -282,5 +283,6 @@ class PostgresAccounts:
     async def delete_session(self, token_hash: bytes) -> None:
         async def run(tx: Tx) -> None:
             await tx.conn.execute("DELETE FROM sessions WHERE token_hash = $1", token_hash)
+            tx.signal("logout", [token_hash])
 
         await self._engine.write(run)

@@ -143,7 +143,8 @@ class PostgresDevices:
         async def run(tx: Tx) -> RevokeOutcome:
             conn = tx.conn
             stored = await conn.fetchrow(
-                "SELECT revoked_at FROM devices WHERE device_id = $1 FOR UPDATE", device_id
+                "SELECT revoked_at, user_id FROM devices WHERE device_id = $1 FOR UPDATE",
+                device_id,
             )
             if stored is None:
                 raise NotFound("No such device.")
@@ -152,6 +153,8 @@ class PostgresDevices:
             await conn.execute(
                 "UPDATE devices SET revoked_at = $1 WHERE device_id = $2", revoked_at, device_id
             )
+            tx.signal("devices", [bytes(stored[1]), device_id])
+            tx.signal("revoked", [device_id])
             await conn.execute("DELETE FROM sessions WHERE device_id = $1", device_id)
             await conn.execute("DELETE FROM events WHERE device_id = $1", device_id)
             await conn.execute("DELETE FROM links WHERE device_id = $1", device_id)

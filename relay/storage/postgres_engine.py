@@ -98,16 +98,27 @@ class Tx:
     only the attempt that committed may tell anyone anything.
     """
 
-    __slots__ = ("_callbacks", "conn", "events")
+    __slots__ = ("_callbacks", "conn", "events", "signals")
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
         self.events: list[EventRecord] = []
+        self.signals: list[tuple[str, list[bytes]]] = []
         self._callbacks: list[Callable[[], None]] = []
 
     def announce(self, events: list[EventRecord]) -> None:
         """Events this transaction inserted (with their sequence numbers)."""
         self.events.extend(events)
+
+    def signal(self, kind: str, values: list[bytes]) -> None:
+        """Tell the other relay processes of this change (:meth:`PostgresEngine.signal`).
+
+        Sent as a NOTIFY inside the transaction, so PostgreSQL delivers it
+        with the commit and never without it: a process killed just after
+        committing a revocation cannot leave the others trusting their
+        cached view of the device, as a signal sent after the commit could.
+        """
+        self.signals.append((kind, values))
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the transaction has committed (never if it rolls back)."""
@@ -290,7 +301,7 @@ class PostgresEngine:
                         if attempt >= _STRAGGLER:
                             await conn.execute("SELECT pg_advisory_xact_lock($1)", _STRAGGLERS_LOCK)
                         result = await fn(tx)
-                        await self._notify(conn, tx.events)
+                        await self._notify(conn, tx)
             except _RETRYABLE:
                 attempt += 1
                 if time.perf_counter() - started > _RETRY_BUDGET:
@@ -344,9 +355,14 @@ class PostgresEngine:
             except Exception:
                 log.exception("after-commit callback failed", extra={"event": "callback_failed"})
 
-    async def _notify(self, conn: Conn, events: list[EventRecord]) -> None:
-        for payload in _payloads(self.origin, {event.device_id for event in events}):
+    async def _notify(self, conn: Conn, tx: Tx) -> None:
+        """The transaction's notifications, sent in it (delivered when it commits)."""
+        for payload in _payloads(self.origin, {event.device_id for event in tx.events}):
             await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, payload)
+        for kind, values in tx.signals:
+            await conn.execute(
+                "SELECT pg_notify($1, $2)", SIGNALS_CHANNEL, self._signal_payload(kind, values)
+            )
 
     def on_signal(self, callback: Callable[[str, list[bytes]], None]) -> None:
         """Call ``callback(kind, values)`` for each signal another process sends."""
@@ -354,14 +370,18 @@ class PostgresEngine:
 
     async def signal(self, kind: str, values: list[bytes]) -> None:
         """Tell every other relay process on this database (delivered at once, not stored)."""
-        payload = " ".join([self.origin, kind, *(value.hex() for value in values)])
-        if len(payload) > _NOTIFY_LIMIT:
-            raise ValueError("a signal must fit in one notification")
+        payload = self._signal_payload(kind, values)
         try:
             async with self.pool.acquire() as conn:
                 await conn.execute("SELECT pg_notify($1, $2)", SIGNALS_CHANNEL, payload)
         except _UNREACHABLE as exc:
             raise _storage_error(exc) from None
+
+    def _signal_payload(self, kind: str, values: list[bytes]) -> str:
+        payload = " ".join([self.origin, kind, *(value.hex() for value in values)])
+        if len(payload) > _NOTIFY_LIMIT:
+            raise ValueError("a signal must fit in one notification")
+        return payload
 
     def _heard_signal(self, _conn: Conn, _pid: int, _channel: str, payload: object) -> None:
         if not isinstance(payload, str):

@@ -44,7 +44,8 @@ class PostgresWrapKeys:
         async def run(tx: Tx) -> bool:
             conn = tx.conn
             current = await conn.fetchrow(
-                "SELECT certificate FROM devices WHERE device_id = $1 FOR UPDATE", device_id
+                "SELECT certificate, user_id FROM devices WHERE device_id = $1 FOR UPDATE",
+                device_id,
             )
             if current is None:
                 raise NotFound("No such device.")
@@ -58,6 +59,7 @@ class PostgresWrapKeys:
             await conn.execute(
                 "UPDATE devices SET certificate = $1 WHERE device_id = $2", new, device_id
             )
+            tx.signal("devices", [bytes(current[1]), device_id])
             await conn.execute(
                 f"INSERT INTO wrap_keys ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) "
                 "ON CONFLICT (device_id, key_id) DO UPDATE SET "
