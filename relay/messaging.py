@@ -236,7 +236,32 @@ class Messaging:
                 raise
             return earlier, False
         try:
-            stored = await self.storage.insert_message(
+            stored = await self._insert(prepared)
+        except MembershipMoved:
+            # The check may have read this process's cached membership, behind a change
+            # another relay process committed: the sender's wraps can be right all the
+            # same.  Checked once more on the database's membership before refusing.
+            conversation_id = prepared.record.conversation_id
+            if self.groups is not None:
+                self.groups.forget(conversation_id)
+            prepared = await self.prepare(session, envelope, wraps, blobs)
+            try:
+                stored = await self._insert(prepared)
+            except MembershipMoved as moved:
+                raise self.group_moved(conversation_id, moved) from None
+        if stored is prepared.record:
+            expires_at = message_expires_at(prepared.header)
+            if expires_at is not None and self.on_expiry is not None:
+                self.on_expiry(expires_at)
+            return stored, True
+        if stored.sender != prepared.record.sender or stored.header != prepared.record.header:
+            raise Conflict("Another message already has this id.", "message_exists")
+        return stored, False
+
+    async def _insert(self, prepared: PreparedMessage) -> MessageRecord:
+        """Store a prepared send (the stored one, for a repeat of its id)."""
+        try:
+            return await self.storage.insert_message(
                 prepared.record,
                 prepared.deliveries,
                 prepared.events,
@@ -247,16 +272,6 @@ class Messaging:
             )
         except QuotaExceeded:
             raise quota_refusal() from None
-        except MembershipMoved as moved:
-            raise self.group_moved(prepared.record.conversation_id, moved) from None
-        if stored is prepared.record:
-            expires_at = message_expires_at(prepared.header)
-            if expires_at is not None and self.on_expiry is not None:
-                self.on_expiry(expires_at)
-            return stored, True
-        if stored.sender != prepared.record.sender or stored.header != prepared.record.header:
-            raise Conflict("Another message already has this id.", "message_exists")
-        return stored, False
 
     def group_moved(self, conversation_id: bytes, moved: MembershipMoved) -> Conflict:
         """The answer to a send whose group changed before it was stored.

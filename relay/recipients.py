@@ -12,7 +12,9 @@ safe for groups:
 - an acceptance is not final either: the group's head the check used goes
   with the prepared message (:attr:`Checked.group`), and the transaction
   that stores it refuses it if the head moved meanwhile
-  (:func:`~.groups.rules.membership_rule`).
+  (:func:`~.groups.rules.membership_rule`); the send is then checked once
+  more on the database's membership (:meth:`.messaging.Messaging.send`),
+  since the wraps may be right for it all the same.
 """
 
 from __future__ import annotations

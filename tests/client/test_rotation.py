@@ -20,7 +20,7 @@ import pytest
 from cli_harness import Person
 from relay_process import RelayProcess, free_port
 
-FIRST_LIFETIME = "30s"  # Bob's first key: enough, on a loaded machine, for the steps before expiry
+FIRST_LIFETIME = "15s"  # Bob's first key: the ~8 commands before expiry take 1-4 s, loaded
 
 
 @pytest.fixture

@@ -20,10 +20,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from group_driver import create_group, seal_to_group, wraps_to_people
 from postgres import postgres_database
 from ws_close import received_close_code
 
-from e2e_recall import wire
+from e2e_recall import GroupAction, wire
 from e2e_recall.device_admin import sign_device_revocation
 from e2e_recall.expiry import ExpireFrom
 
@@ -196,3 +197,36 @@ async def test_each_job_runs_in_one_process_and_the_other_takes_it_over(
         await bob.read(alice, header.message_id)  # a copy never fetched is dropped untold
         events = await _events(ws, "expired", header.message_id)
         assert events[-1]["message_id"] == header.message_id
+
+
+async def test_a_group_send_checked_on_a_membership_another_process_moved_is_stored(
+    processes: Processes, http: aiohttp.ClientSession
+) -> None:
+    """Process b caches the group; a adds Carol and removes her: the members are as b saw.
+
+    The wraps b checks against its cached membership are right, but the group's head
+    moved, so the storing transaction refuses b's check; b checks again on the database
+    rather than refusing a sender who did everything right (409 group_changed before).
+    """
+    people = []
+    for name in ("alice", "bob", "carol"):
+        person = Person(name, await target(http, processes.a.url()), http)
+        await person.add_device(handle=name)
+        people.append(person)
+    alice, bob, carol = people
+    group = await create_group(alice, bob)
+    alice_via_b = await _on(http, processes.b, alice)
+
+    async def send_via_b(text: str) -> bytes:
+        header, sealed = seal_to_group(alice_via_b, group, text)
+        wraps = wraps_to_people(alice_via_b, group.members, header, sealed.message_key)
+        body = {"envelope": sealed.envelope, "wraps": wraps, "blobs": []}
+        await alice_via_b.call("POST", "/v1/messages", body)
+        return header.message_id
+
+    await send_via_b("b now caches the group")
+    await group.change(alice, GroupAction.ADD, [carol])  # both through process a
+    await group.change(alice, GroupAction.REMOVE, [carol])
+    message_id = await send_via_b("checked on b's cached membership")
+    report = await alice_via_b.report(message_id)
+    assert {line["user"] for line in report["devices"]} == {bob.user_id}

@@ -6,8 +6,10 @@ cache clock is held still, so it cannot expire during the test); the changes
 go through relay ``b``, so ``a``'s cache is behind on every send that
 follows.  Only the check made by the transaction that stores the message can
 then see the change, and these tests show that it does: a send checked
-against the old membership is refused with ``409 group_changed`` and stores
-nothing, and the same envelope wrapped to the new membership is accepted.
+against the old membership is checked again on the database's, refused
+(``409 group_changed`` for a wrap to a removed member, ``409
+missing_devices`` for an added member left out) and stores nothing, and the
+same envelope wrapped to the new membership is accepted.
 """
 
 from __future__ import annotations
@@ -110,9 +112,14 @@ async def test_a_send_checked_before_another_process_removed_a_member_is_refused
     assert await _notices(bob, header.message_id) == 2
 
 
-async def test_a_send_checked_before_another_process_added_a_member_is_refused_when_stored(
+async def test_a_send_checked_before_another_process_added_a_member_is_refused(
     pair: Pair, http: aiohttp.ClientSession
 ) -> None:
+    """a's cached membership passes the send; the storing transaction sees the head moved.
+
+    a then checks the send again on the database's membership, which names Dave: the
+    refusal is for his devices, as it would be with no cache at all.
+    """
     alice, bob, dave = await _people(pair.a, http, "alice", "bob", "dave")
     group = await create_group(alice, bob)
     await send_to_group(alice, group, "warms a's cache")
@@ -124,7 +131,7 @@ async def test_a_send_checked_before_another_process_added_a_member_is_refused_w
         await _post(
             alice, sealed.envelope, wraps_to_people(alice, before, header, sealed.message_key)
         )
-    assert (refused.value.status, refused.value.code) == (409, "group_changed")
+    assert (refused.value.status, refused.value.code) == (409, "missing_devices")
     assert await pair.a.services.storage.get_message(header.message_id) is None
 
     wraps = wraps_to_people(alice, group.members, header, sealed.message_key)

@@ -1,9 +1,9 @@
 """``e2e-recall-relay bench`` run as an operator runs it, for the bench's tests.
 
-The command runs in a subprocess with the relay's own environment settings
-cleared (the bench decides the relay's settings), and its JSON figures are
-read back; a traceback anywhere fails the test, since every failure the
-bench expects must be one sentence.
+The command runs as a process of its own (``forked_commands``) with the
+relay's own environment settings cleared (the bench decides the relay's
+settings), and its JSON figures are read back; a traceback anywhere fails
+the test, since every failure the bench expects must be one sentence.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from forked_commands import run_command
 
 __all__ = ["SMALL", "TIMEOUT", "assert_ordered", "bench", "bench_env", "figures_of"]
 
@@ -32,15 +34,9 @@ def bench_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def bench(
     tmp_path: Path, *args: str | Path, timeout: float = TIMEOUT, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "relay.cli", "bench", *map(str, args)],
-        cwd=tmp_path,
-        env=bench_env(tmp_path, **env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    argv = [sys.executable, "-m", "relay.cli", "bench", *map(str, args)]
+    environment = bench_env(tmp_path, **env)
+    result = run_command("relay.cli", argv, env=environment, cwd=tmp_path, timeout=timeout)
     assert "Traceback" not in result.stderr, result.stderr
     assert "Traceback" not in result.stdout, result.stdout
     return result

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 
@@ -27,6 +28,7 @@ class Killer:
     relay: Any
     done: int
     up: asyncio.Event
+    resumed: asyncio.Event  # cleared while the workers pause for the revocation
     recall_acked: asyncio.Event
     group_change_sent: asyncio.Event
     destroyed: set[bytes]
@@ -38,6 +40,26 @@ class Killer:
     _wait_for_link_moment: Any
     _wait_for_rotation_moment: Any
     _kill_postgres: Any
+
+    async def _until_another_acknowledges(self) -> None:
+        """With several relay processes, stay down until another one acknowledged something.
+
+        Otherwise whether any client failed over while one was down is up to
+        the scheduler (the integrity check that runs first takes milliseconds),
+        and a short run could pass without ever trying the failover.
+        """
+        if len(getattr(self.relay, "processes", ())) < 2:
+            return
+        before, deadline = self.findings.acked_while_one_down, time.monotonic() + 5
+
+        def waiting() -> bool:
+            # not while the workers wait for the revocation (which waits for this killer)
+            # or have finished: then nothing would come
+            working = self.resumed.is_set() and self.done < self.config.operations
+            return working and self.findings.acked_while_one_down == before
+
+        while waiting() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     async def _killer(self) -> None:
         """SIGKILL at random moments until the quota of kills is used, spread over the run."""
@@ -83,6 +105,7 @@ class Killer:
             await asyncio.to_thread(self.relay.kill_one, self.rng)  # SIGKILL
             self.findings.kills += 1
             await asyncio.to_thread(self._check_integrity, f"after kill {number + 1}")
+            await self._until_another_acknowledges()
             await asyncio.sleep(self.rng.uniform(0, 0.3))  # clients hit a dead port meanwhile
             await asyncio.to_thread(self.relay.restart_dead)
             self.findings.restarts += 1
