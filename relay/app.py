@@ -113,6 +113,7 @@ async def _errors(
     status = 500
     in_flight = request.app[IN_FLIGHT]
     in_flight.enter()
+    services.metrics.requests_in_flight.inc()
     try:
         response = await handler(request)
         status = response.status
@@ -148,6 +149,7 @@ async def _errors(
         )
     finally:
         in_flight.leave()
+        services.metrics.requests_in_flight.dec()
         seconds = time.perf_counter() - started
         services.metrics.requests.labels(route, str(status)).inc()
         services.metrics.request_seconds.labels(route).observe(seconds)

@@ -34,6 +34,11 @@ class Metrics:
             "relay_recalls_total", "recall requests by outcome", ["outcome"], registry=self.registry
         )
         self.websockets = Gauge("relay_websockets_open", "open websockets", registry=self.registry)
+        self.requests_in_flight = Gauge(
+            "relay_requests_in_flight",
+            "HTTP requests being handled now (a scrape of /metrics counts itself)",
+            registry=self.registry,
+        )
         self.db_commit_seconds = Histogram(
             "relay_db_commit_seconds",
             "time to run and commit one write batch",

@@ -111,6 +111,7 @@ async def test_serve_starts_on_loopback_and_answers_health_metrics_and_its_key(
 
     assert 'relay_requests_total{route="/healthz",status="200"} 1.0' in metrics
     assert "relay_websockets_open 0.0" in metrics
+    assert "relay_requests_in_flight 1.0" in metrics  # the scrape itself
     for name in (
         "relay_messages_stored_total",
         "relay_recalls_total",
@@ -280,6 +281,19 @@ async def test_logs_are_json_and_never_contain_tokens_content_or_keys(tmp_path: 
 
 
 # graceful shutdown -------------------------------------------------------------------------------
+async def _until_in_flight(http: aiohttp.ClientSession, url: str, wanted: int) -> None:
+    """Wait until the relay's ``relay_requests_in_flight`` gauge reaches ``wanted``."""
+    deadline = time.monotonic() + 30
+    while True:
+        async with http.get(url + "/metrics") as response:
+            text = await response.text()
+        (line,) = [x for x in text.splitlines() if x.startswith("relay_requests_in_flight ")]
+        if float(line.split()[1]) >= wanted:
+            return
+        assert time.monotonic() < deadline, f"in flight: {line}"
+        await asyncio.sleep(0.05)
+
+
 async def _refused(url: str) -> bool:
     """True once a fresh connection to the relay is refused."""
     async with client() as fresh:
@@ -347,9 +361,10 @@ async def test_a_request_in_flight_at_sigterm_still_completes(tmp_path: Path) ->
             upload = asyncio.create_task(slow_upload())
             try:
                 await asyncio.wait_for(first_part_sent.wait(), timeout=10)
-                # Let the relay read the headers and start the handler: nothing says when it
-                # has, and with the suite on every core 0.5 s was once not enough (CI, -n auto).
-                await asyncio.sleep(2.0)
+                # The relay has read the headers and started the handler once /metrics
+                # counts two requests in flight (the slow one and the scrape itself); a
+                # fixed sleep (2 s) was not always enough with the suite on every core.
+                await _until_in_flight(http, relay.url(), 2)
                 relay.send_signal(signal.SIGTERM)
                 deadline = time.monotonic() + 10
                 while not await _refused(relay.url()):  # the shutdown has begun

@@ -116,6 +116,16 @@ class ForkServer:
 _FORKS = ForkServer()
 
 
+def _starts_otherwise(env: dict[str, str]) -> bool:
+    """Whether ``env`` changes how an interpreter starts (``PYTHONPATH`` and the like).
+
+    A fork has started already, with the server's, so such a command needs
+    an interpreter of its own (a test that hides a module behind PYTHONPATH).
+    """
+    names = {name for name in (*env, *os.environ) if name.startswith("PYTHON")}
+    return any(env.get(name) != os.environ.get(name) for name in names)
+
+
 def run_command(
     module: str,
     argv: list[str],
@@ -133,7 +143,7 @@ def run_command(
     where = cwd or Path.cwd()
     if module not in SERVED:
         raise ValueError(f"{module} is not a command the fork server holds")
-    done = _FORKS.run(module, argv, env, stdin, where, timeout)
+    done = None if _starts_otherwise(env) else _FORKS.run(module, argv, env, stdin, where, timeout)
     if done is not None:
         return done
     return subprocess.run(
