@@ -43,6 +43,7 @@ __all__ = [
     "Unauthorized",
     "Unprocessable",
     "from_protocol_error",
+    "unknown_device",
 ]
 
 
@@ -150,6 +151,12 @@ _SENTENCES: dict[type[ProtocolError], tuple[type[RelayError], str]] = {
     CertificateExpired: (BadRequest, "The device certificate is expired or not yet valid."),
     ReplayedRevocation: (BadRequest, "The recall is older than the message."),
 }
+
+
+def unknown_device() -> BadRequest:
+    """A wrap to a device that is not registered, or no longer: checked before a send is
+    stored (through the directory cache) and again in the transaction that stores it."""
+    return BadRequest("A wrap is addressed to a device that is not registered.", "unknown_device")
 
 
 def from_protocol_error(exc: ProtocolError) -> RelayError:

@@ -27,7 +27,7 @@ from e2e_recall.expiry import message_expires_at
 from e2e_recall.identity import direct_conversation_id
 
 from .accounts import Accounts, Session
-from .errors import BadRequest, Conflict, Forbidden, RelayError
+from .errors import BadRequest, Conflict, Forbidden, RelayError, unknown_device
 from .groups.rules import required_users
 from .keys.service import WrapKeys
 from .storage.base import DeliveryRecord, DeviceRecord
@@ -77,9 +77,7 @@ class Recipients:
         for item in wraps:
             device = await self.accounts.cache.device(item.device_id)
             if device is None or device.revoked_at is not None:
-                raise BadRequest(
-                    "A wrap is addressed to a device that is not registered.", "unknown_device"
-                )
+                raise unknown_device()
             if item.device_id == session.device_id:
                 raise BadRequest(
                     "The sending device needs no wrap of its own message.", "wrap_to_self"

@@ -27,7 +27,7 @@ import asyncpg
 
 from e2e_recall.report import DeviceState
 
-from ..errors import Conflict
+from ..errors import Conflict, unknown_device
 from . import postgres_blob_rows as blob_rows
 from .base import (
     Changes,
@@ -199,7 +199,20 @@ async def insert_message(
     quota: int | None,
     claimed: bool = False,
 ) -> None:
-    """Charge the sender, insert the message (unless ``claimed`` already) and its deliveries."""
+    """Charge the sender, insert the message (unless ``claimed`` already) and its deliveries.
+
+    A delivery to a device revoked since the send was checked (through a
+    cache, before this transaction) is refused here: no wrap is ever stored
+    for a revoked device.  SERIALIZABLE makes this read and a revocation's
+    write of the same row conflict, so one of the two runs again after the
+    other has committed.
+    """
+    if deliveries and await conn.fetchval(
+        "SELECT count(*) FROM devices WHERE device_id = ANY($1::bytea[]) "
+        "AND revoked_at IS NOT NULL",
+        [d.device_id for d in deliveries],
+    ):
+        raise unknown_device()
     await charge(conn, message.sender, held(message), quota)
     if not claimed:
         await conn.execute(

@@ -13,7 +13,7 @@ from typing import Any
 
 from e2e_recall.report import DeviceState
 
-from ..errors import Conflict
+from ..errors import Conflict, unknown_device
 from . import sqlite_blobs as blob_rows
 from .base import (
     Changes,
@@ -153,6 +153,21 @@ def insert_message(
     deliveries: list[DeliveryRecord],
     quota: int | None,
 ) -> None:
+    """Charge the sender, insert the message and its deliveries.
+
+    A delivery to a device revoked since the send was checked (through a
+    cache, before this transaction) is refused: no wrap is ever stored for a
+    revoked device.
+    """
+    device_ids = [d.device_id for d in deliveries]
+    for start in range(0, len(device_ids), 500):  # within SQLite's limit on parameters
+        chunk = device_ids[start : start + 500]
+        places = ", ".join("?" * len(chunk))
+        if conn.execute(
+            f"SELECT 1 FROM devices WHERE device_id IN ({places}) AND revoked_at IS NOT NULL",
+            chunk,
+        ).fetchone():
+            raise unknown_device()
     charge(conn, message.sender, held(message), quota)
     conn.execute(
         f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({_MESSAGE_PLACES})",

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from e2e_recall.report import DeviceState
-from relay.errors import Conflict, NotFound, RateLimited
+from relay.errors import BadRequest, Conflict, NotFound, RateLimited
 from relay.storage.base import (
     Changes,
     DeliveryRecord,
@@ -118,9 +118,11 @@ async def test_slots_created_at_once_stay_within_the_limit(storage: Storage) -> 
     assert all(isinstance(o, RateLimited) for o in outcomes if o is not None)
 
 
-async def _message_to(storage: Storage, sender: DeviceRecord, target: DeviceRecord) -> bytes:
+async def _message_to(
+    storage: Storage, sender: DeviceRecord, target: DeviceRecord, message_id: bytes | None = None
+) -> bytes:
     message = MessageRecord(
-        message_id=os.urandom(16),
+        message_id=message_id or os.urandom(16),
         conversation_id=os.urandom(16),
         sender=sender.user_id,
         sender_device=sender.device_id,
@@ -172,6 +174,26 @@ async def test_a_revocation_withdraws_the_device_once(storage: Storage) -> None:
     assert states == {waiting: DeviceState.NEVER_DELIVERED, opened: DeviceState.OPENED}
     with pytest.raises(NotFound):
         await storage.revoke_device(os.urandom(16), T0, [])
+
+
+async def test_no_wrap_is_stored_for_a_device_revoked_before_the_send_committed(
+    storage: Storage,
+) -> None:
+    """The relay checks a send's devices through a cache, before the storing transaction.
+
+    A revocation that commits in between (another relay process's, whose notice has
+    not arrived yet) must still keep the wrap out: the transaction refuses it.
+    """
+    _, (sender_device,) = await _user_with_devices(storage, 1)
+    _, (kept, revoked) = await _user_with_devices(storage, 2)
+    await storage.revoke_device(revoked.device_id, T0 + 5, [])
+    refused_id = os.urandom(16)
+    with pytest.raises(BadRequest) as refused:
+        await _message_to(storage, sender_device, revoked, refused_id)
+    assert refused.value.code == "unknown_device"
+    assert await storage.get_message(refused_id) is None
+    assert await storage.events_since(revoked.device_id, 0, 100) == []
+    assert await storage.get_message(await _message_to(storage, sender_device, kept)) is not None
 
 
 def _opened_by(device_id: bytes) -> Callable[[MessageView], tuple[Changes, None]]:

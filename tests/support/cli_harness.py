@@ -30,6 +30,11 @@ from forked_commands import run_command
 
 COMMAND_TIMEOUT = 60.0
 
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 # One freshly made profile per person's name, made by the real ``init`` once per
 # test run and copied for each test: ``init`` is a whole process with a key
 # derivation, and every test would otherwise pay it for every person.  Each test
@@ -115,6 +120,9 @@ class Person:
             stderr=errors,
             text=True,
             env=self.env,
+            # Ctrl-C works as at a terminal even if the suite was started where SIGINT is
+            # ignored (a background job of a script), which children would inherit.
+            preexec_fn=_default_sigint,
         )
         return Stream(args, process, errors)
 
